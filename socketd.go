@@ -1,0 +1,141 @@
+// Package socketd is the vocabulary of the socketd daemon: socket definitions,
+// connection records, their states and the rules that make a definition valid.
+//
+// It imports only the standard library. The daemon's parts (api, store,
+// activator) all speak in these types.
+package socketd
+
+import (
+	"time"
+)
+
+// Socket is a socket definition: where to listen and what to run for each
+// connection. Its Name is its identity.
+type Socket struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// Listen holds addresses in systemd ListenStream= syntax: "13063",
+	// "127.0.0.1:13063", "[::1]:13063", "[::]:13063".
+	Listen []string `json:"listen"`
+	// Accept is systemd's Accept=: true runs one process per connection.
+	Accept bool `json:"accept"`
+	// Command is the argv of the handler. No shell is involved.
+	Command          []string          `json:"command"`
+	Environment      map[string]string `json:"environment,omitempty"`
+	WorkingDirectory string            `json:"working_directory,omitempty"`
+	// IgnoreExitStatus is systemd's "-" prefix on ExecStart=: a non-zero exit
+	// is recorded as exited, not failed.
+	IgnoreExitStatus bool `json:"ignore_exit_status"`
+	// Stderr is where the handler's standard error goes: StderrLog,
+	// StderrNull or StderrSocket.
+	Stderr  string `json:"stderr"`
+	Enabled bool   `json:"enabled"`
+
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+
+	// Status is the live state, filled in by the daemon; it is never stored
+	// and ignored on input.
+	Status *SocketStatus `json:"status,omitempty"`
+}
+
+// Where a handler's standard error goes.
+const (
+	StderrLog    = "log"    // captured, bounded, stored with the connection
+	StderrNull   = "null"   // /dev/null
+	StderrSocket = "socket" // the connection itself, as inetd does
+)
+
+// NewSocket returns a definition holding the defaults, ready to have JSON
+// decoded over it: fields the input leaves out keep their default.
+func NewSocket() Socket {
+	return Socket{Accept: true, Enabled: true, Stderr: StderrLog}
+}
+
+// SocketState is the state of a socket's listeners.
+type SocketState string
+
+// Socket states.
+const (
+	SocketListening SocketState = "listening"
+	SocketDisabled  SocketState = "disabled"
+	SocketFailed    SocketState = "failed"
+)
+
+// SocketStatus is the live state of a socket, as the activator sees it.
+type SocketStatus struct {
+	State SocketState `json:"state"`
+	Since time.Time   `json:"since"`
+	// Accepted counts connections accepted since the daemon started,
+	// Connected those running now, Refused those closed without a handler.
+	Accepted  int64 `json:"accepted"`
+	Connected int64 `json:"connected"`
+	Refused   int64 `json:"refused"`
+	// Listening holds the addresses actually bound, so port 0 shows the
+	// port the kernel picked.
+	Listening []string `json:"listening"`
+	// Error is the last bind or spawn error, for humans.
+	Error string `json:"error,omitempty"`
+}
+
+// ConnectionState is the state of one connection in the history.
+type ConnectionState string
+
+// Connection states.
+const (
+	ConnRunning     ConnectionState = "running"
+	ConnExited      ConnectionState = "exited"
+	ConnFailed      ConnectionState = "failed"
+	ConnKilled      ConnectionState = "killed"
+	ConnInterrupted ConnectionState = "interrupted"
+	ConnRefused     ConnectionState = "refused"
+)
+
+// ConnectionStates lists every connection state, for validating filters.
+var ConnectionStates = []ConnectionState{
+	ConnRunning, ConnExited, ConnFailed, ConnKilled, ConnInterrupted, ConnRefused,
+}
+
+// Connection is one accepted connection and what became of its handler.
+type Connection struct {
+	ID         int64           `json:"id"`
+	Socket     string          `json:"socket"`
+	State      ConnectionState `json:"state"`
+	RemoteIP   string          `json:"remote_ip"`
+	RemotePort int             `json:"remote_port"`
+	LocalIP    string          `json:"local_ip"`
+	LocalPort  int             `json:"local_port"`
+	PID        int             `json:"pid,omitempty"`
+	StartedAt  time.Time       `json:"started_at"`
+	EndedAt    *time.Time      `json:"ended_at"`
+	DurationMS *int64          `json:"duration_ms"`
+	ExitCode   *int            `json:"exit_code"`
+	// Signal is the name of the signal that ended the handler ("SIGTERM").
+	Signal   string `json:"signal,omitempty"`
+	BytesIn  int64  `json:"bytes_in"`
+	BytesOut int64  `json:"bytes_out"`
+	// Error says why a connection failed before or around its handler
+	// (a spawn error, a refusal reason), for humans.
+	Error string `json:"error,omitempty"`
+	// Log is the captured standard error; it is served on its own route.
+	Log []byte `json:"-"`
+}
+
+// ConnectionFilter selects connections from the history. Zero fields do not
+// filter.
+type ConnectionFilter struct {
+	Socket   string
+	State    ConnectionState
+	RemoteIP string
+	Since    time.Time // started at or after
+	Until    time.Time // started before
+	Limit    int
+	// Cursor is the next_cursor of the previous page.
+	Cursor string
+}
+
+// History list limits.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)

@@ -1,0 +1,124 @@
+package socketd_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/socketd/socketd"
+)
+
+func TestParseListen(t *testing.T) {
+	good := map[string]string{
+		"13063":                ":13063",
+		"0":                    ":0",
+		"127.0.0.1:13063":      "127.0.0.1:13063",
+		"0.0.0.0:80":           "0.0.0.0:80",
+		"[::1]:13063":          "[::1]:13063",
+		"[::]:13063":           "[::]:13063",
+		"[::ffff:127.0.0.1]:7": "[::ffff:127.0.0.1]:7",
+	}
+	for in, want := range good {
+		la, err := socketd.ParseListen(in)
+		if err != nil || la.Network != "tcp" || la.Address != want {
+			t.Errorf("ParseListen(%q) = %+v, %v; want tcp %s", in, la, err, want)
+		}
+	}
+	for _, in := range []string{"", "65536", "99999", "99999999999999999999", "-1", "host.example:80",
+		"1.2.3.4", "::1:80", "[::1]", "127.0.0.1:", ":80", "[fe80::1%eth0]:80", "127.0.0.1:80x"} {
+		if la, err := socketd.ParseListen(in); err == nil {
+			t.Errorf("ParseListen(%q) = %+v, want an error", in, la)
+		}
+	}
+}
+
+func TestValidateAcceptsAGoodDefinition(t *testing.T) {
+	s := socketd.NewSocket()
+	s.Name = "hello"
+	s.Listen = []string{"13063", "127.0.0.1:0", "[::1]:0"}
+	s.Command = []string{"sh", "-c", "echo Hello World"}
+	s.Environment = map[string]string{"GREETING": "hi"}
+	s.WorkingDirectory = "/"
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.LookCommand(); err != nil || !filepath.IsAbs(p) {
+		t.Fatalf("LookCommand = %q, %v", p, err)
+	}
+}
+
+func TestValidateReportsEveryField(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "script")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		edit    func(*socketd.Socket)
+		pointer string
+	}{
+		{"bad name", func(s *socketd.Socket) { s.Name = "Hello World" }, "/name"},
+		{"empty name", func(s *socketd.Socket) { s.Name = "" }, "/name"},
+		{"long name", func(s *socketd.Socket) { s.Name = string(make([]byte, 64)) }, "/name"},
+		{"no listen", func(s *socketd.Socket) { s.Listen = nil }, "/listen"},
+		{"bad listen", func(s *socketd.Socket) { s.Listen = []string{"80", "nope"} }, "/listen/1"},
+		{"repeated listen", func(s *socketd.Socket) { s.Listen = []string{"80", "80"} }, "/listen/1"},
+		{"accept false", func(s *socketd.Socket) { s.Accept = false }, "/accept"},
+		{"no command", func(s *socketd.Socket) { s.Command = nil }, "/command"},
+		{"missing program", func(s *socketd.Socket) { s.Command = []string{"/nonexistent/prog"} }, "/command/0"},
+		{"not in PATH", func(s *socketd.Socket) { s.Command = []string{"no-such-program-here"} }, "/command/0"},
+		{"relative path", func(s *socketd.Socket) { s.Command = []string{"./prog"} }, "/command/0"},
+		{"directory", func(s *socketd.Socket) { s.Command = []string{"/"} }, "/command/0"},
+		{"not executable", func(s *socketd.Socket) { s.Command = []string{notExec} }, "/command/0"},
+		{"NUL in argument", func(s *socketd.Socket) { s.Command = []string{"/bin/sh", "a\x00b"} }, "/command/1"},
+		{"env key with =", func(s *socketd.Socket) { s.Environment = map[string]string{"A=B": "c"} }, "/environment/A=B"},
+		{"env key with /", func(s *socketd.Socket) { s.Environment = map[string]string{"a/b=": "c"} }, "/environment/a~1b="},
+		{"relative workdir", func(s *socketd.Socket) { s.WorkingDirectory = "tmp" }, "/working_directory"},
+		{"missing workdir", func(s *socketd.Socket) { s.WorkingDirectory = "/nonexistent" }, "/working_directory"},
+		{"bad stderr", func(s *socketd.Socket) { s.Stderr = "file" }, "/stderr"},
+		{"empty PATH finds nothing", func(s *socketd.Socket) {
+			s.Command = []string{"sh"}
+			s.Environment = map[string]string{"PATH": dir}
+		}, "/command/0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := socketd.NewSocket()
+			s.Name = "ok"
+			s.Listen = []string{"0"}
+			s.Command = []string{"/bin/sh"}
+			c.edit(&s)
+			err := s.Validate()
+			var e *socketd.Error
+			if !errors.As(err, &e) || e.Code != socketd.CodeInvalid {
+				t.Fatalf("Validate = %v, want a CodeInvalid *Error", err)
+			}
+			var pointers []string
+			for _, f := range e.Fields {
+				pointers = append(pointers, f.Pointer)
+				if f.Detail == "" {
+					t.Errorf("field %s has no detail", f.Pointer)
+				}
+			}
+			if !slices.Contains(pointers, c.pointer) {
+				t.Errorf("fields %v do not point at %s", pointers, c.pointer)
+			}
+		})
+	}
+}
+
+func TestErrorCode(t *testing.T) {
+	if socketd.ErrorCode(nil) != "" {
+		t.Error("nil has a code")
+	}
+	if got := socketd.ErrorCode(errors.New("disk on fire")); got != socketd.CodeInternal {
+		t.Errorf("plain error code = %q", got)
+	}
+	wrapped := errors.Join(errors.New("context"), socketd.Errorf(socketd.CodeNotFound, "no socket %q", "x"))
+	if got := socketd.ErrorCode(wrapped); got != socketd.CodeNotFound {
+		t.Errorf("wrapped code = %q", got)
+	}
+}
