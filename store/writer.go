@@ -1,0 +1,346 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/socketd/socketd"
+)
+
+// Group commit bounds. A batch holds what is queued when the writer is
+// ready, up to maxBatch requests, so a quiet daemon commits each row at once
+// and a busy one commits hundreds per transaction. The queue holds several
+// batches, so that callers rarely wait to enqueue while one commits.
+const (
+	maxBatch = 512
+	queueLen = 8 * maxBatch
+)
+
+// op is what a request asks the writer to do.
+type op uint8
+
+const (
+	opBegin op = iota + 1
+	opFinish
+	opInterrupt
+)
+
+// A request moves from queued to taken when the writer picks it, or to
+// abandoned when its caller's context ends first; the writer skips an
+// abandoned request, so it is never written.
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqAbandoned
+)
+
+// request is one caller's write. The writer fills in the results and err,
+// then sends err on done; the caller reads the results after receiving it.
+type request struct {
+	op    op
+	c     socketd.Connection // a copy: the caller's is never touched here
+	now   int64              // opInterrupt: the time to end the rows at
+	state atomic.Int32
+	done  chan error
+
+	err        error
+	id         int64 // opBegin: the new row's id
+	durationMS int64 // opFinish: the duration as stored
+	n          int64 // opInterrupt: rows changed
+}
+
+func newRequest(o op) *request {
+	return &request{op: o, done: make(chan error, 1)}
+}
+
+// writer is the single goroutine that writes connection history. Callers
+// queue requests; it commits each batch in one transaction and then answers
+// every caller, so that many callers share one commit.
+type writer struct {
+	db   *sql.DB
+	reqs chan *request
+
+	// mu guards closed; senders hold it for reading while they enqueue, so
+	// that close can close reqs once no send is in flight.
+	mu      sync.RWMutex
+	closed  bool
+	stopped chan struct{}
+
+	insert, finish, started, log, interrupt *sql.Stmt
+
+	// beforeBatch, when set (by tests, before the first request), is called
+	// with each batch before its transaction begins.
+	beforeBatch func([]*request)
+}
+
+const (
+	insertSQL = `INSERT INTO connections (socket, state, remote_ip, remote_port, local_ip, local_port,
+		pid, started_at, ended_at, duration_ms, exit_code, signal, bytes_in, bytes_out, error)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// finishSQL keeps a pid recorded earlier when the caller gives none.
+	// It returns nothing: an UPDATE ... RETURNING costs twice a plain one.
+	finishSQL = `UPDATE connections SET state = ?, ended_at = ?, duration_ms = ?,
+		exit_code = ?, signal = ?, bytes_in = ?, bytes_out = ?, error = ?, pid = COALESCE(?, pid)
+		WHERE id = ?`
+	startedSQL   = `SELECT started_at FROM connections WHERE id = ?`
+	logSQL       = `INSERT OR REPLACE INTO connection_logs (connection_id, log) VALUES (?, ?)`
+	interruptSQL = `UPDATE connections SET state = 'interrupted', ended_at = ?,
+		duration_ms = MAX(0, (? - started_at) / 1000000) WHERE state = 'running'`
+)
+
+// newWriter prepares the writer's statements on db and starts it.
+func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
+	w := &writer{
+		db:      db,
+		reqs:    make(chan *request, queueLen),
+		stopped: make(chan struct{}),
+	}
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&w.insert, insertSQL}, {&w.finish, finishSQL}, {&w.started, startedSQL},
+		{&w.log, logSQL}, {&w.interrupt, interruptSQL},
+	} {
+		st, err := db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			w.closeStmts()
+			return nil, fmt.Errorf("prepare history writer: %w", err)
+		}
+		*p.stmt = st
+	}
+	go w.run()
+	return w, nil
+}
+
+// do queues r and waits until it is committed or has failed. If ctx ends
+// while r is still queued, r is withdrawn and ctx's error returned; once the
+// writer has taken r, do waits for the transaction's outcome, which is a
+// batch's commit away, so that the caller learns what was written.
+func (w *writer) do(ctx context.Context, r *request) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case w.reqs <- r:
+		w.mu.RUnlock()
+	case <-ctx.Done():
+		w.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
+			return ctx.Err()
+		}
+		return <-r.done
+	}
+}
+
+// close refuses new requests, waits for the writer to commit those already
+// queued and releases its statements.
+func (w *writer) close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.reqs)
+	}
+	w.mu.Unlock()
+	<-w.stopped
+	w.closeStmts()
+}
+
+func (w *writer) closeStmts() {
+	for _, st := range []*sql.Stmt{w.insert, w.finish, w.started, w.log, w.interrupt} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+// run is the writer goroutine. It takes the first queued request, drains
+// what else is queued up to maxBatch, and commits them together. It returns
+// once reqs is closed and empty.
+func (w *writer) run() {
+	defer close(w.stopped)
+	batch := make([]*request, 0, maxBatch)
+	for r := range w.reqs {
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-w.reqs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		w.commit(batch)
+		clear(batch) // drop the references until the slots are reused
+	}
+}
+
+// commit writes the live requests of batch in one transaction and answers
+// each. If a request cannot be written, it alone fails and the others are
+// committed without it.
+func (w *writer) commit(batch []*request) {
+	live := make([]*request, 0, len(batch))
+	for _, r := range batch {
+		if r.state.CompareAndSwap(reqQueued, reqTaken) {
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	if w.beforeBatch != nil {
+		w.beforeBatch(live)
+	}
+	for len(live) > 0 {
+		bad, err := w.exec(live)
+		if err != nil && bad >= 0 {
+			live[bad].done <- err
+			live = slices.Delete(live, bad, bad+1)
+			continue
+		}
+		for _, r := range live {
+			if err != nil {
+				r.err = err
+			}
+			r.done <- r.err
+		}
+		return
+	}
+}
+
+// exec applies rs in one transaction and commits it. An *socketd.Error from
+// a request (a connection not found) fails that request only: it has
+// written nothing, so the transaction goes on. Any other error rolls the
+// transaction back and is returned with the index of the request at fault,
+// or -1 if the transaction itself failed.
+func (w *writer) exec(rs []*request) (int, error) {
+	tx, err := w.db.Begin()
+	if err != nil {
+		return -1, err
+	}
+	var st txStmts
+	st.tx, st.w = tx, w
+	for i, r := range rs {
+		r.err = st.apply(r)
+		var se *socketd.Error
+		if r.err != nil && !errors.As(r.err, &se) {
+			tx.Rollback()
+			return i, r.err
+		}
+	}
+	return -1, tx.Commit()
+}
+
+// txStmts binds the writer's prepared statements to one transaction, each
+// when first used.
+type txStmts struct {
+	tx                                      *sql.Tx
+	w                                       *writer
+	insert, finish, started, log, interrupt *sql.Stmt
+}
+
+func (st *txStmts) stmt(p **sql.Stmt, shared *sql.Stmt) *sql.Stmt {
+	if *p == nil {
+		*p = st.tx.Stmt(shared)
+	}
+	return *p
+}
+
+func (st *txStmts) apply(r *request) error {
+	c := &r.c
+	switch r.op {
+	case opBegin:
+		res, err := st.stmt(&st.insert, st.w.insert).Exec(
+			c.Socket, string(c.State), c.RemoteIP, c.RemotePort, c.LocalIP, c.LocalPort,
+			nullInt(c.PID), toNanos(c.StartedAt), nullTime(c.EndedAt), c.DurationMS, c.ExitCode,
+			c.Signal, c.BytesIn, c.BytesOut, c.Error)
+		if err != nil {
+			return err
+		}
+		if r.id, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		return st.saveLog(r.id, c.Log)
+	case opFinish:
+		ended := toNanos(*c.EndedAt)
+		if c.DurationMS == nil {
+			// The caller does not know when the connection started.
+			var started int64
+			err := st.stmt(&st.started, st.w.started).QueryRow(c.ID).Scan(&started)
+			if errors.Is(err, sql.ErrNoRows) {
+				return notFoundConnection(c.ID)
+			}
+			if err != nil {
+				return err
+			}
+			d := max(0, (ended-started)/int64(time.Millisecond))
+			c.DurationMS = &d
+		}
+		r.durationMS = *c.DurationMS
+		res, err := st.stmt(&st.finish, st.w.finish).Exec(
+			string(c.State), ended, c.DurationMS, c.ExitCode, c.Signal,
+			c.BytesIn, c.BytesOut, c.Error, nullInt(c.PID), c.ID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return notFoundConnection(c.ID)
+		}
+		return st.saveLog(c.ID, c.Log)
+	case opInterrupt:
+		res, err := st.stmt(&st.interrupt, st.w.interrupt).Exec(r.now, r.now)
+		if err != nil {
+			return err
+		}
+		r.n, err = res.RowsAffected()
+		return err
+	}
+	return fmt.Errorf("unknown history op %d", r.op)
+}
+
+func (st *txStmts) saveLog(id int64, log []byte) error {
+	if len(log) == 0 {
+		return nil
+	}
+	_, err := st.stmt(&st.log, st.w.log).Exec(id, log)
+	return err
+}
+
+// nullInt stores 0 as NULL, for columns where 0 means unknown.
+func nullInt(n int) any {
+	if n == 0 {
+		return nil
+	}
+	return n
+}
+
+// nullTime stores a nil time as NULL.
+func nullTime(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return toNanos(*t)
+}
