@@ -1,0 +1,230 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/socketd/socketd"
+)
+
+// socketList is the body of GET /v1/sockets.
+type socketList struct {
+	Items []socketd.Socket `json:"items"`
+}
+
+// socketPath returns the URL path of a socket.
+func socketPath(name string) string { return "/v1/sockets/" + url.PathEscape(name) }
+
+// listSockets answers GET /v1/sockets: every definition, by name, with its
+// live status.
+func (s *Server) listSockets(w http.ResponseWriter, r *http.Request) error {
+	list, err := s.store.ListSockets(r.Context())
+	if err != nil {
+		return err
+	}
+	items := make([]socketd.Socket, 0, len(list))
+	for _, sock := range list {
+		items = append(items, s.withStatus(sock))
+	}
+	return writeJSON(w, http.StatusOK, socketList{Items: items})
+}
+
+// getSocket answers GET /v1/sockets/{name}.
+func (s *Server) getSocket(w http.ResponseWriter, r *http.Request) error {
+	sock, err := s.store.GetSocket(r.Context(), chi.URLParam(r, "name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.withStatus(sock))
+}
+
+// putSocket answers PUT /v1/sockets/{name}: it creates the socket (201) or
+// replaces its definition (200). The name in the URL is the socket's; a body
+// may leave it out but may not name another.
+func (s *Server) putSocket(w http.ResponseWriter, r *http.Request) error {
+	name := chi.URLParam(r, "name")
+	sock, err := readSocket(r)
+	if err != nil {
+		return err
+	}
+	switch sock.Name {
+	case "":
+		sock.Name = name
+	case name:
+	default:
+		return &socketd.Error{
+			Code:    socketd.CodeInvalid,
+			Message: "the name in the body differs from the name in the URL",
+			Fields: []socketd.FieldError{{
+				Pointer: "/name",
+				Detail:  fmt.Sprintf("is %q but the URL names %q; leave it out or make them equal", sock.Name, name),
+			}},
+		}
+	}
+	if err := sock.Validate(); err != nil {
+		return err
+	}
+	saved, created, err := s.store.PutSocket(r.Context(), sock)
+	if err != nil {
+		return err
+	}
+	s.apply(r)
+	status := http.StatusOK
+	if created {
+		w.Header().Set("Location", socketPath(saved.Name))
+		status = http.StatusCreated
+	}
+	return writeJSON(w, status, s.withStatus(saved))
+}
+
+// createSocket answers POST /v1/sockets: it creates the socket the body
+// names, or fails with a conflict if the name is taken.
+func (s *Server) createSocket(w http.ResponseWriter, r *http.Request) error {
+	sock, err := readSocket(r)
+	if err != nil {
+		return err
+	}
+	if err := sock.Validate(); err != nil {
+		return err
+	}
+	saved, err := s.store.CreateSocket(r.Context(), sock)
+	if err != nil {
+		return err
+	}
+	s.apply(r)
+	w.Header().Set("Location", socketPath(saved.Name))
+	return writeJSON(w, http.StatusCreated, s.withStatus(saved))
+}
+
+// readSocket reads a socket definition from a PUT or POST body.
+func readSocket(r *http.Request) (socketd.Socket, error) {
+	if err := requireContentType(r, jsonContentType); err != nil {
+		return socketd.Socket{}, err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return socketd.Socket{}, err
+	}
+	return decodeSocket(body, true)
+}
+
+// patchSocket answers PATCH /v1/sockets/{name} with a JSON merge patch
+// (RFC 7396). The patch is applied to the stored definition and the result
+// is decoded and validated as a PUT body would be, in one store transaction;
+// null resets a field to its default. application/json is taken as a merge
+// patch too, since it is what curl --json sends.
+func (s *Server) patchSocket(w http.ResponseWriter, r *http.Request) error {
+	name := chi.URLParam(r, "name")
+	if err := requireContentType(r, mergePatchContentType, jsonContentType); err != nil {
+		return err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	patch, err := decodePatch(body)
+	if err != nil {
+		return err
+	}
+	saved, err := s.store.UpdateSocket(r.Context(), name, func(cur *socketd.Socket) error {
+		next, err := applyPatch(*cur, patch)
+		if err != nil {
+			return err
+		}
+		*cur = next
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.apply(r)
+	return writeJSON(w, http.StatusOK, s.withStatus(saved))
+}
+
+// applyPatch returns cur with patch merged into it, decoded strictly and
+// validated. It refuses to rename the socket.
+func applyPatch(cur socketd.Socket, patch map[string]any) (socketd.Socket, error) {
+	cur.Status = nil
+	doc, err := json.Marshal(cur)
+	if err != nil {
+		return socketd.Socket{}, fmt.Errorf("encode socket %s: %w", cur.Name, err)
+	}
+	var target any
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	if err := dec.Decode(&target); err != nil {
+		return socketd.Socket{}, fmt.Errorf("decode socket %s: %w", cur.Name, err)
+	}
+	merged, err := json.Marshal(mergePatch(target, patch))
+	if err != nil {
+		return socketd.Socket{}, fmt.Errorf("encode patched socket %s: %w", cur.Name, err)
+	}
+	next, err := decodeSocket(merged, false)
+	if err != nil {
+		return socketd.Socket{}, err
+	}
+	switch next.Name {
+	case "":
+		next.Name = cur.Name
+	case cur.Name:
+	default:
+		return socketd.Socket{}, &socketd.Error{
+			Code:    socketd.CodeInvalid,
+			Message: "a socket cannot be renamed",
+			Fields: []socketd.FieldError{{
+				Pointer: "/name",
+				Detail:  fmt.Sprintf("cannot change from %q; create %q and delete %q instead", cur.Name, next.Name, cur.Name),
+			}},
+		}
+	}
+	if err := next.Validate(); err != nil {
+		return socketd.Socket{}, err
+	}
+	next.CreatedAt, next.UpdatedAt = cur.CreatedAt, cur.UpdatedAt
+	return next, nil
+}
+
+// deleteSocket answers DELETE /v1/sockets/{name}. The listener closes at
+// the reconcile that follows; connections in flight finish normally.
+func (s *Server) deleteSocket(w http.ResponseWriter, r *http.Request) error {
+	if err := s.store.DeleteSocket(r.Context(), chi.URLParam(r, "name")); err != nil {
+		return err
+	}
+	s.apply(r)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// apply asks the runtime to reconcile after a write. The write stands if
+// this fails: the activator's periodic resync retries, so the failure is
+// only logged. It runs even if the client has gone, bounded by applyTimeout.
+func (s *Server) apply(r *http.Request) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), applyTimeout)
+	defer cancel()
+	if err := s.runtime.Apply(ctx); err != nil {
+		s.log.WarnContext(ctx, "reconcile after a write failed; the periodic resync will retry",
+			slog.String(logKeyRequestID, requestID(r.Context())),
+			slog.String(logKeyMethod, r.Method),
+			slog.String(logKeyPath, r.URL.Path),
+			slog.Any(logKeyErr, err))
+	}
+}
+
+// withStatus returns sock with its live status from the runtime, if the
+// runtime knows it.
+func (s *Server) withStatus(sock socketd.Socket) socketd.Socket {
+	sock.Status = nil
+	if st, ok := s.runtime.Status(sock.Name); ok {
+		if st.Listening == nil {
+			st.Listening = []string{}
+		}
+		sock.Status = &st
+	}
+	return sock
+}
