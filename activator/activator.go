@@ -1,0 +1,274 @@
+// Package activator turns socket definitions into live TCP listeners and
+// serves every accepted connection with its own process, as systemd does for
+// Accept=yes sockets and inetd for nowait services.
+//
+// It reconciles the enabled definitions of a Source into listeners, accepts
+// connections within a global limit of live handlers, records each
+// connection through a Recorder before its handler starts, runs the handler
+// with the connection as stdin and stdout in its own process group, and
+// closes the connection gracefully once the handler exits, so that a handler
+// that never reads its input does not lose what it wrote to a reset.
+//
+// The activator knows nothing of SQL or HTTP: it reads definitions from a
+// Source and reports connections to a Recorder, both small interfaces it
+// declares itself.
+package activator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socketd/socketd"
+)
+
+// Source lists the socket definitions, enabled or not.
+type Source interface {
+	ListSockets(ctx context.Context) ([]socketd.Socket, error)
+}
+
+// Recorder records connections in the history. BeginConnection must return
+// only once the row is durable and must set c.ID; FinishConnection stores
+// the final fields of c, including PID, which is known only after Begin.
+type Recorder interface {
+	BeginConnection(ctx context.Context, c *socketd.Connection) error
+	FinishConnection(ctx context.Context, c *socketd.Connection) error
+}
+
+// Config configures an Activator. Source and Recorder are required; zero
+// durations and limits take the defaults below.
+type Config struct {
+	Source   Source
+	Recorder Recorder
+	Logger   *slog.Logger
+
+	ResyncInterval time.Duration // safety-net reconcile; default 30s
+	StopTimeout    time.Duration // SIGTERM -> SIGKILL grace; default 10s
+	LingerTimeout  time.Duration // drain after handler exit; default 2s
+	MaxChildren    int           // global cap on live handlers; slot taken before accept; default 1024
+}
+
+// Defaults for Config.
+const (
+	DefaultResyncInterval = 30 * time.Second
+	DefaultStopTimeout    = 10 * time.Second
+	DefaultLingerTimeout  = 2 * time.Second
+	DefaultMaxChildren    = 1024
+)
+
+// Activator runs the listeners and handlers of the socket definitions.
+// Create it with New, start it with Open and stop it with Close.
+type Activator struct {
+	cfg Config
+	log *slog.Logger
+
+	// slots holds one token per live connection, from before its accept
+	// until its row is finished: a full channel stops every accept loop.
+	slots chan struct{}
+
+	// ctx is cancelled by Close, to stop a resync stuck in the Source.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed by Close: stops the resync loop
+	kick   chan struct{} // tells the resync loop that retry times changed
+
+	// reconcileMu serializes reconciles, bind retries, Open and Close, and
+	// guards the fields below it and the listener fields of every socket.
+	reconcileMu sync.Mutex
+	opened      bool
+	closed      bool
+	devNull     int // shared /dev/null for stderr "null"; -1 until Open
+
+	// mu guards the sockets map, read by Status. Writers also hold
+	// reconcileMu.
+	mu      sync.RWMutex
+	sockets map[string]*socket
+
+	// connMu guards conns and closing.
+	connMu  sync.Mutex
+	conns   map[int64]*conn // running connections by history id, for Kill
+	closing bool            // Close has begun: start no more handlers
+
+	wg        sync.WaitGroup // resync loop, accept loops, connections
+	closeOnce sync.Once
+	finished  chan struct{} // closed once everything Close waits for is done
+}
+
+// New returns an Activator for cfg, with the defaults filled in. It starts
+// nothing: call Open.
+func New(cfg Config) *Activator {
+	if cfg.ResyncInterval <= 0 {
+		cfg.ResyncInterval = DefaultResyncInterval
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
+	if cfg.LingerTimeout <= 0 {
+		cfg.LingerTimeout = DefaultLingerTimeout
+	}
+	if cfg.MaxChildren <= 0 {
+		cfg.MaxChildren = DefaultMaxChildren
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Activator{
+		cfg:      cfg,
+		log:      log,
+		slots:    make(chan struct{}, cfg.MaxChildren),
+		ctx:      ctx,
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		devNull:  -1,
+		sockets:  map[string]*socket{},
+		conns:    map[int64]*conn{},
+		finished: make(chan struct{}),
+	}
+}
+
+// Open reads the definitions from the Source and binds their listeners
+// before it returns, so a port 0 listener's port is known to Status. A bind
+// failure does not fail Open: that socket is failed and retried in the
+// background. Open then starts the periodic resync.
+func (a *Activator) Open(ctx context.Context) error {
+	a.reconcileMu.Lock()
+	defer a.reconcileMu.Unlock()
+	if a.opened || a.closed {
+		return errors.New("activator: open called twice or after close")
+	}
+	fd, err := unix.Open("/dev/null", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/null: %w", err)
+	}
+	socks, err := a.cfg.Source.ListSockets(ctx)
+	if err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("list sockets: %w", err)
+	}
+	a.devNull = fd
+	a.opened = true
+	a.reconcileLocked(socks)
+	a.wg.Add(1)
+	go a.loop()
+	return nil
+}
+
+// Apply reconciles the listeners with the Source now. It returns an error
+// only when the Source fails or the activator is not open; a socket that
+// cannot bind shows it in its status.
+func (a *Activator) Apply(ctx context.Context) error {
+	a.reconcileMu.Lock()
+	defer a.reconcileMu.Unlock()
+	if !a.opened || a.closed {
+		return socketd.Errorf(socketd.CodeUnavailable, "the activator is not running")
+	}
+	// The Source is read under the lock so that two concurrent Applies
+	// cannot install an older listing after a newer one.
+	socks, err := a.cfg.Source.ListSockets(ctx)
+	if err != nil {
+		return fmt.Errorf("list sockets: %w", err)
+	}
+	a.reconcileLocked(socks)
+	return nil
+}
+
+// Status returns the live status of the named socket, and false if the
+// activator does not know it (not defined, or not reconciled yet).
+func (a *Activator) Status(name string) (socketd.SocketStatus, bool) {
+	a.mu.RLock()
+	s := a.sockets[name]
+	a.mu.RUnlock()
+	if s == nil {
+		return socketd.SocketStatus{}, false
+	}
+	return s.status(), true
+}
+
+// Close stops the resync, closes every listener, terminates the running
+// handlers (SIGTERM, then SIGKILL after StopTimeout) and waits until every
+// connection's row is finished, or ctx is done. It is safe to call more
+// than once; every call waits the same way.
+func (a *Activator) Close(ctx context.Context) error {
+	a.closeOnce.Do(func() {
+		a.cancel()
+		a.reconcileMu.Lock()
+		a.closed = true
+		close(a.done)
+		a.mu.RLock()
+		for _, s := range a.sockets {
+			s.setSpecs(nil)
+		}
+		a.mu.RUnlock()
+		a.reconcileMu.Unlock()
+
+		a.connMu.Lock()
+		a.closing = true
+		running := make([]*conn, 0, len(a.conns))
+		for _, c := range a.conns {
+			running = append(running, c)
+		}
+		a.connMu.Unlock()
+		for _, c := range running {
+			c.stop()
+		}
+
+		go func() {
+			a.wg.Wait()
+			// Every handler has been spawned and waited for: nobody uses
+			// /dev/null any more.
+			if a.devNull >= 0 {
+				unix.Close(a.devNull)
+			}
+			close(a.finished)
+		}()
+	})
+	select {
+	case <-a.finished:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close activator: %w", ctx.Err())
+	}
+}
+
+// loop runs the periodic resync and the bind retries until Close.
+func (a *Activator) loop() {
+	defer a.wg.Done()
+	resync := time.NewTicker(a.cfg.ResyncInterval)
+	defer resync.Stop()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	for {
+		if at := a.nextRetry(); at.IsZero() {
+			retry.Stop()
+		} else {
+			retry.Reset(time.Until(at))
+		}
+		select {
+		case <-a.done:
+			return
+		case <-resync.C:
+			if err := a.Apply(a.ctx); err != nil && a.ctx.Err() == nil {
+				a.log.Error("resync", "error", err)
+			}
+		case <-retry.C:
+			a.retryBinds()
+		case <-a.kick:
+		}
+	}
+}
+
+// kickLoop tells the resync loop to look at the retry times again.
+func (a *Activator) kickLoop() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}

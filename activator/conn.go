@@ -1,0 +1,106 @@
+package activator
+
+import (
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// drainChunk is how much one recv may discard, and drainChunks how many
+// recvs one pass makes: a peer that never stops sending must not keep a
+// pass from returning to the netpoller, where the linger deadline applies.
+const (
+	drainChunk  = 1 << 20
+	drainChunks = 16
+)
+
+// TCP states as TCP_INFO reports them (the kernel's net/tcp_states.h) in
+// which the peer's FIN has arrived.
+const (
+	tcpTimeWait  = 6
+	tcpCloseWait = 8
+	tcpLastAck   = 9
+	tcpClosing   = 11
+)
+
+// closeConn closes socketd's copy of a connection whose handler is gone,
+// gracefully, and returns the bytes received from and acknowledged by the
+// peer.
+//
+// A plain close with unread input makes the kernel send a reset, and a
+// reset makes the peer's kernel discard whatever it has not yet delivered
+// to the client: the handler's output. So the write side is shut down
+// first (the peer sees end of file after all the handler wrote), the input
+// is read and discarded until the peer closes or linger passes, and only
+// then is the socket closed.
+func closeConn(fd int, linger time.Duration) (in, out int64) {
+	_ = unix.Shutdown(fd, unix.SHUT_WR)
+	// The handler is gone, so the fd need no longer be blocking, and the
+	// drain can wait in the netpoller rather than in a blocked thread.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		in, out = tcpBytes(fd, false)
+		unix.Close(fd)
+		return in, out
+	}
+	// Most peers have closed already, or have nothing more to send: try
+	// once before paying for a netpoller registration.
+	eof, err := drain(fd)
+	if eof || err != nil || linger <= 0 {
+		in, out = tcpBytes(fd, eof)
+		unix.Close(fd)
+		return in, out
+	}
+	f := os.NewFile(uintptr(fd), "connection")
+	if rc, err := f.SyscallConn(); err == nil && f.SetReadDeadline(time.Now().Add(linger)) == nil {
+		_ = rc.Read(func(fd uintptr) bool {
+			eof, err = drain(int(fd))
+			return eof || err != nil
+		})
+	}
+	in, out = tcpBytes(fd, eof)
+	f.Close()
+	return in, out
+}
+
+// drain discards what the peer has sent without copying it (MSG_TRUNC on
+// TCP), until none is left or the pass is over. eof reports that the peer
+// has closed its side.
+func drain(fd int) (eof bool, err error) {
+	for range drainChunks {
+		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, drainChunk,
+			unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == unix.EINTR:
+		case e == unix.EAGAIN:
+			return false, nil
+		case e != 0:
+			return false, e
+		case n == 0:
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// tcpBytes returns the payload bytes received from the peer and
+// acknowledged by it, from TCP_INFO. The kernel counts a FIN as one byte in
+// both counters, so a FIN is taken off: the peer's when it has arrived
+// (peerFIN, or a state that implies it), socketd's by capping the
+// acknowledged count at the unique payload bytes sent.
+func tcpBytes(fd int, peerFIN bool) (in, out int64) {
+	ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return 0, 0
+	}
+	switch ti.State {
+	case tcpTimeWait, tcpCloseWait, tcpLastAck, tcpClosing:
+		peerFIN = true
+	}
+	in = int64(ti.Bytes_received)
+	if peerFIN && in > 0 {
+		in--
+	}
+	out = min(int64(ti.Bytes_acked), int64(ti.Bytes_sent-ti.Bytes_retrans))
+	return in, out
+}

@@ -1,0 +1,99 @@
+package activator
+
+import (
+	"maps"
+	"slices"
+	"sort"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/socketd/socketd"
+)
+
+// connEnv names the variables socketd sets for every connection. A
+// definition cannot override them: a handler must be able to trust them.
+var connEnv = []string{
+	"REMOTE_ADDR", "REMOTE_PORT", // systemd
+	"PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT", // UCSPI, as tcpserver sets them
+	"SOCKETD_SOCKET", "SOCKETD_CONNECTION_ID",
+}
+
+// definition is a socket definition prepared for spawning: whatever every
+// connection of the socket needs is computed once, when it is installed.
+// It is never modified after that, except for the command path cache.
+type definition struct {
+	sock socketd.Socket // a private copy, compared with the next listing
+	env  []string       // the environment without the per-connection variables
+	path atomic.Pointer[string]
+}
+
+func newDefinition(s *socketd.Socket) *definition {
+	d := &definition{sock: *s}
+	d.sock.Listen = slices.Clone(s.Listen)
+	d.sock.Command = slices.Clone(s.Command)
+	d.sock.Environment = maps.Clone(s.Environment)
+	d.sock.Status = nil
+
+	keys := make([]string, 0, len(s.Environment))
+	for k := range s.Environment {
+		if !slices.Contains(connEnv, k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	d.env = make([]string, 0, len(keys)+3)
+	for _, k := range keys {
+		d.env = append(d.env, k+"="+s.Environment[k])
+	}
+	if _, ok := s.Environment["PATH"]; !ok {
+		d.env = append(d.env, "PATH="+socketd.DefaultPath)
+	}
+	d.env = append(d.env, "PROTO=TCP", "SOCKETD_SOCKET="+s.Name)
+
+	// Resolve now, so that the first connection does not pay for it; an
+	// error is reported by the spawn that needs the path.
+	_, _ = d.command()
+	return d
+}
+
+// same reports whether s would spawn exactly as d does.
+func (d *definition) same(s *socketd.Socket) bool {
+	return d.sock.Name == s.Name &&
+		slices.Equal(d.sock.Command, s.Command) &&
+		maps.Equal(d.sock.Environment, s.Environment) &&
+		d.sock.WorkingDirectory == s.WorkingDirectory &&
+		d.sock.IgnoreExitStatus == s.IgnoreExitStatus &&
+		d.sock.Stderr == s.Stderr
+}
+
+// command returns the absolute path of the handler program. A path once
+// found is kept; a failure is retried at the next connection, so that
+// installing a missing program needs no edit of the definition.
+func (d *definition) command() (string, error) {
+	if p := d.path.Load(); p != nil {
+		return *p, nil
+	}
+	p, err := d.sock.LookCommand()
+	if err != nil {
+		return "", err
+	}
+	d.path.Store(&p)
+	return p, nil
+}
+
+// environ returns the handler's environment for connection c: exactly the
+// definition's, PATH if it sets none, and the connection's variables.
+func (d *definition) environ(c *socketd.Connection) []string {
+	rport := strconv.Itoa(c.RemotePort)
+	env := make([]string, len(d.env), len(d.env)+7)
+	copy(env, d.env)
+	return append(env,
+		"REMOTE_ADDR="+c.RemoteIP,
+		"REMOTE_PORT="+rport,
+		"TCPREMOTEIP="+c.RemoteIP,
+		"TCPREMOTEPORT="+rport,
+		"TCPLOCALIP="+c.LocalIP,
+		"TCPLOCALPORT="+strconv.Itoa(c.LocalPort),
+		"SOCKETD_CONNECTION_ID="+strconv.FormatInt(c.ID, 10),
+	)
+}

@@ -1,0 +1,196 @@
+package activator
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Accept error backoff, for errors that would repeat at once (out of file
+// descriptors or memory).
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// listener is one bound address of a socket and its accept loop.
+type listener struct {
+	spec  string         // the listen address it serves, as ParseListen gives it
+	addr  string         // the address actually bound, for status
+	local netip.AddrPort // every connection's local address, unless bound to a wildcard
+	f     *os.File       // the listening socket
+	rc    syscall.RawConn
+	done  chan struct{}
+	once  sync.Once
+
+	// The accept loop's own state: accept4 writes the peer address here,
+	// so accepting allocates nothing.
+	rsa    unix.RawSockaddrAny
+	rsaLen uint32
+	nfd    int
+	errno  unix.Errno
+	try    func(fd uintptr) bool
+}
+
+// listen binds spec. net.Listen does the binding (dual stack for a bare
+// port, SO_REUSEADDR, the backlog); the socket is then kept as an *os.File,
+// because a net.Listener's RawConn cannot wait for readiness while an
+// *os.File's can, and that is what accept4 on the raw fd needs.
+func listen(spec string) (*listener, error) {
+	ln, err := net.Listen("tcp", spec)
+	if err != nil {
+		return nil, err
+	}
+	tl := ln.(*net.TCPListener)
+	// File returns a non-blocking duplicate registered with the netpoller.
+	f, err := tl.File()
+	tl.Close()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	l := &listener{spec: spec, addr: tl.Addr().String(), f: f, rc: rc, done: make(chan struct{})}
+	if ap := tl.Addr().(*net.TCPAddr).AddrPort(); !ap.Addr().IsUnspecified() {
+		l.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	l.try = l.tryAccept
+	return l, nil
+}
+
+// close stops the accept loop and closes the listening socket. Accepted
+// connections are not affected.
+func (l *listener) close() {
+	l.once.Do(func() {
+		close(l.done)
+		l.f.Close()
+	})
+}
+
+// accept waits in the netpoller for a connection and returns its fd, which
+// is blocking and close-on-exec, ready to be a handler's stdin and stdout.
+func (l *listener) accept() (int, netip.AddrPort, error) {
+	if err := l.rc.Read(l.try); err != nil {
+		return -1, netip.AddrPort{}, err
+	}
+	if l.errno != 0 {
+		return -1, netip.AddrPort{}, l.errno
+	}
+	return l.nfd, sockaddrAddrPort(&l.rsa), nil
+}
+
+// tryAccept runs accept4 on the non-blocking listening fd; it returns false
+// to wait for readiness. Without SOCK_NONBLOCK the new fd is blocking.
+func (l *listener) tryAccept(fd uintptr) bool {
+	for {
+		l.rsaLen = unix.SizeofSockaddrAny
+		nfd, _, e := unix.Syscall6(unix.SYS_ACCEPT4, fd,
+			uintptr(unsafe.Pointer(&l.rsa)), uintptr(unsafe.Pointer(&l.rsaLen)),
+			unix.SOCK_CLOEXEC, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		l.nfd, l.errno = int(nfd), e
+		return true
+	}
+}
+
+// acceptLoop accepts connections until the listener closes. It takes a
+// slot before each accept, so that at the limit connections wait in the
+// kernel's backlog instead of being accepted and dropped.
+func (a *Activator) acceptLoop(s *socket, l *listener) {
+	defer a.wg.Done()
+	var backoff time.Duration
+	for {
+		select {
+		case a.slots <- struct{}{}:
+		case <-l.done:
+			return
+		}
+		fd, remote, err := l.accept()
+		if err != nil {
+			<-a.slots
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			if retryNow(err) {
+				continue
+			}
+			if backoff == 0 {
+				a.log.Error("accept", "socket", s.name, "address", l.addr, "error", err)
+			}
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-l.done:
+				t.Stop()
+				return
+			}
+			continue
+		}
+		backoff = 0
+		s.accepted.Add(1)
+		a.wg.Add(1)
+		go a.serve(s, l, fd, remote, time.Now())
+	}
+}
+
+// retryNow reports whether an accept error concerns only the connection at
+// hand, so the next accept can follow at once. accept(2) reports a new
+// connection's pending network errors this way.
+func retryNow(err error) bool {
+	switch err {
+	case unix.ECONNABORTED, unix.EPROTO, unix.EPERM, unix.ENETDOWN, unix.ENOPROTOOPT,
+		unix.EHOSTDOWN, unix.ENONET, unix.EHOSTUNREACH, unix.EOPNOTSUPP, unix.ENETUNREACH:
+		return true
+	}
+	return false
+}
+
+// sockaddrAddrPort decodes an IPv4 or IPv6 socket address. IPv4-mapped IPv6
+// addresses come out as IPv4, as people write them.
+func sockaddrAddrPort(rsa *unix.RawSockaddrAny) netip.AddrPort {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		p := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom4(p.Addr), ntohs(&p.Port))
+	case unix.AF_INET6:
+		p := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom16(p.Addr).Unmap(), ntohs(&p.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// ntohs reads a port stored in network byte order.
+func ntohs(p *uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// localAddr returns the local address of a connection accepted on a
+// wildcard listener.
+func localAddr(fd int) netip.AddrPort {
+	var rsa unix.RawSockaddrAny
+	n := uint32(unix.SizeofSockaddrAny)
+	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd),
+		uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)))
+	if e != 0 {
+		return netip.AddrPort{}
+	}
+	return sockaddrAddrPort(&rsa)
+}

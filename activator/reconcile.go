@@ -1,0 +1,295 @@
+package activator
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/socketd/socketd"
+)
+
+// Bind retry backoff: a socket that cannot bind is retried after retryMin,
+// doubling up to retryMax.
+const (
+	retryMin = time.Second
+	retryMax = time.Minute
+)
+
+// socket is the live side of one socket definition: its listeners, its
+// current definition and its status.
+type socket struct {
+	name string
+	// def is the definition new connections use. Replacing it never
+	// touches the listeners, so editing a command refuses no connection.
+	def atomic.Pointer[definition]
+
+	// Guarded by Activator.reconcileMu.
+	specs     []string    // wanted listen addresses, as ParseListen gives them
+	listeners []*listener // listeners[i] serves specs[i]; nil while not bound
+	backoff   time.Duration
+	retryAt   time.Time // when to retry binding; zero when no retry is due
+
+	accepted  atomic.Int64
+	connected atomic.Int64
+	refused   atomic.Int64
+
+	mu        sync.Mutex // guards the fields below
+	state     socketd.SocketState
+	since     time.Time
+	listening []string
+	errMsg    string
+}
+
+func (s *socket) status() socketd.SocketStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return socketd.SocketStatus{
+		State:     s.state,
+		Since:     s.since,
+		Accepted:  s.accepted.Load(),
+		Connected: s.connected.Load(),
+		Refused:   s.refused.Load(),
+		// Never nil, so that it shows as [] rather than null.
+		Listening: append([]string{}, s.listening...),
+		Error:     s.errMsg,
+	}
+}
+
+// setState moves the socket to state st with error msg. Staying in the
+// same state keeps since and, unless failed, the last error.
+func (s *socket) setState(st socketd.SocketState, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != st {
+		s.state, s.since, s.errMsg = st, time.Now().UTC(), msg
+	} else if st == socketd.SocketFailed {
+		s.errMsg = msg
+	}
+}
+
+// current returns the state and the error shown.
+func (s *socket) current() (socketd.SocketState, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state, s.errMsg
+}
+
+// setError records the last error for humans, without changing the state.
+func (s *socket) setError(msg string) {
+	s.mu.Lock()
+	s.errMsg = msg
+	s.mu.Unlock()
+}
+
+// setSpecs makes specs the wanted listen addresses: listeners for addresses
+// still wanted are kept, the others closed. The caller holds reconcileMu.
+func (s *socket) setSpecs(specs []string) {
+	old := s.listeners
+	s.listeners = make([]*listener, len(specs))
+	for i, spec := range specs {
+		for j, l := range old {
+			if l != nil && l.spec == spec {
+				s.listeners[i], old[j] = l, nil
+				break
+			}
+		}
+	}
+	for _, l := range old {
+		if l != nil {
+			l.close()
+		}
+	}
+	s.specs = specs
+	s.updateListening()
+}
+
+func (s *socket) updateListening() {
+	addrs := make([]string, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		if l != nil {
+			addrs = append(addrs, l.addr)
+		}
+	}
+	s.mu.Lock()
+	s.listening = addrs
+	s.mu.Unlock()
+}
+
+// reconcileLocked makes the sockets match the desired definitions. The
+// caller holds reconcileMu.
+func (a *Activator) reconcileLocked(desired []socketd.Socket) {
+	want := make(map[string]*socketd.Socket, len(desired))
+	for i := range desired {
+		want[desired[i].Name] = &desired[i]
+	}
+
+	// Everything that is no longer wanted closes before anything binds, so
+	// that an address moving between sockets in one change is free.
+	a.mu.Lock()
+	for name, s := range a.sockets {
+		if want[name] == nil {
+			s.setSpecs(nil)
+			delete(a.sockets, name)
+		}
+	}
+	a.mu.Unlock()
+	var bind []*socket
+	for i := range desired {
+		d := &desired[i]
+		if want[d.Name] != d {
+			continue // a repeated name: the last one wins
+		}
+		if s := a.prepare(d); s != nil {
+			bind = append(bind, s)
+		}
+	}
+	for _, s := range bind {
+		a.bind(s)
+	}
+	a.kickLoop()
+}
+
+// prepare installs definition d and closes the listeners it no longer
+// wants. It returns the socket if it should listen.
+func (a *Activator) prepare(d *socketd.Socket) *socket {
+	a.mu.RLock()
+	s := a.sockets[d.Name]
+	a.mu.RUnlock()
+	if s == nil {
+		s = &socket{name: d.Name}
+		a.mu.Lock()
+		a.sockets[d.Name] = s
+		a.mu.Unlock()
+	}
+	if old := s.def.Load(); old == nil || !old.same(d) {
+		s.def.Store(newDefinition(d))
+	}
+
+	specs, err := parseSpecs(d)
+	switch {
+	case !d.Enabled:
+		s.setSpecs(nil)
+		s.backoff, s.retryAt = 0, time.Time{}
+		s.setState(socketd.SocketDisabled, "")
+		return nil
+	case err != nil:
+		// Retrying cannot mend a definition; the next change will.
+		s.setSpecs(nil)
+		s.backoff, s.retryAt = 0, time.Time{}
+		a.fail(s, err)
+		return nil
+	}
+	if !slices.Equal(specs, s.specs) {
+		s.setSpecs(specs)
+		s.backoff, s.retryAt = 0, time.Time{}
+	}
+	return s
+}
+
+func parseSpecs(d *socketd.Socket) ([]string, error) {
+	if !d.Accept {
+		return nil, fmt.Errorf("accept: false is not supported")
+	}
+	if len(d.Listen) == 0 {
+		return nil, fmt.Errorf("no listen address")
+	}
+	specs := make([]string, len(d.Listen))
+	for i, l := range d.Listen {
+		la, err := socketd.ParseListen(l)
+		if err != nil {
+			return nil, fmt.Errorf("listen %d: %w", i, err)
+		}
+		specs[i] = la.Address
+	}
+	return specs, nil
+}
+
+// bind binds the socket's missing listeners and starts their accept loops.
+// If any address fails, the socket is failed and a retry is scheduled; the
+// addresses that did bind serve meanwhile. The caller holds reconcileMu.
+func (a *Activator) bind(s *socket) {
+	var firstErr error
+	bound := false
+	for i, spec := range s.specs {
+		if s.listeners[i] != nil {
+			continue
+		}
+		l, err := listen(spec)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		s.listeners[i] = l
+		bound = true
+		a.wg.Add(1)
+		go a.acceptLoop(s, l)
+	}
+	if bound {
+		s.updateListening()
+	}
+
+	if firstErr == nil {
+		if st, _ := s.current(); st == socketd.SocketFailed {
+			a.log.Info("listening", "socket", s.name)
+		}
+		s.backoff, s.retryAt = 0, time.Time{}
+		s.setState(socketd.SocketListening, "")
+		return
+	}
+	a.fail(s, firstErr)
+	if s.backoff == 0 {
+		s.backoff = retryMin
+	}
+	s.retryAt = time.Now().Add(s.backoff)
+	s.backoff = min(2*s.backoff, retryMax)
+}
+
+// fail marks s failed with err. It logs only news: a retry that fails the
+// same way again is not worth a line.
+func (a *Activator) fail(s *socket, err error) {
+	msg := err.Error()
+	if st, shown := s.current(); st != socketd.SocketFailed || shown != msg {
+		a.log.Error("bind", "socket", s.name, "error", err)
+	}
+	s.setState(socketd.SocketFailed, msg)
+}
+
+// retryBinds retries the sockets whose retry time has come.
+func (a *Activator) retryBinds() {
+	a.reconcileMu.Lock()
+	defer a.reconcileMu.Unlock()
+	if a.closed {
+		return
+	}
+	now := time.Now()
+	a.mu.RLock()
+	due := make([]*socket, 0, 1)
+	for _, s := range a.sockets {
+		if !s.retryAt.IsZero() && !now.Before(s.retryAt) {
+			due = append(due, s)
+		}
+	}
+	a.mu.RUnlock()
+	for _, s := range due {
+		a.bind(s)
+	}
+}
+
+// nextRetry returns the earliest retry time, or zero if none is due.
+func (a *Activator) nextRetry() time.Time {
+	a.reconcileMu.Lock()
+	defer a.reconcileMu.Unlock()
+	var next time.Time
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for _, s := range a.sockets {
+		if !s.retryAt.IsZero() && (next.IsZero() || s.retryAt.Before(next)) {
+			next = s.retryAt
+		}
+	}
+	return next
+}

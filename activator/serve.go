@@ -1,0 +1,135 @@
+package activator
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socketd/socketd"
+)
+
+// conn is one accepted connection. Its goroutine (serve) owns the whole life
+// of the handler: it records, spawns, waits, closes and finishes. Kill and
+// Close only ask it to stop.
+type conn struct {
+	a     *Activator
+	s     *socket
+	def   *definition
+	fd    int       // socketd's copy of the connection
+	start time.Time // accept time, with the monotonic clock for the duration
+	rec   socketd.Connection
+	log   *stderrLog    // the stderr capture, for stderr "log"
+	done  chan struct{} // closed once the row is finished
+
+	mu        sync.Mutex
+	pid       int  // the handler's pid and process group; 0 until spawned
+	exited    bool // the handler has exited: its group may no longer be signalled
+	stopping  bool // Kill or Close asked the handler to stop
+	killTimer *time.Timer
+}
+
+// serve runs on its own goroutine for each accepted connection; the slot the
+// accept loop took is released when it returns.
+func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort, start time.Time) {
+	defer a.wg.Done()
+	defer func() { <-a.slots }()
+
+	local := l.local
+	if !local.IsValid() {
+		local = localAddr(fd)
+	}
+	c := &conn{a: a, s: s, def: s.def.Load(), fd: fd, start: start, done: make(chan struct{})}
+	c.rec = socketd.Connection{
+		Socket:     s.name,
+		State:      socketd.ConnRunning,
+		RemoteIP:   remote.Addr().String(),
+		RemotePort: int(remote.Port()),
+		LocalIP:    local.Addr().String(),
+		LocalPort:  int(local.Port()),
+		StartedAt:  start.UTC(),
+	}
+	// No handler starts without a committed row.
+	if err := a.cfg.Recorder.BeginConnection(context.Background(), &c.rec); err != nil {
+		unix.Close(fd)
+		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "error", err)
+		s.setError("record connection: " + err.Error())
+		s.refused.Add(1)
+		return
+	}
+	s.connected.Add(1)
+
+	linger := a.cfg.LingerTimeout
+	if a.register(c) {
+		c.run()
+		if c.rec.State == socketd.ConnKilled {
+			// The connection is being torn down on purpose: close at
+			// once, after what the peer has already sent.
+			linger = 0
+		}
+	} else {
+		c.rec.State = socketd.ConnRefused
+		c.rec.Error = "socketd is shutting down"
+		s.refused.Add(1)
+		linger = 0 // no handler ran: there is no output to protect
+	}
+	c.rec.BytesIn, c.rec.BytesOut = closeConn(fd, linger)
+	s.connected.Add(-1)
+	if c.log != nil {
+		c.rec.Log = c.log.wait()
+	}
+	end := time.Now()
+	ended, ms := end.UTC(), end.Sub(start).Milliseconds()
+	c.rec.EndedAt, c.rec.DurationMS = &ended, &ms
+
+	if err := a.cfg.Recorder.FinishConnection(context.Background(), &c.rec); err != nil {
+		s.setError("record connection: " + err.Error())
+		a.log.Error("record", "socket", s.name, "connection_id", c.rec.ID, "error", err)
+	}
+	a.unregister(c)
+	close(c.done)
+}
+
+// register makes c known to Kill and Close. It returns false once Close has
+// begun: the handler must not start then.
+func (a *Activator) register(c *conn) bool {
+	a.connMu.Lock()
+	defer a.connMu.Unlock()
+	if a.closing {
+		return false
+	}
+	a.conns[c.rec.ID] = c
+	return true
+}
+
+func (a *Activator) unregister(c *conn) {
+	a.connMu.Lock()
+	if a.conns[c.rec.ID] == c {
+		delete(a.conns, c.rec.ID)
+	}
+	a.connMu.Unlock()
+}
+
+// exitState classifies how the handler ended, as systemd does for a
+// service's main process: a clean exit is status 0 or death by SIGHUP,
+// SIGINT, SIGTERM or SIGPIPE (SuccessExitStatus's defaults; SIGPIPE is how
+// a handler usually ends when its client goes away), and IgnoreExitStatus
+// (ExecStart=-) accepts anything. A handler socketd stopped is killed.
+func exitState(ws unix.WaitStatus, stopped, ignore bool) socketd.ConnectionState {
+	switch {
+	case stopped:
+		return socketd.ConnKilled
+	case ignore:
+		return socketd.ConnExited
+	case ws.Exited() && ws.ExitStatus() == 0:
+		return socketd.ConnExited
+	case ws.Signaled():
+		switch ws.Signal() {
+		case unix.SIGHUP, unix.SIGINT, unix.SIGTERM, unix.SIGPIPE:
+			return socketd.ConnExited
+		}
+	}
+	return socketd.ConnFailed
+}

@@ -1,0 +1,311 @@
+package activator_test
+
+import (
+	"io"
+	"maps"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/activator"
+	"github.com/socketd/socketd/internal/testhandler"
+)
+
+// TestEcho checks a round trip through a handler and the row it leaves:
+// begun before the handler exists, finished with its exit and byte counts.
+func TestEcho(t *testing.T) {
+	h := start(t, activator.Config{}, handlerSocket("echo", testhandler.Echo))
+	addr := h.addr(t, "echo")
+
+	entered, release := make(chan int64, 1), make(chan struct{})
+	h.rec.setBegin(nil, func(c *socketd.Connection) {
+		entered <- c.ID
+		<-release
+	})
+	payload := strings.Repeat("0123456789abcdef", 100_000/16)
+	c := dial(t, addr)
+	if _, err := c.Write([]byte(payload)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	id := waitChan(t, "BeginConnection", entered)
+	// The row is being written: no handler may exist yet.
+	if !noChildren() {
+		t.Error("a handler runs before its row is committed")
+	}
+	close(release)
+
+	out, err := io.ReadAll(c)
+	if err != nil || string(out) != payload {
+		t.Fatalf("echo returned %d bytes, %v; want %d bytes", len(out), err, len(payload))
+	}
+	row := h.rec.row(t, id)
+	if row.State != socketd.ConnExited || row.ExitCode == nil || *row.ExitCode != 0 || row.Signal != "" {
+		t.Errorf("row state %s, exit %v, signal %q; want exited 0", row.State, row.ExitCode, row.Signal)
+	}
+	if row.BytesIn != int64(len(payload)) || row.BytesOut != int64(len(payload)) {
+		t.Errorf("bytes in %d, out %d; want %d each", row.BytesIn, row.BytesOut, len(payload))
+	}
+	local := c.LocalAddr().(*net.TCPAddr)
+	if row.Socket != "echo" || row.RemoteIP != "127.0.0.1" || row.RemotePort != local.Port {
+		t.Errorf("row socket %q remote %s:%d; want echo 127.0.0.1:%d", row.Socket, row.RemoteIP, row.RemotePort, local.Port)
+	}
+	if got := net.JoinHostPort(row.LocalIP, strconv.Itoa(row.LocalPort)); got != addr {
+		t.Errorf("row local address %s, want %s", got, addr)
+	}
+	if row.PID <= 0 || row.StartedAt.IsZero() || row.EndedAt == nil || row.EndedAt.Before(row.StartedAt) ||
+		row.DurationMS == nil || *row.DurationMS < 0 || row.Error != "" || len(row.Log) != 0 {
+		t.Errorf("row %+v: want a pid, start <= end, a duration, no error, no log", row)
+	}
+
+	eventually(t, "connected to drop to 0", func() bool { return h.status(t, "echo").Connected == 0 })
+	st := h.status(t, "echo")
+	if st.Accepted != 1 || st.Refused != 0 || st.Error != "" || st.Since.IsZero() {
+		t.Errorf("status %+v: want 1 accepted, none refused, no error, a since", st)
+	}
+}
+
+// TestHelloWithoutSleep is the seed's Hello World without its `sleep 5`:
+// the handler writes and exits without reading while the client is still
+// sending. Every time, the client must get the whole greeting and a clean
+// end of file, not a reset.
+func TestHelloWithoutSleep(t *testing.T) {
+	script := socketd.NewSocket()
+	script.Name = "hello-sh"
+	script.Listen = []string{"127.0.0.1:0"}
+	script.Command = []string{"/bin/sh", "-c", `echo "Hello World"`}
+	h := start(t, activator.Config{}, handlerSocket("hello", testhandler.Hello), script)
+
+	const rounds, sent = 50, 256 << 10
+	junk := make([]byte, sent)
+	for i := range rounds {
+		name := []string{"hello", "hello-sh"}[i%2]
+		c := dial(t, h.addr(t, name))
+		if _, err := c.Write(junk); err != nil {
+			t.Fatalf("round %d (%s): write: %v", i, name, err)
+		}
+		out, err := io.ReadAll(c)
+		if err != nil || string(out) != "Hello World\n" {
+			t.Fatalf("round %d (%s): read %q, %v; want the greeting and end of file", i, name, out, err)
+		}
+		c.Close()
+	}
+	h.rec.waitFor(t, "every row to finish", func() bool { return len(h.rec.finished) == rounds })
+	for id, row := range h.rec.finished {
+		if row.State != socketd.ConnExited || row.BytesIn != sent || row.BytesOut != int64(len("Hello World\n")) {
+			t.Errorf("connection %d: %s, in %d, out %d; want exited, in %d, out 12", id, row.State, row.BytesIn, row.BytesOut, sent)
+		}
+	}
+}
+
+// TestEnvironment checks that a handler gets exactly the definition's
+// environment and the connection's variables, nothing of socketd's own.
+func TestEnvironment(t *testing.T) {
+	t.Setenv("SOCKETD_TEST_MARKER", "from the daemon")
+	plain := handlerSocket("env", testhandler.Environ, "GREETING", "hello world", "REMOTE_ADDR", "spoofed")
+	// A bare port listens on every address, IPv6 and IPv4: an IPv4
+	// client must still show as IPv4.
+	wild := handlerSocket("env-wild", testhandler.Environ, "PATH", "/custom/bin")
+	wild.Listen = []string{"0"}
+	h := start(t, activator.Config{}, plain, wild)
+
+	for _, tc := range []struct {
+		sock socketd.Socket
+		want map[string]string
+	}{
+		{plain, map[string]string{testhandler.Env: testhandler.Environ, "GREETING": "hello world", "PATH": socketd.DefaultPath}},
+		{wild, map[string]string{testhandler.Env: testhandler.Environ, "PATH": "/custom/bin"}},
+	} {
+		t.Run(tc.sock.Name, func(t *testing.T) {
+			_, port, _ := net.SplitHostPort(h.addr(t, tc.sock.Name))
+			before, _ := h.rec.counts()
+			c := dial(t, "127.0.0.1:"+port)
+			if err := c.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			out, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := h.rec.nthBegun(t, before+1)
+			rport := strconv.Itoa(c.LocalAddr().(*net.TCPAddr).Port)
+			want := maps.Clone(tc.want)
+			maps.Copy(want, map[string]string{
+				"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": rport,
+				"PROTO": "TCP", "TCPREMOTEIP": "127.0.0.1", "TCPREMOTEPORT": rport,
+				"TCPLOCALIP": "127.0.0.1", "TCPLOCALPORT": port,
+				"SOCKETD_SOCKET": tc.sock.Name, "SOCKETD_CONNECTION_ID": strconv.FormatInt(id, 10),
+			})
+			if got := envMap(string(out)); !maps.Equal(got, want) {
+				t.Errorf("environment:\n got %v\nwant %v", got, want)
+			}
+			if row := h.rec.row(t, id); row.State != socketd.ConnExited || row.LocalIP != "127.0.0.1" || row.RemoteIP != "127.0.0.1" {
+				t.Errorf("row %s local %s remote %s; want exited, IPv4 addresses", row.State, row.LocalIP, row.RemoteIP)
+			}
+		})
+	}
+}
+
+// TestBeginFails checks that a connection whose row cannot be written is
+// closed without running its handler, and shows in the status and the log.
+func TestBeginFails(t *testing.T) {
+	h := start(t, activator.Config{}, handlerSocket("hello", testhandler.Hello))
+	addr := h.addr(t, "hello")
+	h.rec.setBegin(os.ErrPermission, nil)
+
+	c := dial(t, addr)
+	out, err := io.ReadAll(c)
+	if len(out) != 0 || (err != nil && !isReset(err)) {
+		t.Fatalf("read %q, %v; want the connection closed without output", out, err)
+	}
+	eventually(t, "the refusal to show", func() bool { return h.status(t, "hello").Refused == 1 })
+	st := h.status(t, "hello")
+	if st.Accepted != 1 || st.Connected != 0 || st.State != socketd.SocketListening || !strings.Contains(st.Error, "permission denied") {
+		t.Errorf("status %+v: want 1 accepted, 0 connected, listening, the record error", st)
+	}
+	if !strings.Contains(h.logs.String(), "msg=record") {
+		t.Errorf("the record error is not logged: %s", h.logs)
+	}
+	if b, f := h.rec.counts(); b != 0 || f != 0 {
+		t.Errorf("%d rows begun, %d finished; want none", b, f)
+	}
+
+	h.rec.setBegin(nil, nil)
+	if out := roundTrip(t, addr, ""); out != "Hello World\n" {
+		t.Errorf("after the store recovered: %q", out)
+	}
+}
+
+func isReset(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
+}
+
+// TestStderr checks the three places a handler's stderr can go, and that a
+// captured log keeps only its last 64 KiB.
+func TestStderr(t *testing.T) {
+	sock := func(name, mode string, kv ...string) socketd.Socket {
+		s := handlerSocket(name, testhandler.Stderr, kv...)
+		s.Stderr = mode
+		return s
+	}
+	const big = 200_000
+	h := start(t, activator.Config{},
+		sock("log", socketd.StderrLog),
+		sock("big", socketd.StderrLog, testhandler.StderrSize, strconv.Itoa(big)),
+		sock("null", socketd.StderrNull),
+		sock("socket", socketd.StderrSocket))
+
+	for _, tc := range []struct{ name, out, log string }{
+		{"log", "done\n", "hello stderr\n"},
+		{"null", "done\n", ""},
+		{"socket", "hello stderr\ndone\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := h.rec.counts()
+			if out := roundTrip(t, h.addr(t, tc.name), ""); out != tc.out {
+				t.Errorf("client read %q, want %q", out, tc.out)
+			}
+			row := h.rec.row(t, h.rec.nthBegun(t, before+1))
+			if string(row.Log) != tc.log || row.State != socketd.ConnExited {
+				t.Errorf("row %s with log %q, want exited with %q", row.State, row.Log, tc.log)
+			}
+		})
+	}
+	t.Run("bounded", func(t *testing.T) {
+		before, _ := h.rec.counts()
+		if out := roundTrip(t, h.addr(t, "big"), ""); out != "done\n" {
+			t.Errorf("client read %q", out)
+		}
+		row := h.rec.row(t, h.rec.nthBegun(t, before+1))
+		want := strings.Repeat(".", 64<<10-4) + "END\n"
+		if string(row.Log) != want {
+			t.Errorf("log of %d bytes ending %q; want the last 64 KiB", len(row.Log), row.Log[max(0, len(row.Log)-8):])
+		}
+	})
+}
+
+// TestSpawnError checks that a handler that cannot start fails its row and
+// shows in the status, and that the socket goes on serving.
+func TestSpawnError(t *testing.T) {
+	missing := handlerSocket("missing", testhandler.Hello)
+	missing.Command = []string{"/nonexistent/handler"}
+	baddir := handlerSocket("baddir", testhandler.Hello)
+	baddir.WorkingDirectory = "/nonexistent/dir"
+	h := start(t, activator.Config{}, missing, baddir)
+
+	for _, tc := range []struct{ name, err string }{
+		{"missing", "/nonexistent/handler does not exist"},
+		{"baddir", "no such file or directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := h.rec.counts()
+			if out := roundTrip(t, h.addr(t, tc.name), ""); out != "" {
+				t.Errorf("client read %q, want nothing", out)
+			}
+			row := h.rec.row(t, h.rec.nthBegun(t, before+1))
+			if row.State != socketd.ConnFailed || !strings.Contains(row.Error, tc.err) || row.PID != 0 {
+				t.Errorf("row %s, pid %d, error %q; want failed, no pid, %q", row.State, row.PID, row.Error, tc.err)
+			}
+			if st := h.status(t, tc.name); !strings.Contains(st.Error, tc.err) || st.State != socketd.SocketListening {
+				t.Errorf("status %s with error %q; want listening with %q", st.State, st.Error, tc.err)
+			}
+		})
+	}
+	if !strings.Contains(h.logs.String(), "msg=spawn") {
+		t.Errorf("the spawn error is not logged: %s", h.logs)
+	}
+}
+
+// TestLeftoverProcessesTerminated checks that when a handler exits, what it
+// left running in its process group gets SIGTERM.
+func TestLeftoverProcessesTerminated(t *testing.T) {
+	h := start(t, activator.Config{}, handlerSocket("spawn", testhandler.Spawn))
+	out := roundTrip(t, h.addr(t, "spawn"), "")
+	pid, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("handler wrote %q", out)
+	}
+	h.rec.row(t, 1)
+	// The grandchild is not ours to wait for: it is gone, or a zombie of
+	// whoever adopted it.
+	eventually(t, "the leftover process to end", func() bool {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return true
+		}
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		return strings.HasPrefix(rest, "Z")
+	})
+}
+
+// TestStdinBlocking checks that a handler's stdin and stdout are blocking:
+// cat, like most programs, fails with EAGAIN on a non-blocking stdin as soon
+// as it reads before the client has sent anything.
+func TestStdinBlocking(t *testing.T) {
+	cat := socketd.NewSocket()
+	cat.Name = "cat"
+	cat.Listen = []string{"127.0.0.1:0"}
+	cat.Command = []string{"cat"}
+	h := start(t, activator.Config{}, cat)
+	c := dial(t, h.addr(t, "cat"))
+	for _, line := range []string{"one", "two", "three"} {
+		if _, err := c.Write([]byte(line + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		if got := readLine(t, c); got != line {
+			t.Fatalf("read %q, want %q", got, line)
+		}
+	}
+	c.CloseWrite()
+	if rest, err := io.ReadAll(c); err != nil || len(rest) != 0 {
+		t.Fatalf("read %q, %v; want end of file", rest, err)
+	}
+	if row := h.rec.row(t, 1); row.State != socketd.ConnExited || len(row.Log) != 0 {
+		t.Errorf("row %s with log %q", row.State, row.Log)
+	}
+}

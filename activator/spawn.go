@@ -1,0 +1,155 @@
+package activator
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socketd/socketd"
+)
+
+// run starts the handler, waits for it to exit and fills in the row's
+// outcome. It returns with the handler reaped; the connection is still
+// open.
+//
+// It spawns with syscall.StartProcess rather than os.StartProcess: on Linux
+// os.Process.Wait blocks an OS thread in waitid(P_PIDFD) per child, whereas
+// here the pidfd waits in the netpoller like any socket, and the connection
+// fd needs no *os.File.
+func (c *conn) run() {
+	def := c.def
+	path, err := def.command()
+	if err != nil {
+		c.spawnFailed(err)
+		return
+	}
+
+	stderr, logR := -1, -1
+	switch def.sock.Stderr {
+	case socketd.StderrNull:
+		stderr = c.a.devNull
+	case socketd.StderrSocket:
+		stderr = c.fd
+	default: // socketd.StderrLog
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			c.spawnFailed(fmt.Errorf("stderr pipe: %w", err))
+			return
+		}
+		logR, stderr = p[0], p[1]
+	}
+
+	pidfd := -1
+	attr := &syscall.ProcAttr{
+		Dir:   def.sock.WorkingDirectory,
+		Env:   def.environ(&c.rec),
+		Files: []uintptr{uintptr(c.fd), uintptr(c.fd), uintptr(stderr)},
+		Sys: &syscall.SysProcAttr{
+			Setpgid:   true, // its own group, so that stopping it stops its children
+			Pdeathsig: syscall.SIGKILL,
+			PidFD:     &pidfd,
+		},
+	}
+	c.mu.Lock()
+	stopping := c.stopping
+	c.mu.Unlock()
+	var pid int
+	if !stopping {
+		pid, _, err = syscall.StartProcess(path, def.sock.Command, attr)
+	}
+	if logR >= 0 {
+		// Only the handler may hold the write end, or the capture never
+		// sees end of file.
+		unix.Close(stderr)
+	}
+	if stopping || err != nil {
+		if logR >= 0 {
+			unix.Close(logR)
+		}
+		if stopping {
+			c.rec.State = socketd.ConnKilled // asked to stop before it started
+		} else {
+			c.spawnFailed(fmt.Errorf("start %s: %w", path, err))
+		}
+		return
+	}
+	if logR >= 0 {
+		c.log = startLog(logR)
+	}
+	c.rec.PID = pid
+	c.started(pid)
+
+	waitExit(pid, pidfd)
+	c.mu.Lock()
+	c.exited = true
+	if c.killTimer != nil {
+		c.killTimer.Stop()
+	}
+	stopped := c.stopping
+	c.mu.Unlock()
+
+	// The handler is a zombie, so its process group id cannot have been
+	// reused yet: end what it left behind, as systemd stops a connection's
+	// unit when its main process exits. ESRCH is the usual answer.
+	_ = unix.Kill(-pid, unix.SIGTERM)
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if c.log != nil {
+		c.log.stop(c.a.cfg.LingerTimeout, stopped)
+	}
+
+	switch {
+	case ws.Exited():
+		code := ws.ExitStatus()
+		c.rec.ExitCode = &code
+	case ws.Signaled():
+		c.rec.Signal = unix.SignalName(ws.Signal())
+	}
+	c.rec.State = exitState(ws, stopped, def.sock.IgnoreExitStatus)
+}
+
+// spawnFailed records an error that kept the handler from running.
+func (c *conn) spawnFailed(err error) {
+	c.rec.State = socketd.ConnFailed
+	c.rec.Error = err.Error()
+	c.s.setError(err.Error())
+	c.a.log.Error("spawn", "socket", c.s.name, "connection_id", c.rec.ID, "error", err)
+}
+
+// waitExit returns once process pid has exited, without reaping it. It
+// waits in the netpoller on the process's pidfd, which it closes.
+func waitExit(pid, pidfd int) {
+	if err := unix.SetNonblock(pidfd, true); err == nil {
+		f := os.NewFile(uintptr(pidfd), "pidfd")
+		rc, err := f.SyscallConn()
+		if err == nil {
+			err = rc.Read(exited)
+		}
+		f.Close()
+		if err == nil {
+			return
+		}
+	} else {
+		unix.Close(pidfd)
+	}
+	// A pidfd the netpoller cannot take: wait in a blocked thread instead.
+	var si unix.Siginfo
+	for unix.Waitid(unix.P_PID, pid, &si, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+	}
+}
+
+// exited reports whether the process of pidfd has exited, leaving it
+// waitable (WNOWAIT); it is called by the netpoller until it does.
+func exited(pidfd uintptr) bool {
+	var si unix.Siginfo
+	err := unix.Waitid(unix.P_PIDFD, int(pidfd), &si, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	// An error would repeat forever: stop waiting and let Wait4 tell.
+	return err != nil || si.Signo != 0
+}

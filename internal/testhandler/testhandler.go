@@ -1,0 +1,155 @@
+// Package testhandler turns a test binary into a connection handler, so that
+// tests can run real child processes without building or shipping programs:
+// a socket's command is the test binary itself, and the environment variable
+// SOCKETD_TEST_HANDLER says what it should do.
+//
+// Use it from TestMain, before anything else:
+//
+//	func TestMain(m *testing.M) { testhandler.Main(); os.Exit(m.Run()) }
+//
+// and define the socket with Command [exe] (os.Executable) and Environment
+// {"SOCKETD_TEST_HANDLER": "echo"}.
+package testhandler
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Env is the environment variable that selects the handler.
+const Env = "SOCKETD_TEST_HANDLER"
+
+// Handlers, by the value of Env. Every handler exits when done; "hang",
+// "readyhang" and "trapterm" only end by a signal.
+const (
+	Echo      = "echo"      // copies stdin to stdout until EOF
+	Hello     = "hello"     // writes "Hello World\n" and exits without reading
+	FD3Echo   = "fd3echo"   // copies fd 3 to itself until EOF (systemd LISTEN_FDS style)
+	Environ   = "env"       // writes its environment, one KEY=value a line, sorted
+	Exit3     = "exit3"     // exits with status 3
+	Hang      = "hang"      // does nothing until killed
+	ReadyHang = "readyhang" // writes "ready\n", then does nothing until killed
+	TrapTerm  = "trapterm"  // ignores SIGTERM, writes "ready\n", then waits for SIGKILL
+	Stderr    = "stderr"    // writes to stderr (see StderrSize), then "done\n" to stdout
+	Say       = "say"       // writes the value of SOCKETD_TEST_SAY and a newline
+	Spawn     = "spawn"     // starts a "hang" grandchild in its group, writes its pid, exits
+)
+
+// StderrSize is the environment variable that makes the "stderr" handler
+// write that many bytes: a run of '.' ending in "END\n". Without it the
+// handler writes "hello stderr\n".
+const StderrSize = "SOCKETD_TEST_STDERR_SIZE"
+
+// Main runs the handler named by SOCKETD_TEST_HANDLER and exits; it returns
+// at once when the variable is not set.
+func Main() {
+	name, ok := os.LookupEnv(Env)
+	if !ok {
+		return
+	}
+	if err := run(name); err != nil {
+		fmt.Fprintf(os.Stderr, "testhandler %s: %v\n", name, err)
+		exit(1)
+	}
+	exit(0)
+}
+
+// exit ends the process at once. os.Exit would, in a binary built with
+// -race, first sleep for a second (GORACE atexit_sleep_ms), which would make
+// every handler slow and every test that waits for one slower.
+func exit(code int) {
+	syscall.Exit(code)
+}
+
+func run(name string) error {
+	switch name {
+	case Echo:
+		_, err := io.Copy(os.Stdout, os.Stdin)
+		return err
+	case Hello:
+		_, err := os.Stdout.WriteString("Hello World\n")
+		return err
+	case FD3Echo:
+		f := os.NewFile(3, "fd3")
+		if f == nil {
+			return fmt.Errorf("no fd 3")
+		}
+		_, err := io.Copy(f, f)
+		return err
+	case Environ:
+		env := os.Environ()
+		sort.Strings(env)
+		_, err := os.Stdout.WriteString(strings.Join(env, "\n") + "\n")
+		return err
+	case Exit3:
+		exit(3)
+	case Hang:
+		hang()
+	case ReadyHang:
+		if _, err := os.Stdout.WriteString("ready\n"); err != nil {
+			return err
+		}
+		hang()
+	case TrapTerm:
+		// Notify rather than Ignore: an ignored signal would be inherited.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGTERM)
+		if _, err := os.Stdout.WriteString("ready\n"); err != nil {
+			return err
+		}
+		hang()
+	case Stderr:
+		return writeStderr()
+	case Say:
+		_, err := os.Stdout.WriteString(os.Getenv("SOCKETD_TEST_SAY") + "\n")
+		return err
+	case Spawn:
+		return spawnGrandchild()
+	}
+	return fmt.Errorf("unknown handler %q", name)
+}
+
+// hang blocks until the process is killed. A bare select{} would be
+// reported by the runtime as a deadlock.
+func hang() {
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+func writeStderr() error {
+	msg := []byte("hello stderr\n")
+	if s := os.Getenv(StderrSize); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 4 {
+			return fmt.Errorf("bad %s %q", StderrSize, s)
+		}
+		msg = []byte(strings.Repeat(".", n-4) + "END\n")
+	}
+	if _, err := os.Stderr.Write(msg); err != nil {
+		return err
+	}
+	_, err := os.Stdout.WriteString("done\n")
+	return err
+}
+
+// spawnGrandchild leaves a process behind in the handler's process group,
+// holding none of its files, as a careless handler would.
+func spawnGrandchild() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	p, err := os.StartProcess(exe, []string{exe}, &os.ProcAttr{Env: []string{Env + "=" + Hang}})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(os.Stdout, "%d\n", p.Pid)
+	return err
+}
