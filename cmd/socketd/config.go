@@ -1,0 +1,116 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// DefaultAPIAddr is where the API listens unless told otherwise: loopback
+// only, since the API can start programs.
+const DefaultAPIAddr = "127.0.0.1:7780"
+
+// Config is everything the daemon is told at start. config.go is the only
+// place that reads flags and SOCKETD_* environment variables.
+type Config struct {
+	APIAddr     string
+	DataDir     string
+	StopTimeout time.Duration
+	LogLevel    slog.Level
+	LogFormat   string // "text" or "json"
+}
+
+// DBPath returns the path of the SQLite database in the data dir.
+func (c Config) DBPath() string { return filepath.Join(c.DataDir, "socketd.db") }
+
+// TokenPath returns the path of the admin token file in the data dir.
+func (c Config) TokenPath() string { return filepath.Join(c.DataDir, "admin.token") }
+
+// ParseConfig reads the command line, with each flag's SOCKETD_* environment
+// variable as its default. A flag given on the command line wins.
+func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("socketd", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	var c Config
+	var stop, level string
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs.StringVar(&c.APIAddr, "api-addr", env("SOCKETD_API_ADDR", DefaultAPIAddr),
+		"`host:port` of the HTTP API (env SOCKETD_API_ADDR)")
+	fs.StringVar(&c.DataDir, "data-dir", env("SOCKETD_DATA_DIR", defaultDataDir(getenv, os.Geteuid())),
+		"`directory` for socketd.db and admin.token, created 0700 if missing (env SOCKETD_DATA_DIR)")
+	fs.StringVar(&stop, "stop-timeout", env("SOCKETD_STOP_TIMEOUT", "10s"),
+		"how long a handler has between SIGTERM and SIGKILL (env SOCKETD_STOP_TIMEOUT)")
+	fs.StringVar(&level, "log-level", env("SOCKETD_LOG_LEVEL", "info"),
+		"debug, info, warn or error (env SOCKETD_LOG_LEVEL)")
+	fs.StringVar(&c.LogFormat, "log-format", env("SOCKETD_LOG_FORMAT", "text"),
+		"text or json (env SOCKETD_LOG_FORMAT)")
+	fs.Usage = func() {
+		fmt.Fprintf(usage, "Usage: socketd [flags]\n\nsocketd serves programs on TCP sockets, one process per connection, managed over a REST API.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var err error
+	if c.StopTimeout, err = time.ParseDuration(stop); err != nil || c.StopTimeout <= 0 {
+		return Config{}, fmt.Errorf("--stop-timeout: %q is not a positive duration such as 10s", stop)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		return Config{}, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return Config{}, fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)
+	}
+	if c.DataDir == "" {
+		return Config{}, errors.New("--data-dir: no default: set HOME or XDG_STATE_HOME, or give --data-dir")
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		abs, err := filepath.Abs(c.DataDir)
+		if err != nil {
+			return Config{}, fmt.Errorf("--data-dir: %w", err)
+		}
+		c.DataDir = abs
+	}
+	if strings.TrimSpace(c.APIAddr) == "" {
+		return Config{}, errors.New("--api-addr: is empty")
+	}
+	return c, nil
+}
+
+// defaultDataDir follows the usual places: /var/lib/socketd for root, the
+// XDG state directory for everyone else.
+func defaultDataDir(getenv func(string) string, euid int) string {
+	if euid == 0 {
+		return "/var/lib/socketd"
+	}
+	if d := getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "socketd")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".local", "state", "socketd")
+	}
+	return ""
+}
+
+// NewLogger returns the daemon's logger, writing to w.
+func (c Config) NewLogger(w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

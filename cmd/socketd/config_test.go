@@ -1,0 +1,93 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := ParseConfig(nil, envOf(map[string]string{"HOME": "/home/op"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIAddr != DefaultAPIAddr || c.StopTimeout != 10*time.Second || c.LogLevel != slog.LevelInfo {
+		t.Errorf("defaults = %+v", c)
+	}
+	want := "/home/op/.local/state/socketd"
+	if os.Geteuid() == 0 {
+		want = "/var/lib/socketd"
+	}
+	if c.DataDir != want {
+		t.Errorf("data dir = %q, want %q", c.DataDir, want)
+	}
+	if c.DBPath() != filepath.Join(want, "socketd.db") || c.TokenPath() != filepath.Join(want, "admin.token") {
+		t.Errorf("paths = %q %q", c.DBPath(), c.TokenPath())
+	}
+}
+
+func TestDefaultDataDir(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		euid int
+		want string
+	}{
+		{map[string]string{"HOME": "/home/op"}, 0, "/var/lib/socketd"},
+		{map[string]string{"HOME": "/home/op", "XDG_STATE_HOME": "/state"}, 0, "/var/lib/socketd"},
+		{map[string]string{"HOME": "/home/op"}, 1000, "/home/op/.local/state/socketd"},
+		{map[string]string{"HOME": "/home/op", "XDG_STATE_HOME": "/state"}, 1000, "/state/socketd"},
+		{map[string]string{"HOME": "/home/op", "XDG_STATE_HOME": "relative"}, 1000, "/home/op/.local/state/socketd"},
+		{map[string]string{}, 1000, ""},
+	}
+	for _, c := range cases {
+		if got := defaultDataDir(envOf(c.env), c.euid); got != c.want {
+			t.Errorf("defaultDataDir(%v, %d) = %q, want %q", c.env, c.euid, got, c.want)
+		}
+	}
+}
+
+func TestParseConfigFlagsBeatEnvironment(t *testing.T) {
+	env := envOf(map[string]string{
+		"SOCKETD_API_ADDR":     "127.0.0.1:1",
+		"SOCKETD_DATA_DIR":     "/from/env",
+		"SOCKETD_STOP_TIMEOUT": "3s",
+		"SOCKETD_LOG_LEVEL":    "debug",
+	})
+	c, err := ParseConfig(nil, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIAddr != "127.0.0.1:1" || c.DataDir != "/from/env" || c.StopTimeout != 3*time.Second || c.LogLevel != slog.LevelDebug {
+		t.Errorf("from env = %+v", c)
+	}
+	c, err = ParseConfig([]string{"--api-addr", "[::1]:2", "--data-dir=/from/flag", "--stop-timeout", "1m", "--log-level", "warn"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIAddr != "[::1]:2" || c.DataDir != "/from/flag" || c.StopTimeout != time.Minute || c.LogLevel != slog.LevelWarn {
+		t.Errorf("from flags = %+v", c)
+	}
+}
+
+func TestParseConfigRejectsBadValues(t *testing.T) {
+	for _, args := range [][]string{
+		{"--stop-timeout", "soon"},
+		{"--stop-timeout", "-1s"},
+		{"--log-level", "loud"},
+		{"--log-format", "xml"},
+		{"--api-addr", " "},
+		{"--no-such-flag"},
+		{"extra-argument"},
+	} {
+		if c, err := ParseConfig(args, envOf(map[string]string{"HOME": "/h"}), io.Discard); err == nil {
+			t.Errorf("ParseConfig(%q) = %+v, want an error", args, c)
+		}
+	}
+}

@@ -1,0 +1,132 @@
+// Command socketd is the daemon: it serves programs on TCP sockets, one
+// process per connection (systemd Accept=yes, inetd nowait), records every
+// connection, and is managed over a REST API.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/socketd/socketd/activator"
+	"github.com/socketd/socketd/api"
+	"github.com/socketd/socketd/store"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "socketd:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole life of the daemon: parse the configuration, open every
+// part, serve until SIGTERM or SIGINT, and shut down in order.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := ParseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	// socketd must not die of SIGPIPE when a log reader goes away. Notify,
+	// not Ignore: an ignored signal would be inherited by every handler.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	m := &Main{Config: cfg, Logger: cfg.NewLogger(stderr)}
+	if err := m.Open(ctx); err != nil {
+		m.Close(context.Background())
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for done := false; !done; {
+		select {
+		case <-hup:
+			// SIGHUP reconciles at once, as a reload does for other daemons.
+			if err := m.Activator.Apply(ctx); err != nil {
+				m.Logger.Error("reconcile", "err", err)
+			}
+		case <-ctx.Done():
+			done = true
+		}
+	}
+	m.Logger.Info("shutting down")
+	// The stop timeout bounds the handlers; the rest gets a little more.
+	shutdown, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout+10*time.Second)
+	defer cancel()
+	return m.Close(shutdown)
+}
+
+// Main holds the daemon's parts and wires them together.
+type Main struct {
+	Config    Config
+	Logger    *slog.Logger
+	DB        *store.DB
+	Activator *activator.Activator
+	API       *api.Server
+}
+
+// Open starts the daemon: the data dir, the database and its migrations, the
+// admin token, the listeners, and last the API.
+func (m *Main) Open(ctx context.Context) error {
+	if err := os.MkdirAll(m.Config.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	db, err := store.Open(ctx, m.Config.DBPath())
+	if err != nil {
+		return err
+	}
+	m.DB = db
+	if n, err := db.InterruptRunning(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		m.Logger.Warn("connections left running by an earlier daemon marked interrupted", "count", n)
+	}
+	if err := m.ensureAdminToken(ctx); err != nil {
+		return err
+	}
+	m.Activator = activator.New(activator.Config{
+		Source:      db,
+		Recorder:    db,
+		Logger:      m.Logger,
+		StopTimeout: m.Config.StopTimeout,
+	})
+	if err := m.Activator.Open(ctx); err != nil {
+		return err
+	}
+	m.API = api.New(api.Config{Store: db, Runtime: m.Activator, Logger: m.Logger})
+	if err := m.API.Open(m.Config.APIAddr); err != nil {
+		return err
+	}
+	m.Logger.Info("socketd started", "api", "http://"+m.API.Addr(), "data_dir", m.Config.DataDir)
+	return nil
+}
+
+// Close shuts down in the reverse order of Open: the API stops taking
+// requests, handlers are stopped and their rows finished, then the database
+// closes. It is safe to call on a partly opened Main and more than once.
+func (m *Main) Close(ctx context.Context) error {
+	var errs []error
+	if m.API != nil {
+		errs = append(errs, m.API.Close(ctx))
+	}
+	if m.Activator != nil {
+		errs = append(errs, m.Activator.Close(ctx))
+	}
+	if m.DB != nil {
+		errs = append(errs, m.DB.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,433 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/api"
+	"github.com/socketd/socketd/internal/testhandler"
+)
+
+// TestMain lets the test binary act as a handler (testhandler) or as the
+// daemon itself (SOCKETD_TEST_DAEMON), so tests can kill a real daemon.
+func TestMain(m *testing.M) {
+	testhandler.Main()
+	if os.Getenv("SOCKETD_TEST_DAEMON") == "1" {
+		if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "socketd:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// openMain runs the daemon in this process on 127.0.0.1:0 and returns it
+// with a client holding the admin token.
+func openMain(t *testing.T, dataDir string) (*Main, *api.Client) {
+	t.Helper()
+	cfg, err := ParseConfig([]string{"--api-addr", "127.0.0.1:0", "--data-dir", dataDir, "--stop-timeout", "2s"},
+		os.Getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Main{Config: cfg, Logger: cfg.NewLogger(testWriter{t})}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := m.Open(ctx); err != nil {
+		m.Close(context.Background())
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := m.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return m, api.NewClient("http://"+m.API.Addr(), readToken(t, dataDir))
+}
+
+func readToken(t *testing.T, dataDir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", bytes.TrimRight(p, "\n"))
+	return len(p), nil
+}
+
+// handlerSocket is a definition whose handler is this test binary acting
+// as the named testhandler.
+func handlerSocket(name, handler string, listen ...string) socketd.Socket {
+	s := socketd.NewSocket()
+	s.Name = name
+	s.Listen = listen
+	s.Command = []string{os.Args[0]}
+	s.Environment = map[string]string{"SOCKETD_TEST_HANDLER": handler}
+	return s
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitConnection polls the history until the connection matching f is in
+// state want. The API has no event stream yet, so polling it is.
+func waitConnection(t *testing.T, c *api.Client, f socketd.ConnectionFilter, want socketd.ConnectionState) socketd.Connection {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		items, _, err := c.ListConnections(ctxT(t), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) > 0 && items[0].State == want {
+			return items[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connection %+v never reached state %s: %+v", f, want, items)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHelloWorldWithoutSleep is the seed's example as a user meets it: a
+// handler that writes "Hello World" and exits at once, while the client has
+// sent data it never reads. Every byte written must arrive, and the history
+// must record the connection.
+func TestHelloWorldWithoutSleep(t *testing.T) {
+	dir := t.TempDir()
+	_, c := openMain(t, dir)
+	ctx := ctxT(t)
+	s, created, err := c.PutSocket(ctx, handlerSocket("hello", "hello", "127.0.0.1:0"))
+	if err != nil || !created {
+		t.Fatalf("put: created=%v err=%v", created, err)
+	}
+	if s.Status == nil || s.Status.State != socketd.SocketListening || len(s.Status.Listening) != 1 {
+		t.Fatalf("status = %+v", s.Status)
+	}
+	addr := s.Status.Listening[0]
+	sent := bytes.Repeat([]byte("the terminal server talks first\n"), 2048)
+	for i := range 20 {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		go conn.Write(sent)
+		got, err := io.ReadAll(conn)
+		conn.Close()
+		if err != nil || string(got) != "Hello World\n" {
+			t.Fatalf("connection %d: got %q, %v", i, got, err)
+		}
+	}
+	row := waitConnection(t, c, socketd.ConnectionFilter{Socket: "hello", Limit: 1}, socketd.ConnExited)
+	if row.ExitCode == nil || *row.ExitCode != 0 || row.BytesOut != int64(len("Hello World\n")) || row.PID == 0 {
+		t.Errorf("history row = %+v", row)
+	}
+	if row.RemoteIP != "127.0.0.1" || row.LocalPort == 0 || row.EndedAt == nil || row.DurationMS == nil {
+		t.Errorf("history row = %+v", row)
+	}
+	all, _, err := c.ListConnections(ctx, socketd.ConnectionFilter{Socket: "hello", Limit: 100})
+	if err != nil || len(all) != 20 {
+		t.Fatalf("history has %d rows, %v; want 20", len(all), err)
+	}
+	st, err := c.GetSocket(ctx, "hello")
+	if err != nil || st.Status == nil || st.Status.Accepted != 20 {
+		t.Fatalf("socket status after 20 connections = %+v, %v", st.Status, err)
+	}
+}
+
+// TestDataDirAndToken checks the files a first start leaves behind and that
+// the database holds only a hash of the token.
+func TestDataDirAndToken(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "socketd")
+	m, c := openMain(t, dir)
+	for path, want := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, m.Config.TokenPath(): 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil || fi.Mode() != want {
+			t.Errorf("%s: mode %v, %v; want %v", path, fi.Mode(), err, want)
+		}
+	}
+	if _, err := c.ListSockets(ctxT(t)); err != nil {
+		t.Fatalf("the token in admin.token is refused: %v", err)
+	}
+	token := readToken(t, dir)
+	if len(token) < 40 {
+		t.Errorf("token %q is short", token)
+	}
+	m.Close(ctxT(t))
+	for _, name := range []string{"socketd.db", "socketd.db-wal"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err == nil && bytes.Contains(b, []byte(token)) {
+			t.Errorf("%s holds the token in clear", name)
+		}
+	}
+}
+
+// TestTokenSurvivesRestartAndRotates: a restart keeps the token; deleting
+// admin.token and restarting replaces it, and the old one stops working.
+func TestTokenSurvivesRestartAndRotates(t *testing.T) {
+	dir := t.TempDir()
+	m, _ := openMain(t, dir)
+	first := readToken(t, dir)
+	m.Close(ctxT(t))
+
+	m, c := openMain(t, dir)
+	if readToken(t, dir) != first {
+		t.Fatal("a restart changed the token")
+	}
+	if _, err := c.ListSockets(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	m.Close(ctxT(t))
+
+	os.Remove(filepath.Join(dir, "admin.token"))
+	m, c = openMain(t, dir)
+	if readToken(t, dir) == first {
+		t.Fatal("the token was not rotated")
+	}
+	if _, err := c.ListSockets(ctxT(t)); err != nil {
+		t.Fatalf("new token refused: %v", err)
+	}
+	old := api.NewClient("http://"+m.API.Addr(), first)
+	if _, err := old.ListSockets(ctxT(t)); socketd.ErrorCode(err) != socketd.CodeUnauthorized {
+		t.Fatalf("old token after rotation: %v, want unauthorized", err)
+	}
+}
+
+// TestAPIGuards checks the guards as curl meets them: no token, a wrong
+// token, a foreign Host header, and the open health check.
+func TestAPIGuards(t *testing.T) {
+	m, _ := openMain(t, t.TempDir())
+	base := "http://" + m.API.Addr()
+	token := readToken(t, m.Config.DataDir)
+	cases := []struct {
+		path, auth, host string
+		want             int
+	}{
+		{"/healthz", "", "", http.StatusOK},
+		{"/v1/sockets", "", "", http.StatusUnauthorized},
+		{"/v1/sockets", "Bearer wrong", "", http.StatusUnauthorized},
+		{"/v1/sockets", "Bearer " + token, "", http.StatusOK},
+		{"/v1/sockets", "Bearer " + token, "localhost", http.StatusOK},
+		{"/v1/sockets", "Bearer " + token, "attacker.example", 0},
+	}
+	for _, tc := range cases {
+		req, _ := http.NewRequest("GET", base+tc.path, nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		if tc.host != "" {
+			req.Host = tc.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		switch {
+		case tc.want == 0 && resp.StatusCode < 400:
+			t.Errorf("%s with Host %s: status %d, want a refusal", tc.path, tc.host, resp.StatusCode)
+		case tc.want != 0 && resp.StatusCode != tc.want:
+			t.Errorf("%s auth=%q host=%q: status %d, want %d", tc.path, tc.auth, tc.host, resp.StatusCode, tc.want)
+		}
+		if resp.StatusCode >= 400 && !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+			t.Errorf("%s: error with content type %q", tc.path, resp.Header.Get("Content-Type"))
+		}
+	}
+}
+
+// daemon is socketd running as a child process, so that a test can kill it.
+type daemon struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{}
+	mu   sync.Mutex
+	log  bytes.Buffer
+}
+
+var startedRE = regexp.MustCompile(`api=http://(\S+)`)
+
+// startDaemon runs the test binary as socketd on 127.0.0.1:0 and waits until
+// it logs its API address.
+func startDaemon(t *testing.T, dataDir string) *daemon {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "--api-addr", "127.0.0.1:0", "--data-dir", dataDir, "--stop-timeout", "2s")
+	cmd.Env = append(os.Environ(), "SOCKETD_TEST_DAEMON=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{cmd: cmd, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			d.mu.Lock()
+			d.log.WriteString(sc.Text() + "\n")
+			d.mu.Unlock()
+			if m := startedRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+		cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.logText())
+		}
+	})
+	select {
+	case d.addr = <-addr:
+	case <-d.done:
+		t.Fatalf("daemon exited at start:\n%s", d.logText())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon did not start:\n%s", d.logText())
+	}
+	return d
+}
+
+func (d *daemon) logText() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log.String()
+}
+
+func (d *daemon) client(t *testing.T, dataDir string) *api.Client {
+	return api.NewClient("http://"+d.addr, readToken(t, dataDir))
+}
+
+// stop sends sig and waits for the daemon to exit.
+func (d *daemon) stop(t *testing.T, sig syscall.Signal) error {
+	t.Helper()
+	d.cmd.Process.Signal(sig)
+	select {
+	case <-d.done:
+		if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+			return fmt.Errorf("exit status %d", code)
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		t.Fatalf("daemon did not exit after %v", sig)
+		return nil
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// openHanging connects to addr and waits until the connection's row says
+// running, so the handler is alive.
+func openHanging(t *testing.T, c *api.Client, addr, socket string) (net.Conn, socketd.Connection) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, waitConnection(t, c, socketd.ConnectionFilter{Socket: socket, Limit: 1}, socketd.ConnRunning)
+}
+
+// TestKill9AndRestart kills the daemon with live connections. The restart
+// marks their rows interrupted and brings the listeners back.
+func TestKill9AndRestart(t *testing.T) {
+	dir := t.TempDir()
+	addr := freePort(t)
+	d := startDaemon(t, dir)
+	c := d.client(t, dir)
+	if _, _, err := c.PutSocket(ctxT(t), handlerSocket("hang", "hang", addr)); err != nil {
+		t.Fatal(err)
+	}
+	conn, row := openHanging(t, c, addr, "hang")
+
+	d.cmd.Process.Kill()
+	<-d.done
+	// The handler dies with its daemon, so the client sees the end.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client after kill -9: %v", err)
+	}
+
+	d = startDaemon(t, dir)
+	c = d.client(t, dir)
+	got, err := c.GetConnection(ctxT(t), row.ID)
+	if err != nil || got.State != socketd.ConnInterrupted || got.EndedAt == nil {
+		t.Fatalf("row after restart = %+v, %v", got, err)
+	}
+	s, err := c.GetSocket(ctxT(t), "hang")
+	if err != nil || s.Status == nil || s.Status.State != socketd.SocketListening {
+		t.Fatalf("socket after restart = %+v, %v", s.Status, err)
+	}
+	_, again := openHanging(t, c, addr, "hang")
+	if again.ID == row.ID {
+		t.Fatal("no new connection row after restart")
+	}
+}
+
+// TestSIGTERMStopsHandlersAndRecordsThem: a graceful stop terminates a
+// running handler and finishes its row as killed, then exits 0.
+func TestSIGTERMStopsHandlersAndRecordsThem(t *testing.T) {
+	dir := t.TempDir()
+	d := startDaemon(t, dir)
+	c := d.client(t, dir)
+	s, _, err := c.PutSocket(ctxT(t), handlerSocket("hang", "hang", "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, row := openHanging(t, c, s.Status.Listening[0], "hang")
+	start := time.Now()
+	if err := d.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, d.logText())
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("shutdown took %v", took)
+	}
+	d = startDaemon(t, dir)
+	got, err := d.client(t, dir).GetConnection(ctxT(t), row.ID)
+	if err != nil || got.State != socketd.ConnKilled || got.Signal == "" {
+		t.Fatalf("row after graceful stop = %+v, %v", got, err)
+	}
+}
