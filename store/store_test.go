@@ -190,19 +190,7 @@ func TestOpenCancelled(t *testing.T) {
 }
 
 func TestOpenDirtyDatabase(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "socketd.db")
-	db, err := Open(testCtx(t), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	raw := rawOpen(t, path)
-	if _, err := raw.Exec(`UPDATE schema_migrations SET dirty = 1`); err != nil {
-		t.Fatal(err)
-	}
-	raw.Close()
-
-	_, err = Open(testCtx(t), path)
+	path, err := reopenAfter(t, `UPDATE schema_migrations SET dirty = 1`)
 	if err == nil {
 		t.Fatal("Open of a dirty database succeeded")
 	}
@@ -219,19 +207,7 @@ func TestOpenDirtyDatabase(t *testing.T) {
 }
 
 func TestOpenNewerDatabase(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "socketd.db")
-	db, err := Open(testCtx(t), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	raw := rawOpen(t, path)
-	if _, err := raw.Exec(`UPDATE schema_migrations SET version = 999`); err != nil {
-		t.Fatal(err)
-	}
-	raw.Close()
-
-	_, err = Open(testCtx(t), path)
+	_, err := reopenAfter(t, `UPDATE schema_migrations SET version = 999`)
 	t.Log(err)
 	if err == nil || !strings.Contains(err.Error(), "newer than this socketd knows") ||
 		!strings.Contains(err.Error(), "999") {
@@ -419,3 +395,22 @@ func TestTimeRoundTrip(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// reopenAfter creates a database, runs query on it behind the store's back,
+// and returns its path and the error of opening it again.
+func reopenAfter(t *testing.T, query string) (string, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "socketd.db")
+	db, err := Open(testCtx(t), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	raw := rawOpen(t, path)
+	if _, err := raw.Exec(query); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	_, err = Open(testCtx(t), path)
+	return path, err
+}

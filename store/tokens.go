@@ -29,11 +29,8 @@ func (db *DB) HasTokens(ctx context.Context) (bool, error) {
 // a fast hash enough. An empty name or token returns an error with code
 // CodeInvalid, a token already stored one with code CodeConflict.
 func (db *DB) AddToken(ctx context.Context, name, token string) error {
-	if name == "" {
-		return socketd.Errorf(socketd.CodeInvalid, "a token needs a name")
-	}
-	if token == "" {
-		return socketd.Errorf(socketd.CodeInvalid, "a token cannot be empty")
+	if err := checkToken(name, token); err != nil {
+		return err
 	}
 	sum := sha256.Sum256([]byte(token))
 	res, err := db.w.ExecContext(ctx,
@@ -75,11 +72,8 @@ func (db *DB) CheckToken(ctx context.Context, token string) (bool, error) {
 // earlier one in the same transaction: the old token stops working the
 // moment the new one does.
 func (db *DB) SetToken(ctx context.Context, name, token string) error {
-	if name == "" {
-		return socketd.Errorf(socketd.CodeInvalid, "a token needs a name")
-	}
-	if token == "" {
-		return socketd.Errorf(socketd.CodeInvalid, "a token cannot be empty")
+	if err := checkToken(name, token); err != nil {
+		return err
 	}
 	sum := sha256.Sum256([]byte(token))
 	tx, err := db.w.BeginTx(ctx, nil)
@@ -96,6 +90,17 @@ func (db *DB) SetToken(ctx context.Context, name, token string) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("set token %s: %w", name, err)
+	}
+	return nil
+}
+
+// checkToken refuses an empty name or token with code CodeInvalid.
+func checkToken(name, token string) error {
+	if name == "" {
+		return socketd.Errorf(socketd.CodeInvalid, "a token needs a name")
+	}
+	if token == "" {
+		return socketd.Errorf(socketd.CodeInvalid, "a token cannot be empty")
 	}
 	return nil
 }
