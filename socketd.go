@@ -6,6 +6,8 @@
 package socketd
 
 import (
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -94,6 +96,27 @@ const (
 // ConnectionStates lists every connection state, for validating filters.
 var ConnectionStates = []ConnectionState{
 	ConnRunning, ConnExited, ConnFailed, ConnKilled, ConnInterrupted, ConnRefused,
+}
+
+// Valid reports whether s is one of ConnectionStates.
+func (s ConnectionState) Valid() bool { return slices.Contains(ConnectionStates, s) }
+
+// ConnectionStateList returns the states as "running, exited, ...", for
+// error messages.
+func ConnectionStateList() string {
+	names := make([]string, len(ConnectionStates))
+	for i, st := range ConnectionStates {
+		names[i] = string(st)
+	}
+	return strings.Join(names, ", ")
+}
+
+// ReservedEnvironment names the variables socketd sets for every
+// connection; a definition cannot set them.
+var ReservedEnvironment = []string{
+	"REMOTE_ADDR", "REMOTE_PORT", // systemd
+	"PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT", // UCSPI, as tcpserver
+	"SOCKETD_SOCKET", "SOCKETD_CONNECTION_ID",
 }
 
 // Connection is one accepted connection and what became of its handler.

@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // DefaultPath is the PATH a handler gets when its definition sets none, and
@@ -93,17 +95,17 @@ func (s *Socket) Validate() error {
 	case len(s.Listen) > maxListen:
 		add("/listen", "has more than %d addresses", maxListen)
 	}
-	seen := map[string]int{}
+	var parsed []ListenAddr
 	for i, l := range s.Listen {
 		la, err := ParseListen(l)
 		if err != nil {
 			add(fmt.Sprintf("/listen/%d", i), "%v", err)
-			continue
+			la = ListenAddr{}
 		}
-		if j, dup := seen[la.Address]; dup && !strings.HasSuffix(la.Address, ":0") {
-			add(fmt.Sprintf("/listen/%d", i), "repeats /listen/%d", j)
-		}
-		seen[la.Address] = i
+		parsed = append(parsed, la)
+	}
+	for i, j := range listenOverlaps(parsed) {
+		add(fmt.Sprintf("/listen/%d", i), "%s", j)
 	}
 	if !s.Accept {
 		add("/accept", "accept: false (one service for the whole socket) is not supported yet; use true")
@@ -127,11 +129,14 @@ func (s *Socket) Validate() error {
 		add("/environment", "has more than %d variables", maxEnv)
 	}
 	for k, v := range s.Environment {
-		if k == "" || strings.ContainsAny(k, "=\x00") || len(k) > maxStringLen {
-			add("/environment/"+escapePointer(k), "is not a valid variable name")
+		switch {
+		case k == "" || strings.ContainsAny(k, "=\x00") || len(k) > maxStringLen:
+			add("/environment/"+EscapePointer(k), "is not a valid variable name")
+		case slices.Contains(ReservedEnvironment, k):
+			add("/environment/"+EscapePointer(k), "is set by socketd for each connection and cannot be defined")
 		}
 		if strings.ContainsRune(v, 0) || len(v) > maxStringLen {
-			add("/environment/"+escapePointer(k), "must be at most %d bytes with no NUL", maxStringLen)
+			add("/environment/"+EscapePointer(k), "must be at most %d bytes with no NUL", maxStringLen)
 		}
 	}
 	if d := s.WorkingDirectory; d != "" {
@@ -152,8 +157,8 @@ func (s *Socket) Validate() error {
 	return nil
 }
 
-// escapePointer escapes a key for use in a JSON Pointer (RFC 6901).
-func escapePointer(k string) string {
+// EscapePointer escapes a key for use in a JSON Pointer (RFC 6901).
+func EscapePointer(k string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
 }
 
@@ -203,8 +208,53 @@ func checkExecutable(path string) error {
 	if fi.IsDir() {
 		return fmt.Errorf("%s is a directory", path)
 	}
-	if fi.Mode().Perm()&0o111 == 0 {
+	// access(2) answers for the user the daemon runs as, who will run it.
+	if syscall.Access(path, accessExecute) != nil {
 		return fmt.Errorf("%s is not executable", path)
 	}
 	return nil
 }
+
+// accessExecute is X_OK for access(2).
+const accessExecute = 1
+
+// listenOverlaps finds the entries of a listen list that cannot be bound
+// together: the same address twice, or a wildcard address (a bare port,
+// 0.0.0.0 or [::]) beside any other address on the same port, since the
+// wildcard takes the port on every address. Port 0 never overlaps: each
+// entry gets a port of its own. It maps an entry's index to the reason.
+func listenOverlaps(ls []ListenAddr) map[int]string {
+	out := map[int]string{}
+	for i, a := range ls {
+		if a.Address == "" {
+			continue
+		}
+		host, port := splitHostPort(a.Address)
+		if port == "0" {
+			continue
+		}
+		for j, b := range ls[:i] {
+			bhost, bport := splitHostPort(b.Address)
+			if b.Address == "" || bport != port {
+				continue
+			}
+			switch {
+			case host == bhost:
+				out[i] = fmt.Sprintf("repeats /listen/%d", j)
+			case isWildcard(host) || isWildcard(bhost):
+				out[i] = fmt.Sprintf("overlaps /listen/%d: a wildcard address takes port %s on every address", j, port)
+			default:
+				continue
+			}
+			break
+		}
+	}
+	return out
+}
+
+func splitHostPort(addr string) (host, port string) {
+	i := strings.LastIndexByte(addr, ':')
+	return strings.Trim(addr[:i], "[]"), addr[i+1:]
+}
+
+func isWildcard(host string) bool { return host == "" || host == "0.0.0.0" || host == "::" }

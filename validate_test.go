@@ -37,7 +37,7 @@ func TestParseListen(t *testing.T) {
 func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 	s := socketd.NewSocket()
 	s.Name = "hello"
-	s.Listen = []string{"13063", "127.0.0.1:0", "[::1]:0"}
+	s.Listen = []string{"13063", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:2323", "[::1]:2323"}
 	s.Command = []string{"sh", "-c", "echo Hello World"}
 	s.Environment = map[string]string{"GREETING": "hi"}
 	s.WorkingDirectory = "/"
@@ -66,6 +66,11 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"no listen", func(s *socketd.Socket) { s.Listen = nil }, "/listen"},
 		{"bad listen", func(s *socketd.Socket) { s.Listen = []string{"80", "nope"} }, "/listen/1"},
 		{"repeated listen", func(s *socketd.Socket) { s.Listen = []string{"80", "80"} }, "/listen/1"},
+		{"bare port and IPv6 wildcard", func(s *socketd.Socket) { s.Listen = []string{"13070", "[::]:13070"} }, "/listen/1"},
+		{"IPv4 wildcard and bare port", func(s *socketd.Socket) { s.Listen = []string{"0.0.0.0:13070", "13070"} }, "/listen/1"},
+		{"wildcard and specific", func(s *socketd.Socket) { s.Listen = []string{"127.0.0.1:0", "[::]:80", "127.0.0.1:80"} }, "/listen/2"},
+		{"reserved variable", func(s *socketd.Socket) { s.Environment = map[string]string{"REMOTE_ADDR": "x"} }, "/environment/REMOTE_ADDR"},
+		{"reserved socketd variable", func(s *socketd.Socket) { s.Environment = map[string]string{"SOCKETD_CONNECTION_ID": "1"} }, "/environment/SOCKETD_CONNECTION_ID"},
 		{"accept false", func(s *socketd.Socket) { s.Accept = false }, "/accept"},
 		{"no command", func(s *socketd.Socket) { s.Command = nil }, "/command"},
 		{"missing program", func(s *socketd.Socket) { s.Command = []string{"/nonexistent/prog"} }, "/command/0"},

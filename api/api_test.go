@@ -758,3 +758,51 @@ func TestPanicIsA500(t *testing.T) {
 		t.Errorf("after the panic: %v", err)
 	}
 }
+
+// racingStore changes the definition behind the API's back just before each
+// of its first races UpdateSocket calls, as a concurrent writer would.
+type racingStore struct {
+	*store.DB
+	races int
+}
+
+func (r *racingStore) UpdateSocket(ctx context.Context, name string, fn func(*socketd.Socket) error) (socketd.Socket, error) {
+	if r.races > 0 {
+		r.races--
+		cur, err := r.DB.GetSocket(ctx, name)
+		if err != nil {
+			return socketd.Socket{}, err
+		}
+		cur.Description += " and meanwhile"
+		if _, _, err := r.DB.PutSocket(ctx, cur); err != nil {
+			return socketd.Socket{}, err
+		}
+	}
+	return r.DB.UpdateSocket(ctx, name, fn)
+}
+
+// TestPatchKeepsConcurrentChanges: a patch validated against a definition
+// that changed before it was written is redone on the new definition, so no
+// concurrent change is lost; one that never settles is a 409.
+func TestPatchKeepsConcurrentChanges(t *testing.T) {
+	for _, tc := range []struct {
+		races int
+		want  socketd.Code
+	}{{1, ""}, {100, socketd.CodeConflict}} {
+		rs := &racingStore{}
+		h := newHarness(t, withStore(func(db *store.DB) SocketStore { rs.DB = db; return rs }))
+		s := newSocket(t, "p")
+		s.Description = "first"
+		if _, _, err := h.c.PutSocket(h.ctx(), s); err != nil {
+			t.Fatal(err)
+		}
+		rs.races = tc.races
+		got, err := h.c.PatchSocket(h.ctx(), "p", map[string]any{"ignore_exit_status": true})
+		if code := socketd.ErrorCode(err); code != tc.want {
+			t.Fatalf("races=%d: patch error %v, want code %q", tc.races, err, tc.want)
+		}
+		if tc.want == "" && (got.Description != "first and meanwhile" || !got.IgnoreExitStatus) {
+			t.Errorf("races=%d: patched socket %+v lost a change", tc.races, got)
+		}
+	}
+}

@@ -60,12 +60,8 @@ func parseConnectionFilter(q url.Values) (socketd.ConnectionFilter, error) {
 	f.Cursor = q.Get("cursor")
 	if v := q.Get("state"); v != "" {
 		f.State = socketd.ConnectionState(v)
-		if !slices.Contains(socketd.ConnectionStates, f.State) {
-			names := make([]string, len(socketd.ConnectionStates))
-			for i, st := range socketd.ConnectionStates {
-				names[i] = string(st)
-			}
-			return f, socketd.Errorf(socketd.CodeInvalid, "state %q is not one of %s", v, strings.Join(names, ", "))
+		if !f.State.Valid() {
+			return f, socketd.Errorf(socketd.CodeInvalid, "state %q is not one of %s", v, socketd.ConnectionStateList())
 		}
 	}
 	if v := q.Get("remote_ip"); v != "" {

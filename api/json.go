@@ -103,7 +103,7 @@ func decodeSocket(body []byte, offsets bool) (socketd.Socket, error) {
 	for k := range obj {
 		if !socketFields[k] {
 			unknown = append(unknown, socketd.FieldError{
-				Pointer: "/" + escapePointer(k), Detail: "is not a field of a socket",
+				Pointer: "/" + socketd.EscapePointer(k), Detail: "is not a field of a socket",
 			})
 		}
 	}
@@ -226,11 +226,6 @@ func article(v string) string {
 	default:
 		return "a " + v
 	}
-}
-
-// escapePointer escapes a key for a JSON Pointer (RFC 6901).
-func escapePointer(k string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
 }
 
 // writeJSON writes v as a JSON response with the given status.

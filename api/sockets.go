@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -132,19 +133,46 @@ func (s *Server) patchSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	saved, err := s.store.UpdateSocket(r.Context(), name, func(cur *socketd.Socket) error {
-		next, err := applyPatch(*cur, patch)
-		if err != nil {
-			return err
-		}
-		*cur = next
-		return nil
-	})
+	saved, err := s.updateSocket(r.Context(), name, patch)
 	if err != nil {
 		return err
 	}
 	s.apply(r)
 	return writeJSON(w, http.StatusOK, s.withStatus(saved))
+}
+
+// errChangedMeanwhile says that a definition changed between reading it and
+// writing its patched form.
+var errChangedMeanwhile = errors.New("the socket changed meanwhile")
+
+// updateSocket applies patch to the stored definition. The patched
+// definition is validated outside the store's transaction, because
+// validation looks at the file system and the write lock is shared with the
+// connection history; the write then succeeds only if the definition has
+// not changed since it was read, and is retried a few times if it has.
+func (s *Server) updateSocket(ctx context.Context, name string, patch map[string]any) (socketd.Socket, error) {
+	for range 3 {
+		cur, err := s.store.GetSocket(ctx, name)
+		if err != nil {
+			return socketd.Socket{}, err
+		}
+		next, err := applyPatch(cur, patch)
+		if err != nil {
+			return socketd.Socket{}, err
+		}
+		saved, err := s.store.UpdateSocket(ctx, name, func(stored *socketd.Socket) error {
+			if !stored.UpdatedAt.Equal(cur.UpdatedAt) {
+				return errChangedMeanwhile
+			}
+			*stored = next
+			return nil
+		})
+		if !errors.Is(err, errChangedMeanwhile) {
+			return saved, err
+		}
+	}
+	return socketd.Socket{}, socketd.Errorf(socketd.CodeConflict,
+		"socket %q keeps changing under this patch; try again", name)
 }
 
 // applyPatch returns cur with patch merged into it, decoded strictly and
