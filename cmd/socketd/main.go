@@ -10,10 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/socketd/socketd/activator"
 	"github.com/socketd/socketd/api"
@@ -36,6 +40,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	cfg, err := ParseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	// Descriptors inherited from whoever started socketd must not reach the
+	// handlers: mark every one above stderr close-on-exec.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close inherited descriptors on exec: %w", err)
 	}
 	// socketd must not die of SIGPIPE when a log reader goes away. Notify,
 	// not Ignore: an ignored signal would be inherited by every handler.
@@ -62,6 +71,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			done = true
 		}
 	}
+	// A second SIGTERM or SIGINT during the shutdown ends socketd at once.
+	stop()
 	m.Logger.Info("shutting down")
 	// The stop timeout bounds the handlers; the rest gets a little more.
 	shutdown, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout+10*time.Second)
@@ -81,8 +92,8 @@ type Main struct {
 // Open starts the daemon: the data dir, the database and its migrations, the
 // admin token, the listeners, and last the API.
 func (m *Main) Open(ctx context.Context) error {
-	if err := os.MkdirAll(m.Config.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	if err := m.openDataDir(); err != nil {
+		return err
 	}
 	db, err := store.Open(ctx, m.Config.DBPath())
 	if err != nil {
@@ -114,19 +125,44 @@ func (m *Main) Open(ctx context.Context) error {
 	return nil
 }
 
-// Close shuts down in the reverse order of Open: the API stops taking
-// requests, handlers are stopped and their rows finished, then the database
+// Close shuts down: the API and the listeners stop accepting at once; API
+// requests in flight finish while running handlers get SIGTERM (SIGKILL
+// after the stop timeout) and their rows are finished; then the database
 // closes. It is safe to call on a partly opened Main and more than once.
 func (m *Main) Close(ctx context.Context) error {
-	var errs []error
+	var apiErr, actErr error
+	var wg sync.WaitGroup
 	if m.API != nil {
-		errs = append(errs, m.API.Close(ctx))
+		wg.Go(func() { apiErr = m.API.Close(ctx) })
 	}
 	if m.Activator != nil {
-		errs = append(errs, m.Activator.Close(ctx))
+		wg.Go(func() { actErr = m.Activator.Close(ctx) })
 	}
+	wg.Wait()
+	errs := []error{apiErr, actErr}
 	if m.DB != nil {
 		errs = append(errs, m.DB.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// openDataDir creates the data dir with mode 0700, or tightens an existing
+// one to it: the database holds definitions whose environment may carry
+// secrets, and admin.token is the key to the API.
+func (m *Main) openDataDir() error {
+	dir := m.Config.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, perm&0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		m.Logger.Warn("data dir was open to other users; its mode is now 0700", "dir", dir, "was", fmt.Sprintf("%04o", perm))
+	}
+	return nil
 }

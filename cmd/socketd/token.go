@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // adminTokenName names the admin token in the store.
@@ -16,22 +17,33 @@ const adminTokenName = "admin"
 
 // ensureAdminToken makes sure an admin token exists. On first start it
 // generates one, stores only its hash and writes the token itself to
-// admin.token with mode 0600. When the file is gone later, a new token
-// replaces the old one: whoever can delete files in the data dir owns the
-// daemon anyway, and this is how an operator rotates a lost token.
+// admin.token with mode 0600. When the file is gone later, or holds a token
+// the database does not know, a new token replaces the old one: whoever can
+// change files in the data dir owns the daemon anyway, and this is how an
+// operator rotates a lost token.
 func (m *Main) ensureAdminToken(ctx context.Context) error {
 	path := m.Config.TokenPath()
-	_, statErr := os.Stat(path)
 	has, err := m.DB.HasTokens(ctx)
 	if err != nil {
 		return err
 	}
+	b, readErr := os.ReadFile(path)
 	switch {
-	case has && statErr == nil:
-		m.Logger.Info("admin token", "file", path)
-		return nil
-	case statErr != nil && !errors.Is(statErr, fs.ErrNotExist):
-		return fmt.Errorf("admin token: %w", statErr)
+	case readErr != nil && !errors.Is(readErr, fs.ErrNotExist):
+		return fmt.Errorf("admin token: %w", readErr)
+	case readErr == nil && has:
+		// The file must hold a token the store knows: a crash in the middle
+		// of a rotation, or a database restored from a backup, would
+		// otherwise leave a token that is always refused.
+		valid, err := m.DB.CheckToken(ctx, strings.TrimSpace(string(b)))
+		if err != nil {
+			return err
+		}
+		if valid {
+			m.Logger.Info("admin token", "file", path)
+			return nil
+		}
+		m.Logger.Warn("admin.token holds a token the database does not know: replacing it", "file", path)
 	}
 	token, err := newToken()
 	if err != nil {
@@ -45,7 +57,7 @@ func (m *Main) ensureAdminToken(ctx context.Context) error {
 		return err
 	}
 	if has {
-		m.Logger.Warn("admin token file was missing: a new admin token replaces the old one", "file", path)
+		m.Logger.Warn("a new admin token replaces the old one", "file", path)
 	} else {
 		m.Logger.Info("generated the admin token", "file", path)
 	}
