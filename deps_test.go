@@ -26,7 +26,8 @@ func TestDependencyDirection(t *testing.T) {
 		mod + "/api":           {mod + "/store", mod + "/activator", "database/sql"},
 		mod + "/migrations":    {mod + "/"},
 		mod + "/web":           {mod + "/api", mod + "/store", mod + "/activator"},
-		mod + "/cmd/socketctl": {mod + "/store", mod + "/activator", "database/sql"},
+		mod + "/cmd/socketctl": {mod + "/store", mod + "/activator", "database/sql", mod + "/internal/apitest"},
+		mod + "/cmd/socketd":   {mod + "/internal/apitest", mod + "/internal/testhandler"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()

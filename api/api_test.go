@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/internal/apitest"
 	"github.com/socketd/socketd/store"
 )
 
@@ -161,10 +162,8 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	if err := srv.Open(cfg.addr); err != nil {
 		t.Fatal(err)
 	}
-	tr := newSpecTransport(t)
 	own := http.DefaultTransport.(*http.Transport).Clone()
-	tr.next = own
-	hc := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	hc := &http.Client{Transport: apitest.NewTransport(t, own), Timeout: 20 * time.Second}
 	base := "http://" + srv.Addr()
 	h := &harness{
 		t: t, db: db, rt: rt, srv: srv, log: logs, base: base, hc: hc,
@@ -232,7 +231,7 @@ func (h *harness) do(r request) (*http.Response, []byte) {
 	h.t.Helper()
 	ctx := h.ctx()
 	if r.offSpec {
-		ctx = offSpec(ctx)
+		ctx = apitest.OffSpec(ctx)
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, h.base+r.path, r.body)
 	if err != nil {
@@ -722,7 +721,7 @@ func TestCloseIsBounded(t *testing.T) {
 	go func() {
 		// Not h.do: this request fails when Close cuts it, off the test
 		// goroutine.
-		req, _ := http.NewRequestWithContext(offSpec(h.ctx()), "DELETE", h.base+"/v1/connections/1", nil)
+		req, _ := http.NewRequestWithContext(apitest.OffSpec(h.ctx()), "DELETE", h.base+"/v1/connections/1", nil)
 		req.Header.Set("Authorization", "Bearer "+testToken)
 		if resp, err := h.hc.Do(req); err == nil {
 			resp.Body.Close()

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/internal/apitest"
 )
 
 // TestBadInput sends each bad input and checks its status, code and, where
@@ -244,7 +245,7 @@ func TestClientErrors(t *testing.T) {
 	s := newSocket(t, "c")
 	s.Listen = []string{"99999", "host.example:80"}
 	s.Command = []string{"./relative"}
-	_, _, err := h.c.PutSocket(offSpec(h.ctx()), s)
+	_, _, err := h.c.PutSocket(apitest.OffSpec(h.ctx()), s)
 	wantCode(t, err, socketd.CodeInvalid)
 	e := err.(*socketd.Error)
 	var pointers []string
@@ -257,6 +258,6 @@ func TestClientErrors(t *testing.T) {
 	bad := NewClient(h.base, "wrong-token", WithHTTPClient(h.hc))
 	_, err = bad.ListSockets(h.ctx())
 	wantCode(t, err, socketd.CodeUnauthorized)
-	_, err = h.c.PatchSocket(offSpec(h.ctx()), "nope", bytes.Repeat([]byte("x"), 10))
+	_, err = h.c.PatchSocket(apitest.OffSpec(h.ctx()), "nope", bytes.Repeat([]byte("x"), 10))
 	wantCode(t, err, socketd.CodeBadRequest)
 }

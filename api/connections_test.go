@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/internal/apitest"
 	"github.com/socketd/socketd/store"
 )
 
@@ -271,11 +272,9 @@ func TestKillOutlastsWriteTimeout(t *testing.T) {
 	}
 	rt.running[conn.ID] = &conn
 	rt.mu.Unlock()
-	tr := newSpecTransport(t)
 	own := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(own.CloseIdleConnections)
-	tr.next = own
-	c := NewClient("http://"+s.Addr(), testToken, WithHTTPClient(&http.Client{Transport: tr, Timeout: 10 * time.Second}))
+	c := NewClient("http://"+s.Addr(), testToken, WithHTTPClient(&http.Client{Transport: apitest.NewTransport(t, own), Timeout: 10 * time.Second}))
 	got, err := c.KillConnection(t.Context(), conn.ID)
 	if err != nil || got.State != socketd.ConnKilled {
 		t.Fatalf("kill = %+v, %v", got, err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/api"
+	"github.com/socketd/socketd/internal/apitest"
 	"github.com/socketd/socketd/internal/testhandler"
 )
 
@@ -61,7 +62,13 @@ func openMain(t *testing.T, dataDir string) (*Main, *api.Client) {
 			t.Errorf("close: %v", err)
 		}
 	})
-	return m, api.NewClient("http://"+m.API.Addr(), readToken(t, dataDir))
+	return m, newClient(t, m.API.Addr(), readToken(t, dataDir))
+}
+
+// newClient returns a client of the daemon at addr whose every request and
+// response is held to openapi.yaml.
+func newClient(t *testing.T, addr, token string) *api.Client {
+	return api.NewClient("http://"+addr, token, api.WithHTTPClient(apitest.HTTPClient(t)))
 }
 
 func readToken(t *testing.T, dataDir string) string {
@@ -228,7 +235,7 @@ func TestTokenSurvivesRestartAndRotates(t *testing.T) {
 	if _, err := c.ListSockets(ctxT(t)); err != nil {
 		t.Fatalf("new token refused: %v", err)
 	}
-	old := api.NewClient("http://"+m.API.Addr(), first)
+	old := newClient(t, m.API.Addr(), first)
 	if _, err := old.ListSockets(ctxT(t)); socketd.ErrorCode(err) != socketd.CodeUnauthorized {
 		t.Fatalf("old token after rotation: %v, want unauthorized", err)
 	}
@@ -254,27 +261,38 @@ func TestAPIGuards(t *testing.T) {
 	m, _ := openMain(t, t.TempDir())
 	base := "http://" + m.API.Addr()
 	token := readToken(t, m.Config.DataDir)
+	hc := apitest.HTTPClient(t)
 	cases := []struct {
 		path, auth, host string
 		want             int
+		// offSpec marks a request the spec rejects; its response is
+		// still held to the spec.
+		offSpec bool
 	}{
-		{"/healthz", "", "", http.StatusOK},
-		{"/v1/sockets", "", "", http.StatusUnauthorized},
-		{"/v1/sockets", "Bearer wrong", "", http.StatusUnauthorized},
-		{"/v1/sockets", "Bearer " + token, "", http.StatusOK},
-		{"/v1/sockets", "Bearer " + token, "localhost", http.StatusOK},
-		{"/v1/sockets", "Bearer " + token, "attacker.example", http.StatusForbidden},
-		{"/healthz", "", "attacker.example:7780", http.StatusForbidden},
+		{"/healthz", "", "", http.StatusOK, false},
+		{"/v1/sockets", "", "", http.StatusUnauthorized, true},
+		{"/v1/sockets", "Bearer wrong", "", http.StatusUnauthorized, false},
+		{"/v1/sockets", "Bearer " + token, "", http.StatusOK, false},
+		{"/v1/sockets", "Bearer " + token, "localhost", http.StatusOK, false},
+		{"/v1/sockets", "Bearer " + token, "attacker.example", http.StatusForbidden, false},
+		{"/healthz", "", "attacker.example:7780", http.StatusForbidden, false},
 	}
 	for _, tc := range cases {
-		req, _ := http.NewRequest("GET", base+tc.path, nil)
+		ctx := ctxT(t)
+		if tc.offSpec {
+			ctx = apitest.OffSpec(ctx)
+		}
+		req, err := http.NewRequestWithContext(ctx, "GET", base+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if tc.auth != "" {
 			req.Header.Set("Authorization", tc.auth)
 		}
 		if tc.host != "" {
 			req.Host = tc.host
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -358,7 +376,7 @@ func (d *daemon) logText() string {
 }
 
 func (d *daemon) client(t *testing.T, dataDir string) *api.Client {
-	return api.NewClient("http://"+d.addr, readToken(t, dataDir))
+	return newClient(t, d.addr, readToken(t, dataDir))
 }
 
 // stop sends sig and waits for the daemon to exit.
@@ -544,4 +562,97 @@ func dialRead(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestRealAnswersMatchSpec drives what the other tests leave out against
+// the real activator and store, so that the daemon's real answers are held
+// to openapi.yaml too: a handler that fails and its row, a captured
+// standard error, a handler that cannot be started, filters and pages of
+// the history, a disabled socket, a delete and what is not found.
+func TestRealAnswersMatchSpec(t *testing.T) {
+	_, c := openMain(t, t.TempDir())
+	ctx := ctxT(t)
+	start := time.Now().Add(-time.Second)
+
+	fail, _, err := c.PutSocket(ctx, handlerSocket("fail", testhandler.Exit3, "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed socketd.Connection
+	for range 2 {
+		dialRead(t, fail.Status.Listening[0])
+		failed = waitConnection(t, c, socketd.ConnectionFilter{Socket: "fail", Limit: 1}, socketd.ConnFailed)
+	}
+	if failed.ExitCode == nil || *failed.ExitCode != 3 || failed.Signal != "" {
+		t.Errorf("row of a handler that exited 3 = %+v", failed)
+	}
+	page, next, err := c.ListConnections(ctx, socketd.ConnectionFilter{
+		Socket: "fail", State: socketd.ConnFailed, RemoteIP: "127.0.0.1", Since: start, Until: time.Now().Add(time.Minute), Limit: 1,
+	})
+	if err != nil || len(page) != 1 || next == "" {
+		t.Fatalf("first page = %+v, next %q, %v", page, next, err)
+	}
+	page, next, err = c.ListConnections(ctx, socketd.ConnectionFilter{
+		Socket: "fail", State: socketd.ConnFailed, RemoteIP: "127.0.0.1", Since: start, Until: time.Now().Add(time.Minute), Limit: 1, Cursor: next,
+	})
+	if err != nil || len(page) != 1 || next != "" {
+		t.Fatalf("last page = %+v, next %q, %v", page, next, err)
+	}
+
+	loud, _, err := c.PutSocket(ctx, handlerSocket("loud", testhandler.Stderr, "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dialRead(t, loud.Status.Listening[0]); got != "done\n" {
+		t.Fatalf("the stderr handler answered %q", got)
+	}
+	row := waitConnection(t, c, socketd.ConnectionFilter{Socket: "loud", Limit: 1}, socketd.ConnExited)
+	if log, err := c.ConnectionLog(ctx, row.ID); err != nil || string(log) != "hello stderr\n" {
+		t.Errorf("log = %q, %v", log, err)
+	}
+	if log, err := c.ConnectionLog(ctx, failed.ID); err != nil || len(log) != 0 {
+		t.Errorf("log of a silent handler = %q, %v", log, err)
+	}
+
+	// A handler removed after its definition was saved cannot be started.
+	exe := filepath.Join(t.TempDir(), "gone")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gone := handlerSocket("gone", testhandler.Hello, "127.0.0.1:0")
+	gone.Command = []string{exe}
+	if gone, _, err = c.PutSocket(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(exe); err != nil {
+		t.Fatal(err)
+	}
+	dialRead(t, gone.Status.Listening[0])
+	row = waitConnection(t, c, socketd.ConnectionFilter{Socket: "gone", Limit: 1}, socketd.ConnFailed)
+	if row.Error == "" || row.PID != 0 {
+		t.Errorf("row of a handler that could not start = %+v", row)
+	}
+	if _, err := c.GetSocket(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+
+	off, err := c.PatchSocket(ctx, "fail", map[string]any{"enabled": false})
+	if err != nil || off.Status == nil || off.Status.State != socketd.SocketDisabled {
+		t.Fatalf("disabled socket = %+v, %v", off.Status, err)
+	}
+	if _, err := c.ListSockets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteSocket(ctx, "fail"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetSocket(ctx, "fail"); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("a deleted socket: %v, want not found", err)
+	}
+	if _, err := c.GetConnection(ctx, failed.ID); err != nil {
+		t.Errorf("the row of a deleted socket: %v", err)
+	}
+	if _, err := c.GetConnection(ctx, 1<<40); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("a connection that never was: %v, want not found", err)
+	}
 }
