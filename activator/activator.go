@@ -3,11 +3,14 @@
 // Accept=yes sockets and inetd for nowait services.
 //
 // It reconciles the enabled definitions of a Source into listeners, accepts
-// connections within a global limit of live handlers, records each
+// connections within a per-socket and a global limit of live handlers,
+// records each
 // connection through a Recorder before its handler starts, runs the handler
 // with the connection as stdin and stdout in its own process group, and
 // closes the connection gracefully once the handler exits, so that a handler
-// that never reads its input does not lose what it wrote to a reset.
+// that never reads its input does not lose what it wrote to a reset. What a
+// handler leaves running in its process group gets SIGTERM when it exits and
+// SIGKILL after StopTimeout, as systemd's KillMode=control-group does.
 //
 // The activator knows nothing of SQL or HTTP: it reads definitions from a
 // Source and reports connections to a Recorder, both small interfaces it
@@ -53,6 +56,14 @@ type Config struct {
 	MaxChildren    int           // global cap on live handlers; slot taken before accept; default 1024
 }
 
+// DefaultMaxConnections caps the live connections of one socket, as
+// systemd's MaxConnections= does with the same default, so that one busy
+// socket cannot take every slot of MaxChildren. Like the global slot, the
+// socket's is taken before accept: at the cap the socket stops accepting and
+// its clients wait in the kernel's backlog, as with tcpserver -c (systemd
+// instead accepts and drops a connection over its cap).
+const DefaultMaxConnections = 64
+
 // Defaults for Config.
 const (
 	DefaultResyncInterval = 30 * time.Second
@@ -70,6 +81,12 @@ type Activator struct {
 	// slots holds one token per live connection, from before its accept
 	// until its row is finished: a full channel stops every accept loop.
 	slots chan struct{}
+
+	// Bind retry backoff bounds: retryMin and retryMax unless a test sets
+	// them. bindFailed, if set (by tests), is called after every failed
+	// bind, under reconcileMu.
+	retryMin, retryMax time.Duration
+	bindFailed         func(name string, backoff time.Duration, retryAt time.Time)
 
 	// ctx is cancelled by Close, to stop a resync stuck in the Source.
 	ctx    context.Context
@@ -94,7 +111,12 @@ type Activator struct {
 	conns   map[int64]*conn // running connections by history id, for Kill
 	closing bool            // Close has begun: start no more handlers
 
-	wg        sync.WaitGroup // resync loop, accept loops, connections
+	// hurry is closed when Close runs out of time: the process groups
+	// handlers left behind get their SIGKILL at once.
+	hurry     chan struct{}
+	hurryOnce sync.Once
+
+	wg        sync.WaitGroup // resync loop, accept loops, connections, leftover groups
 	closeOnce sync.Once
 	finished  chan struct{} // closed once everything Close waits for is done
 }
@@ -123,6 +145,8 @@ func New(cfg Config) *Activator {
 		cfg:      cfg,
 		log:      log,
 		slots:    make(chan struct{}, cfg.MaxChildren),
+		retryMin: retryMin,
+		retryMax: retryMax,
 		ctx:      ctx,
 		cancel:   cancel,
 		done:     make(chan struct{}),
@@ -130,6 +154,7 @@ func New(cfg Config) *Activator {
 		devNull:  -1,
 		sockets:  map[string]*socket{},
 		conns:    map[int64]*conn{},
+		hurry:    make(chan struct{}),
 		finished: make(chan struct{}),
 	}
 }
@@ -194,8 +219,11 @@ func (a *Activator) Status(name string) (socketd.SocketStatus, bool) {
 
 // Close stops the resync, closes every listener, terminates the running
 // handlers (SIGTERM, then SIGKILL after StopTimeout) and waits until every
-// connection's row is finished, or ctx is done. It is safe to call more
-// than once; every call waits the same way.
+// connection's row is finished and every process group a handler left
+// behind is empty or has had its SIGKILL (at most StopTimeout after its
+// SIGTERM), or until ctx is done: then the leftover groups are killed at
+// once, so that none outlives the daemon. It is safe to call more than once; every call
+// waits the same way.
 func (a *Activator) Close(ctx context.Context) error {
 	a.closeOnce.Do(func() {
 		a.cancel()
@@ -234,6 +262,7 @@ func (a *Activator) Close(ctx context.Context) error {
 	case <-a.finished:
 		return nil
 	case <-ctx.Done():
+		a.hurryOnce.Do(func() { close(a.hurry) })
 		return fmt.Errorf("close activator: %w", ctx.Err())
 	}
 }
@@ -256,7 +285,7 @@ func (a *Activator) loop() {
 			return
 		case <-resync.C:
 			if err := a.Apply(a.ctx); err != nil && a.ctx.Err() == nil {
-				a.log.Error("resync", "error", err)
+				a.log.Error("resync", "err", err)
 			}
 		case <-retry.C:
 			a.retryBinds()

@@ -10,20 +10,13 @@ import (
 	"github.com/socketd/socketd"
 )
 
-// connEnv names the variables socketd sets for every connection. A
-// definition cannot override them: a handler must be able to trust them.
-var connEnv = []string{
-	"REMOTE_ADDR", "REMOTE_PORT", // systemd
-	"PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT", // UCSPI, as tcpserver sets them
-	"SOCKETD_SOCKET", "SOCKETD_CONNECTION_ID",
-}
-
 // definition is a socket definition prepared for spawning: whatever every
 // connection of the socket needs is computed once, when it is installed.
 // It is never modified after that, except for the command path cache.
 type definition struct {
 	sock socketd.Socket // a private copy, compared with the next listing
 	env  []string       // the environment without the per-connection variables
+	dir  string         // the working directory: "/" unless the definition sets one
 	path atomic.Pointer[string]
 }
 
@@ -33,10 +26,19 @@ func newDefinition(s *socketd.Socket) *definition {
 	d.sock.Command = slices.Clone(s.Command)
 	d.sock.Environment = maps.Clone(s.Environment)
 	d.sock.Status = nil
+	// Not socketd's own: "/" as systemd and inetd use, so that a handler
+	// neither depends on nor pins where the daemon was started.
+	d.dir = s.WorkingDirectory
+	if d.dir == "" {
+		d.dir = "/"
+	}
 
 	keys := make([]string, 0, len(s.Environment))
 	for k := range s.Environment {
-		if !slices.Contains(connEnv, k) {
+		// Validate rejects these, but a definition stored before it did
+		// must not override them either: a handler must be able to trust
+		// them.
+		if !slices.Contains(socketd.ReservedEnvironment, k) {
 			keys = append(keys, k)
 		}
 	}

@@ -264,6 +264,12 @@ type harness struct {
 // or child process may be left.
 func start(t testing.TB, cfg activator.Config, socks ...socketd.Socket) *harness {
 	t.Helper()
+	return startWith(t, cfg, nil, socks...)
+}
+
+// startWith is start with setup, if not nil, called between New and Open.
+func startWith(t testing.TB, cfg activator.Config, setup func(*activator.Activator), socks ...socketd.Socket) *harness {
+	t.Helper()
 	checkLeaks(t)
 	h := &harness{src: &fakeSource{}, rec: newRecorder(t), logs: &syncBuffer{}}
 	h.src.set(socks...)
@@ -273,6 +279,9 @@ func start(t testing.TB, cfg activator.Config, socks ...socketd.Socket) *harness
 		cfg.ResyncInterval = time.Hour // tests reconcile explicitly
 	}
 	h.a = activator.New(cfg)
+	if setup != nil {
+		setup(h.a)
+	}
 	if err := h.a.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -284,6 +293,10 @@ func start(t testing.TB, cfg activator.Config, socks ...socketd.Socket) *harness
 		}
 		if b, f := h.rec.counts(); b != f {
 			t.Errorf("%d connections begun, %d finished", b, f)
+		}
+		// The project's key for an error is "err".
+		if logs := h.logs.String(); strings.Contains(logs, " error=") {
+			t.Errorf("an error is logged under the key error, not err:\n%s", logs)
 		}
 	})
 	return h
@@ -417,6 +430,18 @@ func openFDs(t testing.TB) map[int]string {
 		}
 	}
 	return fds
+}
+
+// gone reports whether process pid has ended: it no longer exists, or is a
+// zombie. A handler's grandchild is not ours to wait for: when it ends it is
+// a zombie of whoever adopted it, for as long as that takes to reap it.
+func gone(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	return strings.HasPrefix(rest, "Z")
 }
 
 // noChildren reports whether this process has no child at all, running or

@@ -3,6 +3,8 @@ package activator
 import (
 	"context"
 	"fmt"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -63,6 +65,7 @@ func (c *conn) terminateLocked() {
 		return
 	}
 	_ = unix.Kill(-c.pid, unix.SIGTERM)
+	c.killAt = time.Now().Add(c.a.cfg.StopTimeout)
 	c.killTimer = time.AfterFunc(c.a.cfg.StopTimeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -70,4 +73,131 @@ func (c *conn) terminateLocked() {
 			_ = unix.Kill(-c.pid, unix.SIGKILL)
 		}
 	})
+}
+
+// group is the process group of a handler that has been reaped: its id (the
+// handler's pid) and the handler's pidfd, kept open to signal the group
+// through (fd -1 and f nil without one).
+type group struct {
+	id int
+	fd int
+	f  *os.File
+}
+
+// noPidfdGroups is set once the kernel has refused to signal a process
+// group through a pidfd (PIDFD_SIGNAL_PROCESS_GROUP is Linux 6.9).
+var noPidfdGroups atomic.Bool
+
+// signal sends sig to every process of the group; signal 0 only tests that
+// one is left. It fails with ESRCH when none is: the leader is reaped, so
+// the group is empty, not merely down to its zombie leader (other members
+// still count while they are zombies, until whoever adopted them reaps
+// them).
+//
+// Through the pidfd the kernel resolves the group from the handler's own
+// struct pid, which the pidfd pins: it reaches this group and no other even
+// if its id has been freed and reused since. kill(2) is the fallback.
+func (g *group) signal(sig unix.Signal) error {
+	if g.fd >= 0 && !noPidfdGroups.Load() {
+		err := unix.PidfdSendSignal(g.fd, sig, nil, unix.PIDFD_SIGNAL_PROCESS_GROUP)
+		if err != unix.EINVAL {
+			return err
+		}
+		noPidfdGroups.Store(true)
+	}
+	return unix.Kill(-g.id, sig)
+}
+
+// kill sends SIGKILL to the group and reports whether a process was left to
+// receive it.
+func (g *group) kill() bool {
+	if g.fd < 0 || noPidfdGroups.Load() {
+		// Through kill(2), the id could belong to someone else by now:
+		// once the last process of the group died of its SIGTERM, its id
+		// was free. A process with that pid is proof of reuse (while any
+		// process of the group lives, the id can be no one's pid). A
+		// reused id that leads a new group again in the meantime is not
+		// caught; the pidfd path has no such gap.
+		if unix.Kill(g.id, 0) != unix.ESRCH {
+			return false
+		}
+	}
+	return g.signal(unix.SIGKILL) == nil
+}
+
+func (g *group) close() {
+	if g.f != nil {
+		g.f.Close()
+	}
+}
+
+// Leftover groups are checked for emptiness after leftoverPollMin, doubling
+// up to leftoverPollMax, so that Close does not wait for the SIGKILL of a
+// group whose processes all died of their SIGTERM.
+const (
+	leftoverPollMin = 10 * time.Millisecond
+	leftoverPollMax = time.Second
+)
+
+// endGroup ends what handler c, just reaped, left running in its process
+// group, as systemd's KillMode=control-group stops a connection's unit when
+// its main process exits: SIGTERM now (unless a stop sent it already),
+// SIGKILL at killAt (zero: StopTimeout from now) if anything is still left
+// then. It does not wait: the connection's row does not depend on it.
+//
+// The handler is reaped first, because while it is a zombie it is itself a
+// member and the group never looks empty. In the common case the group is
+// empty and this is one signal failing with ESRCH.
+func (a *Activator) endGroup(c *conn, g group, killAt time.Time) {
+	sig := unix.SIGTERM
+	if !killAt.IsZero() {
+		sig = 0 // stopped: the whole group had its SIGTERM then
+	}
+	if g.signal(sig) != nil {
+		g.close()
+		return
+	}
+	if killAt.IsZero() {
+		killAt = time.Now().Add(a.cfg.StopTimeout)
+	}
+	// The caller is counted in wg, so Close cannot have finished waiting.
+	a.wg.Add(1)
+	go a.watchGroup(g, killAt, c.s.name, c.rec.ID)
+}
+
+// watchGroup owns leftover group g until it is empty or has had its SIGKILL,
+// at killAt or as soon as Close runs out of time (hurry).
+func (a *Activator) watchGroup(g group, killAt time.Time, socket string, connID int64) {
+	defer a.wg.Done()
+	defer g.close()
+	poll := leftoverPollMin
+	t := time.NewTimer(min(poll, time.Until(killAt)))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-a.hurry:
+		}
+		if hurry := isClosed(a.hurry); hurry || !time.Now().Before(killAt) {
+			if g.kill() {
+				a.log.Warn("sent SIGKILL to processes a handler left behind", "socket", socket,
+					"connection_id", connID, "pgid", g.id, "closing", hurry)
+			}
+			return
+		}
+		if g.signal(0) != nil {
+			return // all gone
+		}
+		poll = min(2*poll, leftoverPollMax)
+		t.Reset(min(poll, time.Until(killAt)))
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -3,8 +3,12 @@ package activator_test
 import (
 	"context"
 	"io"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/activator"
@@ -160,4 +164,100 @@ func TestCloseDuringBegin(t *testing.T) {
 	if out, _ := io.ReadAll(c); len(out) != 0 {
 		t.Errorf("client read %q", out)
 	}
+}
+
+// leaveTrapped serves one connection of socket "spawn", whose handler leaves
+// behind in its process group a grandchild that ignores SIGTERM, and
+// returns the grandchild's pid once the connection's row is finished.
+func leaveTrapped(t *testing.T, h *harness) int {
+	t.Helper()
+	before, _ := h.rec.counts()
+	out := roundTrip(t, h.addr(t, "spawn"), "")
+	pid, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("handler wrote %q", out)
+	}
+	// However the test ends, it must not leave the grandchild running; a
+	// pidfd reaches it and nothing else, even once its pid is reused.
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open: %v", err)
+	}
+	t.Cleanup(func() {
+		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+		unix.Close(pidfd)
+	})
+	if row := h.rec.row(t, h.rec.nthBegun(t, before+1)); row.State != socketd.ConnExited {
+		t.Errorf("row %s %s, want exited", row.State, row.Error)
+	}
+	return pid
+}
+
+// goneWithin waits up to d for process pid to end.
+func goneWithin(t *testing.T, pid int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !gone(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still runs after %v", pid, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestLeftoverProcessesKilled checks that what a handler leaves running in
+// its process group, if it ignores the SIGTERM it gets when the handler
+// exits, is killed StopTimeout later, as systemd's KillMode=control-group
+// does.
+func TestLeftoverProcessesKilled(t *testing.T) {
+	const stop = 300 * time.Millisecond
+	h := start(t, activator.Config{StopTimeout: stop}, handlerSocket("spawn", testhandler.SpawnTrap))
+	for range 2 {
+		pid := leaveTrapped(t, h)
+		goneWithin(t, pid, stop+5*time.Second)
+	}
+	eventually(t, "the kill to be logged", func() bool {
+		return strings.Count(h.logs.String(), "sent SIGKILL to processes a handler left behind") == 2
+	})
+}
+
+// TestCloseKillsLeftovers checks that Close waits for the SIGKILL of what
+// handlers left behind, at most StopTimeout, and kills it at once if its
+// context ends first: no leftover outlives the daemon.
+func TestCloseKillsLeftovers(t *testing.T) {
+	t.Run("deadline", func(t *testing.T) {
+		const stop = 2 * time.Second
+		h := start(t, activator.Config{StopTimeout: stop}, handlerSocket("spawn", testhandler.SpawnTrap))
+		pid := leaveTrapped(t, h)
+		began := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := h.a.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(began); took > stop+5*time.Second {
+			t.Errorf("Close took %v with StopTimeout %v", took, stop)
+		}
+		// Close returns once the SIGKILL is sent; dying takes a moment.
+		goneWithin(t, pid, time.Second)
+	})
+	t.Run("context", func(t *testing.T) {
+		// A StopTimeout no test waits for: only Close can end it.
+		h := start(t, activator.Config{StopTimeout: time.Hour}, handlerSocket("spawn", testhandler.SpawnTrap))
+		pid := leaveTrapped(t, h)
+		// The row is finished and the SIGTERM sent: the grandchild must
+		// have survived it, or this test proves nothing. Give it time to
+		// misbehave.
+		time.Sleep(100 * time.Millisecond)
+		if gone(pid) {
+			t.Fatal("the grandchild died of SIGTERM")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if err := h.a.Close(ctx); err == nil {
+			t.Error("Close returned before the leftover's StopTimeout")
+		}
+		goneWithin(t, pid, time.Second)
+		// The harness closes again, and must find everything finished.
+	})
 }

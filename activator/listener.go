@@ -108,20 +108,28 @@ func (l *listener) tryAccept(fd uintptr) bool {
 }
 
 // acceptLoop accepts connections until the listener closes. It takes a
-// slot before each accept, so that at the limit connections wait in the
-// kernel's backlog instead of being accepted and dropped.
+// slot of the socket and one of the activator before each accept, so that at
+// either limit connections wait in the kernel's backlog instead of being
+// accepted and dropped. The socket's comes first: a socket at its own limit
+// holds no global slot while it waits.
 func (a *Activator) acceptLoop(s *socket, l *listener) {
 	defer a.wg.Done()
 	var backoff time.Duration
 	for {
 		select {
+		case s.slots <- struct{}{}:
+		case <-l.done:
+			return
+		}
+		select {
 		case a.slots <- struct{}{}:
 		case <-l.done:
+			<-s.slots
 			return
 		}
 		fd, remote, err := l.accept()
 		if err != nil {
-			<-a.slots
+			a.release(s)
 			select {
 			case <-l.done:
 				return
@@ -131,7 +139,7 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 				continue
 			}
 			if backoff == 0 {
-				a.log.Error("accept", "socket", s.name, "address", l.addr, "error", err)
+				a.log.Error("accept", "socket", s.name, "address", l.addr, "err", err)
 			}
 			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
 			t := time.NewTimer(backoff)

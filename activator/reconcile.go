@@ -11,7 +11,7 @@ import (
 )
 
 // Bind retry backoff: a socket that cannot bind is retried after retryMin,
-// doubling up to retryMax.
+// doubling up to retryMax. A change of its listen addresses retries at once.
 const (
 	retryMin = time.Second
 	retryMax = time.Minute
@@ -25,11 +25,16 @@ type socket struct {
 	// touches the listeners, so editing a command refuses no connection.
 	def atomic.Pointer[definition]
 
+	// slots holds one token per live connection of this socket, taken
+	// before accept, like Activator.slots: a full channel stops this
+	// socket's accept loops only.
+	slots chan struct{}
+
 	// Guarded by Activator.reconcileMu.
-	specs     []string    // wanted listen addresses, as ParseListen gives them
-	listeners []*listener // listeners[i] serves specs[i]; nil while not bound
-	backoff   time.Duration
-	retryAt   time.Time // when to retry binding; zero when no retry is due
+	specs     []string      // wanted listen addresses, as ParseListen gives them
+	listeners []*listener   // listeners[i] serves specs[i]; nil while not bound
+	backoff   time.Duration // the delay before retryAt; zero after a success
+	retryAt   time.Time     // when to retry binding; zero when no retry is due
 
 	accepted  atomic.Int64
 	connected atomic.Int64
@@ -145,20 +150,26 @@ func (a *Activator) reconcileLocked(desired []socketd.Socket) {
 			bind = append(bind, s)
 		}
 	}
+	now := time.Now()
 	for _, s := range bind {
-		a.bind(s)
+		// A socket waiting for its retry waits on: binding it at every
+		// Apply or resync would defeat the backoff.
+		if s.retryAt.IsZero() || !now.Before(s.retryAt) {
+			a.bind(s)
+		}
 	}
 	a.kickLoop()
 }
 
 // prepare installs definition d and closes the listeners it no longer
-// wants. It returns the socket if it should listen.
+// wants. It returns the socket if it should listen. A change of its listen
+// addresses clears its retry time, so that it binds at once.
 func (a *Activator) prepare(d *socketd.Socket) *socket {
 	a.mu.RLock()
 	s := a.sockets[d.Name]
 	a.mu.RUnlock()
 	if s == nil {
-		s = &socket{name: d.Name}
+		s = &socket{name: d.Name, slots: make(chan struct{}, DefaultMaxConnections)}
 		a.mu.Lock()
 		a.sockets[d.Name] = s
 		a.mu.Unlock()
@@ -242,10 +253,14 @@ func (a *Activator) bind(s *socket) {
 	}
 	a.fail(s, firstErr)
 	if s.backoff == 0 {
-		s.backoff = retryMin
+		s.backoff = a.retryMin
+	} else {
+		s.backoff = min(2*s.backoff, a.retryMax)
 	}
 	s.retryAt = time.Now().Add(s.backoff)
-	s.backoff = min(2*s.backoff, retryMax)
+	if a.bindFailed != nil {
+		a.bindFailed(s.name, s.backoff, s.retryAt)
+	}
 }
 
 // fail marks s failed with err. It logs only news: a retry that fails the
@@ -253,7 +268,7 @@ func (a *Activator) bind(s *socket) {
 func (a *Activator) fail(s *socket, err error) {
 	msg := err.Error()
 	if st, shown := s.current(); st != socketd.SocketFailed || shown != msg {
-		a.log.Error("bind", "socket", s.name, "error", err)
+		a.log.Error("bind", "socket", s.name, "err", err)
 	}
 	s.setState(socketd.SocketFailed, msg)
 }

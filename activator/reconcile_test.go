@@ -337,6 +337,136 @@ func TestMaxChildren(t *testing.T) {
 	}
 }
 
+// TestMaxConnections checks that one socket at its own cap of live
+// connections stops accepting (its clients wait in the backlog) while the
+// other sockets go on serving, and accepts again once one of its
+// connections ends.
+func TestMaxConnections(t *testing.T) {
+	cat := socketd.NewSocket()
+	cat.Name = "cat"
+	cat.Listen = []string{"127.0.0.1:0"}
+	cat.Command = []string{"cat"} // light: DefaultMaxConnections of them run at once
+	h := start(t, activator.Config{}, cat, handlerSocket("hello", testhandler.Hello))
+	addr := h.addr(t, "cat")
+
+	// ping writes a line and, if served, reads it back.
+	ping := func(c net.Conn) {
+		t.Helper()
+		if _, err := c.Write([]byte("ping\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conns := make([]*net.TCPConn, activator.DefaultMaxConnections)
+	for i := range conns {
+		conns[i] = dial(t, addr)
+		ping(conns[i])
+		if got := readLine(t, conns[i]); got != "ping" {
+			t.Fatalf("connection %d read %q", i, got)
+		}
+	}
+	over := dial(t, addr) // the kernel completes it into the backlog
+	ping(over)
+
+	if out := roundTrip(t, h.addr(t, "hello"), ""); out != "Hello World\n" {
+		t.Errorf("the other socket served %q while the first is at its cap", out)
+	}
+	// Nothing to wait on for something that must not happen: give the
+	// accept loop time to misbehave.
+	time.Sleep(200 * time.Millisecond)
+	if st := h.status(t, "cat"); st.Accepted != activator.DefaultMaxConnections {
+		t.Fatalf("accepted %d connections over a cap of %d", st.Accepted, activator.DefaultMaxConnections)
+	}
+
+	conns[0].CloseWrite()
+	if rest, err := io.ReadAll(conns[0]); err != nil || len(rest) != 0 {
+		t.Fatalf("read %q, %v; want end of file", rest, err)
+	}
+	if got := readLine(t, over); got != "ping" {
+		t.Fatalf("the connection over the cap read %q", got)
+	}
+	if st := h.status(t, "cat"); st.Accepted != activator.DefaultMaxConnections+1 {
+		t.Errorf("accepted %d connections, want %d", st.Accepted, activator.DefaultMaxConnections+1)
+	}
+}
+
+// TestBindBackoff checks that a socket that cannot bind is retried with a
+// doubling, bounded delay, never before its retry time, and that an Apply
+// does not retry it early unless its addresses change.
+func TestBindBackoff(t *testing.T) {
+	type failure struct {
+		at, retryAt time.Time
+		backoff     time.Duration
+	}
+	// failing starts an activator whose bind failures are reported on
+	// the channel returned, with socket "taken" on an address in use.
+	failing := func(t *testing.T, min, max time.Duration) (*harness, <-chan failure, net.Listener, socketd.Socket) {
+		hold, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { hold.Close() })
+		s := handlerSocket("taken", testhandler.Hello)
+		s.Listen = []string{hold.Addr().String()}
+		failures := make(chan failure, 100)
+		h := startWith(t, activator.Config{}, func(a *activator.Activator) {
+			a.SetRetryBackoff(min, max)
+			a.OnBindFailure(func(name string, backoff time.Duration, retryAt time.Time) {
+				select {
+				case failures <- failure{time.Now(), retryAt, backoff}:
+				default:
+				}
+			})
+		}, s)
+		return h, failures, hold, s
+	}
+
+	t.Run("growth", func(t *testing.T) {
+		const base = 20 * time.Millisecond
+		h, failures, _, s := failing(t, base, 4*base)
+		var prev failure
+		for i, want := range []time.Duration{base, 2 * base, 4 * base, 4 * base, 4 * base} {
+			if i == 2 {
+				// An Apply in the middle changes nothing.
+				h.apply(t, s)
+			}
+			f := waitChan(t, "a bind failure", failures)
+			if f.backoff != want || f.retryAt.Sub(f.at) > want {
+				t.Errorf("failure %d: backoff %v, retry in %v; want %v", i, f.backoff, f.retryAt.Sub(f.at), want)
+			}
+			if i > 0 && f.at.Before(prev.retryAt) {
+				t.Errorf("failure %d: retried %v before its retry time", i, prev.retryAt.Sub(f.at))
+			}
+			prev = f
+		}
+	})
+
+	t.Run("apply", func(t *testing.T) {
+		h, failures, hold, s := failing(t, time.Hour, time.Hour)
+		waitChan(t, "the first bind failure", failures)
+		for range 3 {
+			h.apply(t, s)
+		}
+		hold.Close()
+		h.apply(t, s)
+		if n := len(failures); n != 0 {
+			t.Errorf("%d binds before the retry time", n)
+		}
+		if st := h.status(t, "taken"); st.State != socketd.SocketFailed {
+			t.Errorf("an Apply of the unchanged socket bound it before its retry time: %+v", st)
+		}
+
+		// A change of its addresses is tried at once.
+		s.Listen = append(s.Listen, "127.0.0.1:0")
+		h.apply(t, s)
+		if st := h.status(t, "taken"); st.State != socketd.SocketListening || len(st.Listening) != 2 {
+			t.Errorf("after a change of addresses: %+v; want listening on both", st)
+		}
+		if out := roundTrip(t, hold.Addr().String(), ""); out != "Hello World\n" {
+			t.Errorf("served %q", out)
+		}
+	})
+}
+
 // TestStatusUnknown checks Status of a socket that does not exist.
 func TestStatusUnknown(t *testing.T) {
 	h := start(t, activator.Config{})

@@ -25,17 +25,18 @@ type conn struct {
 	done  chan struct{} // closed once the row is finished
 
 	mu        sync.Mutex
-	pid       int  // the handler's pid and process group; 0 until spawned
-	exited    bool // the handler has exited: its group may no longer be signalled
-	stopping  bool // Kill or Close asked the handler to stop
+	pid       int       // the handler's pid and process group; 0 until spawned
+	exited    bool      // the handler has exited: stop no longer signals its group (endGroup ends it)
+	stopping  bool      // Kill or Close asked the handler to stop
+	killAt    time.Time // when the group it signalled gets SIGKILL; zero until then
 	killTimer *time.Timer
 }
 
-// serve runs on its own goroutine for each accepted connection; the slot the
-// accept loop took is released when it returns.
+// serve runs on its own goroutine for each accepted connection; the slots
+// the accept loop took are released when it returns.
 func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort, start time.Time) {
 	defer a.wg.Done()
-	defer func() { <-a.slots }()
+	defer a.release(s)
 
 	local := l.local
 	if !local.IsValid() {
@@ -54,7 +55,7 @@ func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort,
 	// No handler starts without a committed row.
 	if err := a.cfg.Recorder.BeginConnection(context.Background(), &c.rec); err != nil {
 		unix.Close(fd)
-		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "error", err)
+		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "err", err)
 		s.setError("record connection: " + err.Error())
 		s.refused.Add(1)
 		return
@@ -86,10 +87,16 @@ func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort,
 
 	if err := a.cfg.Recorder.FinishConnection(context.Background(), &c.rec); err != nil {
 		s.setError("record connection: " + err.Error())
-		a.log.Error("record", "socket", s.name, "connection_id", c.rec.ID, "error", err)
+		a.log.Error("record", "socket", s.name, "connection_id", c.rec.ID, "err", err)
 	}
 	a.unregister(c)
 	close(c.done)
+}
+
+// release gives back the slots taken for one connection of s.
+func (a *Activator) release(s *socket) {
+	<-a.slots
+	<-s.slots
 }
 
 // register makes c known to Kill and Close. It returns false once Close has

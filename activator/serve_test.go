@@ -5,9 +5,11 @@ import (
 	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/activator"
@@ -262,25 +264,42 @@ func TestSpawnError(t *testing.T) {
 }
 
 // TestLeftoverProcessesTerminated checks that when a handler exits, what it
-// left running in its process group gets SIGTERM.
+// left running in its process group gets SIGTERM at once, not only the
+// SIGKILL StopTimeout later.
 func TestLeftoverProcessesTerminated(t *testing.T) {
-	h := start(t, activator.Config{}, handlerSocket("spawn", testhandler.Spawn))
+	// Where no one reaps orphans (a container whose init does not), the
+	// dead grandchild stays a zombie in the group, which then gets its
+	// SIGKILL, and Close waits for it: keep StopTimeout short.
+	const stop = 2 * time.Second
+	h := start(t, activator.Config{StopTimeout: stop}, handlerSocket("spawn", testhandler.Spawn))
 	out := roundTrip(t, h.addr(t, "spawn"), "")
 	pid, err := strconv.Atoi(strings.TrimSpace(out))
 	if err != nil {
 		t.Fatalf("handler wrote %q", out)
 	}
 	h.rec.row(t, 1)
-	// The grandchild is not ours to wait for: it is gone, or a zombie of
-	// whoever adopted it.
-	eventually(t, "the leftover process to end", func() bool {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			return true
+	goneWithin(t, pid, stop/2)
+}
+
+// TestWorkingDirectory checks that a handler runs in "/" unless its
+// definition names a directory, as under systemd and inetd, and never in
+// socketd's own.
+func TestWorkingDirectory(t *testing.T) {
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := handlerSocket("set", testhandler.Cwd)
+	set.WorkingDirectory = dir
+	h := start(t, activator.Config{}, handlerSocket("default", testhandler.Cwd), set)
+	for _, tc := range []struct{ name, want string }{
+		{"default", "/"},
+		{"set", dir},
+	} {
+		if out := roundTrip(t, h.addr(t, tc.name), ""); out != tc.want+"\n" {
+			t.Errorf("%s: the handler ran in %q, want %q", tc.name, strings.TrimSuffix(out, "\n"), tc.want)
 		}
-		_, rest, _ := strings.Cut(string(stat), ") ")
-		return strings.HasPrefix(rest, "Z")
-	})
+	}
 }
 
 // TestStdinBlocking checks that a handler's stdin and stdout are blocking:

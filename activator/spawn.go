@@ -43,7 +43,7 @@ func (c *conn) run() {
 
 	pidfd := -1
 	attr := &syscall.ProcAttr{
-		Dir:   def.sock.WorkingDirectory,
+		Dir:   def.dir,
 		Env:   def.environ(&c.rec),
 		Files: []uintptr{uintptr(c.fd), uintptr(c.fd), uintptr(stderr)},
 		Sys: &syscall.SysProcAttr{
@@ -81,19 +81,15 @@ func (c *conn) run() {
 	c.rec.PID = pid
 	c.started(pid)
 
-	waitExit(pid, pidfd)
+	pidf := waitExit(pid, pidfd)
 	c.mu.Lock()
 	c.exited = true
 	if c.killTimer != nil {
 		c.killTimer.Stop()
 	}
-	stopped := c.stopping
+	stopped, killAt := c.stopping, c.killAt
 	c.mu.Unlock()
 
-	// The handler is a zombie, so its process group id cannot have been
-	// reused yet: end what it left behind, as systemd stops a connection's
-	// unit when its main process exits. ESRCH is the usual answer.
-	_ = unix.Kill(-pid, unix.SIGTERM)
 	var ws unix.WaitStatus
 	for {
 		_, err := unix.Wait4(pid, &ws, 0, nil)
@@ -101,6 +97,13 @@ func (c *conn) run() {
 			break
 		}
 	}
+	// Reaped, the handler no longer counts in its group, which is now
+	// empty unless it left something behind.
+	g := group{id: pid, fd: -1, f: pidf}
+	if pidf != nil {
+		g.fd = pidfd
+	}
+	c.a.endGroup(c, g, killAt)
 	if c.log != nil {
 		c.log.stop(c.a.cfg.LingerTimeout, stopped)
 	}
@@ -120,26 +123,37 @@ func (c *conn) spawnFailed(err error) {
 	c.rec.State = socketd.ConnFailed
 	c.rec.Error = err.Error()
 	c.s.setError(err.Error())
-	c.a.log.Error("spawn", "socket", c.s.name, "connection_id", c.rec.ID, "error", err)
+	c.a.log.Error("spawn", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
 }
 
 // waitExit returns once process pid has exited, without reaping it. It
-// waits in the netpoller on the process's pidfd, which it closes.
-func waitExit(pid, pidfd int) {
-	if err := unix.SetNonblock(pidfd, true); err == nil {
-		f := os.NewFile(uintptr(pidfd), "pidfd")
-		rc, err := f.SyscallConn()
-		if err == nil {
-			err = rc.Read(exited)
+// waits in the netpoller on the process's pidfd, and returns the pidfd
+// still open, as a file the caller closes, for signalling the process
+// group; nil if the pidfd could not be used (then it is closed).
+func waitExit(pid, pidfd int) *os.File {
+	if pidfd >= 0 {
+		if err := unix.SetNonblock(pidfd, true); err == nil {
+			f := os.NewFile(uintptr(pidfd), "pidfd")
+			rc, err := f.SyscallConn()
+			if err == nil {
+				err = rc.Read(exited)
+			}
+			if err != nil {
+				// A pidfd the netpoller cannot take: wait in a blocked
+				// thread instead.
+				waitPID(pid)
+			}
+			return f
 		}
-		f.Close()
-		if err == nil {
-			return
-		}
-	} else {
 		unix.Close(pidfd)
 	}
-	// A pidfd the netpoller cannot take: wait in a blocked thread instead.
+	waitPID(pid)
+	return nil
+}
+
+// waitPID waits in a blocked thread until process pid has exited, without
+// reaping it.
+func waitPID(pid int) {
 	var si unix.Siginfo
 	for unix.Waitid(unix.P_PID, pid, &si, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
 	}

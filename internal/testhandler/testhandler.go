@@ -27,7 +27,8 @@ import (
 const Env = "SOCKETD_TEST_HANDLER"
 
 // Handlers, by the value of Env. Every handler exits when done; "hang",
-// "readyhang" and "trapterm" only end by a signal.
+// "readyhang" and "trapterm" only end by a signal, and so do the grandchildren
+// of "spawn" and "spawntrap".
 const (
 	Echo      = "echo"      // copies stdin to stdout until EOF
 	Hello     = "hello"     // writes "Hello World\n" and exits without reading
@@ -40,6 +41,8 @@ const (
 	Stderr    = "stderr"    // writes to stderr (see StderrSize), then "done\n" to stdout
 	Say       = "say"       // writes the value of SOCKETD_TEST_SAY and a newline
 	Spawn     = "spawn"     // starts a "hang" grandchild in its group, writes its pid, exits
+	SpawnTrap = "spawntrap" // starts a "trapterm" grandchild in its group, writes its pid once SIGTERM is trapped, exits
+	Cwd       = "cwd"       // writes its working directory and a newline
 )
 
 // StderrSize is the environment variable that makes the "stderr" handler
@@ -110,7 +113,16 @@ func run(name string) error {
 		_, err := os.Stdout.WriteString(os.Getenv("SOCKETD_TEST_SAY") + "\n")
 		return err
 	case Spawn:
-		return spawnGrandchild()
+		return spawnGrandchild(Hang)
+	case SpawnTrap:
+		return spawnGrandchild(TrapTerm)
+	case Cwd:
+		dir, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		_, err = os.Stdout.WriteString(dir + "\n")
+		return err
 	}
 	return fmt.Errorf("unknown handler %q", name)
 }
@@ -139,16 +151,36 @@ func writeStderr() error {
 	return err
 }
 
-// spawnGrandchild leaves a process behind in the handler's process group,
-// holding none of its files, as a careless handler would.
-func spawnGrandchild() error {
+// spawnGrandchild leaves a process running handler mode behind in the
+// handler's process group, holding none of its files, as a careless handler
+// would. For TrapTerm it waits until the grandchild has trapped SIGTERM, so
+// that only SIGKILL can end it once the handler is gone.
+func spawnGrandchild(mode string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	p, err := os.StartProcess(exe, []string{exe}, &os.ProcAttr{Env: []string{Env + "=" + Hang}})
+	attr := &os.ProcAttr{Env: []string{Env + "=" + mode}}
+	var ready, w *os.File
+	if mode == TrapTerm {
+		if ready, w, err = os.Pipe(); err != nil {
+			return err
+		}
+		defer ready.Close()
+		attr.Files = []*os.File{nil, w, nil}
+	}
+	p, err := os.StartProcess(exe, []string{exe}, attr)
+	if w != nil {
+		w.Close() // so that a grandchild dying early shows as end of file
+	}
 	if err != nil {
 		return err
+	}
+	if ready != nil {
+		line := make([]byte, len("ready\n"))
+		if _, err := io.ReadFull(ready, line); err != nil || string(line) != "ready\n" {
+			return fmt.Errorf("grandchild wrote %q: %v", line, err)
+		}
 	}
 	_, err = fmt.Fprintf(os.Stdout, "%d\n", p.Pid)
 	return err

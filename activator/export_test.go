@@ -1,0 +1,16 @@
+package activator
+
+import "time"
+
+// SetRetryBackoff sets the bounds of the bind retry backoff. Call it
+// before Open.
+func (a *Activator) SetRetryBackoff(min, max time.Duration) {
+	a.retryMin, a.retryMax = min, max
+}
+
+// OnBindFailure makes f be called after every failed bind, with the delay
+// before the next retry and its time. Call it before Open; f runs under the
+// reconcile lock and must not call the Activator.
+func (a *Activator) OnBindFailure(f func(name string, backoff time.Duration, retryAt time.Time)) {
+	a.bindFailed = f
+}
