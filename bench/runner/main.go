@@ -27,20 +27,13 @@ import (
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/api"
+	"github.com/socketd/socketd/bench/load"
 )
 
 // result is one loadgen run, as loadgen prints it, plus what the runner
 // measures around it.
 type result struct {
-	Conns      int     `json:"conns"`
-	ConnPerSec float64 `json:"conn_per_s"`
-	P50ms      float64 `json:"p50_ms"`
-	P90ms      float64 `json:"p90_ms"`
-	P99ms      float64 `json:"p99_ms"`
-	MaxMs      float64 `json:"max_ms"`
-	Errors     int     `json:"errors"`
-	Wrong      int     `json:"wrong"`
-	FirstError string  `json:"first_error"`
+	load.Result
 
 	Handler   string  `json:"handler"`
 	Server    string  `json:"server"`
