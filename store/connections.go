@@ -101,6 +101,9 @@ func (db *DB) InterruptRunning(ctx context.Context) (int64, error) {
 const connColumns = `id, socket, state, remote_ip, remote_port, local_ip, local_port, pid,
 	started_at, ended_at, duration_ms, exit_code, signal, bytes_in, bytes_out, error`
 
+// connColumnsC is connColumns of the table named c, for a join.
+var connColumnsC = "c." + strings.Join(strings.Fields(strings.ReplaceAll(connColumns, ",", " ")), ", c.")
+
 // ListConnections returns a page of the connections f selects, newest
 // (highest id) first, and the cursor of the next page, "" after the last.
 // A zero f.Limit means socketd.DefaultListLimit. A limit out of range, an
@@ -136,6 +139,12 @@ func (db *DB) ListConnections(ctx context.Context, f socketd.ConnectionFilter) (
 
 // listQuery returns the query of a page of ListConnections, its arguments and
 // the page's size.
+//
+// Every page is a walk down the ids, from the cursor or the top of its time
+// range, that stops after limit+1 matching rows: no sort, and no cost for
+// how deep the page is or how far in the past its range lies. A time range
+// and a remote address are looked up through the blocks of migration
+// 000005, the other filters through their indexes on (column, id).
 func listQuery(f socketd.ConnectionFilter) (string, []any, int, error) {
 	limit := f.Limit
 	if limit == 0 {
@@ -145,43 +154,152 @@ func listQuery(f socketd.ConnectionFilter) (string, []any, int, error) {
 		return "", nil, 0, socketd.Errorf(socketd.CodeInvalid,
 			"limit %d is out of range: it must be between 1 and %d", f.Limit, socketd.MaxListLimit)
 	}
+	if f.State != "" && !validState(f.State) {
+		return "", nil, 0, socketd.Errorf(socketd.CodeInvalid, "state %q is not one of %s", f.State, stateList())
+	}
 	var (
-		where []string
-		args  []any
+		before int64 // the cursor: only ids below it; 0 for none
+		err    error
 	)
-	if f.Socket != "" {
-		where, args = append(where, "socket = ?"), append(args, f.Socket)
-	}
-	if f.State != "" {
-		if !validState(f.State) {
-			return "", nil, 0, socketd.Errorf(socketd.CodeInvalid, "state %q is not one of %s", f.State, stateList())
-		}
-		where, args = append(where, "state = ?"), append(args, string(f.State))
-	}
-	if f.RemoteIP != "" {
-		where, args = append(where, "remote_ip = ?"), append(args, f.RemoteIP)
-	}
-	if !f.Since.IsZero() {
-		where, args = append(where, "started_at >= ?"), append(args, toNanos(f.Since))
-	}
-	if !f.Until.IsZero() {
-		where, args = append(where, "started_at < ?"), append(args, toNanos(f.Until))
-	}
 	if f.Cursor != "" {
-		after, err := decodeCursor(f.Cursor)
-		if err != nil {
+		if before, err = decodeCursor(f.Cursor); err != nil {
 			return "", nil, 0, err
 		}
-		where, args = append(where, "id < ?"), append(args, after)
 	}
-	q := "SELECT " + connColumns + " FROM connections"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+	var q string
+	var w where
+	if f.RemoteIP != "" {
+		q = byAddress(&w, f, before)
+	} else {
+		q = byID(&w, f, before)
 	}
 	// One row more than the page tells whether there is a next page.
-	q += " ORDER BY id DESC LIMIT ?"
-	args = append(args, limit+1)
-	return q, args, limit, nil
+	return q + " LIMIT ?", append(w.args, limit+1), limit, nil
+}
+
+// byID adds to w the terms of a page that walks connections, or the index
+// of its socket or state filter, down from the highest id it may hold, and
+// returns the query.
+func byID(w *where, f socketd.ConnectionFilter, before int64) string {
+	if f.Socket != "" {
+		w.and("socket = ?", f.Socket)
+	}
+	if f.State != "" {
+		w.and("state = ?", string(f.State))
+	}
+	// upper bounds the ids from above (id <= upper), "" for no bound. The
+	// cursor and a time range both bound it; one bound made of both lets
+	// SQLite start the walk at the right place on every page, where two
+	// would leave one of them to be tested row by row.
+	var (
+		upper     string
+		upperArgs []any
+	)
+	if !f.Since.IsZero() || !f.Until.IsZero() {
+		// The range is first mapped to the ids of the blocks whose starts
+		// overlap it: a superset of the matching rows, found by scanning the
+		// small blocks table. The started_at terms then keep exactly the
+		// rows that match. With no overlapping block the subqueries are
+		// NULL, and so is min(?, NULL): the page is empty, as it must be.
+		var overlap where
+		if !f.Since.IsZero() {
+			since := toNanos(f.Since)
+			w.and("started_at >= ?", since)
+			overlap.and("max_started >= ?", since)
+		}
+		if !f.Until.IsZero() {
+			until := toNanos(f.Until)
+			w.and("started_at < ?", until)
+			overlap.and("min_started < ?", until)
+		}
+		blocks := " FROM connection_blocks" + overlap.clause() + ")"
+		if !f.Since.IsZero() {
+			w.and("id >= (SELECT min(min_id)"+blocks, overlap.args...)
+		}
+		if !f.Until.IsZero() {
+			upper, upperArgs = "(SELECT max(max_id)"+blocks, overlap.args
+		}
+	}
+	if before > 0 {
+		if upper == "" {
+			upper, upperArgs = "?", []any{before - 1}
+		} else {
+			upper, upperArgs = "min(?, "+upper+")", append([]any{before - 1}, upperArgs...)
+		}
+	}
+	if upper != "" {
+		w.and("id <= "+upper, upperArgs...)
+	}
+	// The index is named: an id range looks as selective to SQLite as a
+	// socket, so statistics of a history with few sockets (or a small one)
+	// lead it to walk every socket's ids through the range instead, which
+	// for a rare socket in a wide range is a walk of the history.
+	from := " FROM connections"
+	switch {
+	case f.Socket != "":
+		from += " INDEXED BY connections_socket_id"
+	case f.State != "":
+		from += " INDEXED BY connections_state_id"
+	}
+	return "SELECT " + connColumns + from + w.clause() + " ORDER BY id DESC"
+}
+
+// byAddress adds to w the terms of a page of the connections from
+// f.RemoteIP, and returns the query. It walks the blocks newest first (only
+// those that overlap f's time range and lie below the cursor), seeks the
+// address in each block's part of connection_block_ips, and reads those
+// rows' ids downwards: as blocks partition the ids in order, that is id
+// order, with no sort. Its cost is a seek per block the page spans, all of
+// them for an address with fewer rows than a page.
+func byAddress(w *where, f socketd.ConnectionFilter, before int64) string {
+	w.and("x.block = b.block")
+	w.and("x.remote_ip = ?", f.RemoteIP)
+	w.and("c.id = x.id")
+	if !f.Since.IsZero() {
+		since := toNanos(f.Since)
+		w.and("b.max_started >= ?", since)
+		w.and("c.started_at >= ?", since)
+	}
+	if !f.Until.IsZero() {
+		until := toNanos(f.Until)
+		w.and("b.min_started < ?", until)
+		w.and("c.started_at < ?", until)
+	}
+	if before > 0 {
+		w.and("b.min_id < ?", before)
+		w.and("x.id < ?", before)
+	}
+	if f.Socket != "" {
+		w.and("c.socket = ?", f.Socket)
+	}
+	if f.State != "" {
+		w.and("c.state = ?", string(f.State))
+	}
+	// CROSS JOIN fixes the loops' order, which the ORDER BY depends on to
+	// need no sort.
+	return "SELECT " + connColumnsC +
+		" FROM connection_blocks b CROSS JOIN connection_block_ips x CROSS JOIN connections c" +
+		w.clause() + " ORDER BY b.block DESC, x.id DESC"
+}
+
+// where collects the terms of a WHERE clause and their arguments.
+type where struct {
+	terms []string
+	args  []any
+}
+
+func (w *where) and(term string, args ...any) {
+	w.terms = append(w.terms, term)
+	w.args = append(w.args, args...)
+}
+
+// clause returns " WHERE" and the terms joined by AND, or "" if there are
+// none.
+func (w *where) clause() string {
+	if len(w.terms) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.terms, " AND ")
 }
 
 // GetConnection returns connection id, without its log, or an error with

@@ -4,15 +4,22 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"io/fs"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/migrations"
 )
 
 func TestConnectionRoundTrip(t *testing.T) {
@@ -431,7 +438,8 @@ func TestListConnectionsUsesIndexes(t *testing.T) {
 		{socketd.ConnectionFilter{Cursor: encodeCursor(10)}, ""},
 		{socketd.ConnectionFilter{Socket: "a"}, "connections_socket_id"},
 		{socketd.ConnectionFilter{Socket: "a", Cursor: encodeCursor(10)}, "connections_socket_id"},
-		{socketd.ConnectionFilter{RemoteIP: "::1"}, "connections_remote_ip_id"},
+		// The address is looked up block by block (migration 000005).
+		{socketd.ConnectionFilter{RemoteIP: "::1"}, "SEARCH x USING PRIMARY KEY (block=? AND remote_ip=?)"},
 		{socketd.ConnectionFilter{State: socketd.ConnRunning}, "connections_state_id"},
 		{socketd.ConnectionFilter{State: socketd.ConnRunning, Cursor: encodeCursor(10)}, "connections_state_id"},
 	} {
@@ -506,4 +514,462 @@ func TestInterruptRunning(t *testing.T) {
 	if n, err := db.InterruptRunning(ctx); err != nil || n != 0 {
 		t.Errorf("second InterruptRunning = %d, %v; want 0", n, err)
 	}
+}
+
+// histRow is a connection written straight into the table by insertRows.
+type histRow struct {
+	id      int64
+	socket  string
+	state   socketd.ConnectionState
+	ip      string
+	started time.Time
+}
+
+// insertRows writes rows in one transaction on the write connection,
+// bypassing the history writer, so that a test can build a history many
+// blocks long in milliseconds. The triggers keep the blocks, as for any
+// insert.
+func insertRows(t *testing.T, db *DB, rows []histRow) {
+	t.Helper()
+	tx, err := db.w.BeginTx(testCtx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	st, err := tx.Prepare(`INSERT INTO connections (id, socket, state, remote_ip, started_at) VALUES (?, ?, ?, ?, ?)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if _, err := st.Exec(r.id, r.socket, string(r.state), r.ip, toNanos(r.started)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// blockRows is the number of ids a row of connection_blocks summarises
+// (migration 000005).
+const blockRows = 4096
+
+// skewedHistory inserts n rows one second apart, as a long-running daemon
+// records them, but with the ways a start can run out of id order: one row
+// in five starts up to 5 s early; the first row of a block starts before
+// the last rows of the block before it; a stretch of a thousand rows
+// follows a clock step back of two blocks' time; one row starts a year
+// early and one ten years late. It returns the rows in id order.
+func skewedHistory(t *testing.T, db *DB, n int) (base time.Time, rows []histRow) {
+	t.Helper()
+	base = time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	r := rand.New(rand.NewPCG(3, 4))
+	states := []socketd.ConnectionState{socketd.ConnExited, socketd.ConnExited, socketd.ConnFailed, socketd.ConnRefused}
+	stepFrom, stepTo := 3*blockRows+100, 3*blockRows+1100
+	for i := 1; i <= n; i++ {
+		started := base.Add(time.Duration(i) * time.Second)
+		switch {
+		case i%blockRows == 0:
+			started = base.Add(time.Duration(i-10)*time.Second - time.Millisecond)
+		case i == n-5:
+			started = base.AddDate(-1, 0, 0)
+		case i == n-3:
+			started = base.AddDate(10, 0, 0)
+		case i >= stepFrom && i < stepTo:
+			started = started.Add(-2 * blockRows * time.Second)
+		case r.IntN(5) == 0:
+			started = started.Add(-time.Duration(r.Int64N(int64(5 * time.Second))))
+		}
+		rows = append(rows, histRow{
+			id:      int64(i),
+			socket:  []string{"a", "b", "c"}[r.IntN(3)],
+			state:   states[r.IntN(len(states))],
+			ip:      []string{"10.0.0.1", "10.0.0.2", "::1"}[r.IntN(3)],
+			started: started,
+		})
+	}
+	insertRows(t, db, rows)
+	return base, rows
+}
+
+// matches reports whether r is in what f selects, as the API defines it.
+func (r histRow) matches(f socketd.ConnectionFilter) bool {
+	return (f.Socket == "" || r.socket == f.Socket) &&
+		(f.State == "" || r.state == f.State) &&
+		(f.RemoteIP == "" || r.ip == f.RemoteIP) &&
+		(f.Since.IsZero() || !r.started.Before(f.Since)) &&
+		(f.Until.IsZero() || r.started.Before(f.Until))
+}
+
+// wantIDs returns the ids of the rows f selects, newest first.
+func wantIDs(rows []histRow, f socketd.ConnectionFilter) []int64 {
+	var ids []int64
+	for i := len(rows) - 1; i >= 0; i-- {
+		if rows[i].matches(f) {
+			ids = append(ids, rows[i].id)
+		}
+	}
+	return ids
+}
+
+// listAll reads every page f selects and returns the ids in the order
+// listed, checking that pages are full but for the last, and that the last
+// has no cursor. between, when not nil, runs after each page.
+func listAll(t *testing.T, db *DB, f socketd.ConnectionFilter, between func()) []int64 {
+	t.Helper()
+	ctx := testCtx(t)
+	size := f.Limit
+	if size == 0 {
+		size = socketd.DefaultListLimit
+	}
+	var ids []int64
+	for pages := 0; ; pages++ {
+		if pages > 100_000 {
+			t.Fatal("pagination does not end")
+		}
+		page, next, err := db.ListConnections(ctx, f)
+		if err != nil {
+			t.Fatalf("filter %+v: %v", f, err)
+		}
+		if len(page) > size || (next != "" && len(page) != size) {
+			t.Fatalf("filter %+v: a page of %d rows (limit %d), next %q", f, len(page), size, next)
+		}
+		if next == "" && pages > 0 && len(page) == 0 {
+			t.Fatalf("filter %+v: an empty last page: the previous page should have had no cursor", f)
+		}
+		for _, c := range page {
+			ids = append(ids, c.ID)
+		}
+		if next == "" {
+			return ids
+		}
+		if between != nil {
+			between()
+		}
+		f.Cursor = next
+	}
+}
+
+// TestListConnectionsTimeRanges checks that a time range selects exactly
+// the rows that started in it, across pages, over a history many blocks
+// long whose starts run out of id order in every way they can.
+func TestListConnectionsTimeRanges(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	const n = 5*blockRows + 100
+	base, rows := skewedHistory(t, db, n)
+	at := func(s float64) time.Time { return base.Add(time.Duration(s * float64(time.Second))) }
+
+	// Rows recorded through the writer, late: they start inside the oldest
+	// block but take the newest ids.
+	for i := range 3 {
+		c := &socketd.Connection{Socket: "b", State: socketd.ConnExited, RemoteIP: "10.0.0.2", StartedAt: at(500 + float64(i))}
+		if err := db.BeginConnection(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, histRow{id: c.ID, socket: c.Socket, state: c.State, ip: c.RemoteIP, started: c.StartedAt})
+	}
+	checkBlocks(t, db)
+
+	type window struct{ since, until time.Time }
+	windows := []window{
+		{at(blockRows), at(2 * blockRows)},                                      // block boundaries
+		{at(2*blockRows - 12), at(2*blockRows - 9)},                             // the early first row of block 2
+		{at(2*blockRows - 10), at(2*blockRows - 10).Add(-time.Millisecond / 2)}, // empty: since after until
+		{at(blockRows + 5), at(blockRows + 5)},                                  // empty: since equals until
+		{at(blockRows + 300), at(blockRows + 400)},                              // also hit by the clock step back
+		{at(3*blockRows + 50), at(3*blockRows + 150)},                           // straddles the step back
+		{base.AddDate(-1, 0, 0), base.AddDate(-1, 0, 0).Add(time.Nanosecond)},   // the year-early row alone
+		{base.AddDate(-2, 0, 0), base},                                          // before every regular row
+		{base.AddDate(10, 0, 0), time.Time{}},                                   // the ten-years-late row alone
+		{at(n + 1), base.AddDate(9, 0, 0)},                                      // after every row but that one: empty
+		{at(499), at(503)},                                                      // old rows and the late writer rows
+		{at(4*blockRows + 17), time.Time{}},                                     // since only
+		{time.Time{}, at(blockRows / 2)},                                        // until only
+		{at(0), at(n + 10)},                                                     // nearly everything
+	}
+	// The exact start of a row bounds a window inclusively below and
+	// exclusively above.
+	edge := rows[2*blockRows+7].started
+	windows = append(windows, window{edge, edge.Add(time.Nanosecond)}, window{edge.Add(-time.Second), edge})
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 20 {
+		width := math.Exp(r.Float64() * math.Log(20000))
+		since := r.Float64()*(n+200) - 100
+		windows = append(windows, window{at(since), at(since + width)})
+	}
+
+	filters := []socketd.ConnectionFilter{
+		{}, {Socket: "b"}, {State: socketd.ConnFailed}, {RemoteIP: "::1"},
+		{Socket: "a", State: socketd.ConnExited, RemoteIP: "10.0.0.1"},
+	}
+	for wi, w := range windows {
+		for fi, f := range filters {
+			f.Since, f.Until = w.since, w.until
+			want := wantIDs(rows, f)
+			limits := []int{socketd.MaxListLimit}
+			if len(want) <= 5000 {
+				limits = append(limits, 97)
+			}
+			if len(want) <= 100 {
+				limits = append(limits, 1)
+			}
+			for _, limit := range limits {
+				f.Limit = limit
+				if got := listAll(t, db, f, nil); !slices.Equal(got, want) {
+					t.Errorf("window %d, filter %d (%+v): %d rows %v, want %d %v",
+						wi, fi, f, len(got), head(got), len(want), head(want))
+				}
+			}
+		}
+	}
+}
+
+// head returns the first few ids, for a readable failure.
+func head(ids []int64) []int64 { return ids[:min(len(ids), 8)] }
+
+// checkBlocks checks the invariants the lists rely on: every row's block
+// exists and its bounds hold the row's id and start, and the address index
+// holds exactly one entry per row.
+func checkBlocks(t *testing.T, db *DB) {
+	t.Helper()
+	ctx := testCtx(t)
+	var outside, missing, rows, entries int
+	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM connections c
+		LEFT JOIN connection_blocks b ON b.block = c.id >> 12
+		WHERE b.block IS NULL OR c.id NOT BETWEEN b.min_id AND b.max_id
+			OR c.started_at NOT BETWEEN b.min_started AND b.max_started`).Scan(&outside)
+	if err != nil || outside != 0 {
+		t.Fatalf("%d rows outside their block's bounds (err %v)", outside, err)
+	}
+	err = db.r.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM connections c WHERE NOT EXISTS (SELECT 1 FROM connection_block_ips x
+			WHERE x.block = c.id >> 12 AND x.remote_ip = c.remote_ip AND x.id = c.id)),
+		(SELECT count(*) FROM connections), (SELECT count(*) FROM connection_block_ips)`).Scan(&missing, &rows, &entries)
+	if err != nil || missing != 0 || rows != entries {
+		t.Fatalf("%d rows missing from the address index, %d rows, %d entries (err %v)", missing, rows, entries, err)
+	}
+}
+
+// TestListConnectionsTimeRangeUnderInserts pages through a time range while
+// rows that match it are recorded: the pages hold exactly the rows that
+// matched when the first was read, each once, since a new row takes an id
+// above every cursor. A fresh listing then finds the new rows too.
+func TestListConnectionsTimeRangeUnderInserts(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	_, rows := skewedHistory(t, db, 3*blockRows)
+	f := socketd.ConnectionFilter{Since: rows[blockRows/2].started, Until: rows[2*blockRows].started, Limit: 50}
+	want := wantIDs(rows, f)
+	added := 0
+	got := listAll(t, db, f, func() {
+		// Late rows inside the range, and one in order at its end.
+		for _, started := range []time.Time{f.Since, f.Since.Add(time.Duration(added) * time.Millisecond), f.Until.Add(-time.Nanosecond)} {
+			c := &socketd.Connection{Socket: "a", StartedAt: started}
+			if err := db.BeginConnection(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, histRow{id: c.ID, socket: c.Socket, state: socketd.ConnRunning, started: started})
+			added++
+		}
+	})
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages under inserts: %d rows %v, want %d %v", len(got), head(got), len(want), head(want))
+	}
+	f.Limit = socketd.MaxListLimit
+	want = wantIDs(rows, f)
+	if got := listAll(t, db, f, nil); !slices.Equal(got, want) || len(want) != len(got) {
+		t.Fatalf("after the inserts: %d rows %v, want %d %v", len(got), head(got), len(want), head(want))
+	}
+	if added == 0 || len(want) < added {
+		t.Fatalf("%d rows added, %d listed", added, len(want))
+	}
+	checkBlocks(t, db)
+}
+
+// TestBlocksFollowChanges changes and deletes rows behind the store's back,
+// as an operator with a sqlite3 shell might: the triggers keep the blocks
+// true, so the lists stay exact.
+func TestBlocksFollowChanges(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	base, rows := skewedHistory(t, db, 2*blockRows+10)
+	// Move a row of block 0 far into the future and to another address,
+	// move the start of a row of block 1 into block 0's time, and delete a
+	// row of each block.
+	moved, early := &rows[100], &rows[blockRows+5]
+	moved.started, moved.ip = base.AddDate(1, 0, 0), "192.0.2.1"
+	early.started = rows[10].started
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`UPDATE connections SET started_at = ?, remote_ip = ? WHERE id = ?`, []any{toNanos(moved.started), moved.ip, moved.id}},
+		{`UPDATE connections SET started_at = ? WHERE id = ?`, []any{toNanos(early.started), early.id}},
+		{`DELETE FROM connections WHERE id IN (?, ?)`, []any{rows[7].id, rows[blockRows+9].id}},
+	} {
+		if _, err := db.w.ExecContext(ctx, q.sql, q.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows = slices.DeleteFunc(rows, func(r histRow) bool { return r.id == 8 || r.id == blockRows+10 })
+	checkBlocks(t, db)
+	for _, f := range []socketd.ConnectionFilter{
+		{Since: base.AddDate(1, 0, 0)},
+		{Since: rows[5].started, Until: rows[20].started},
+		{RemoteIP: "192.0.2.1"},
+		{RemoteIP: "::1", Until: rows[200].started},
+		{RemoteIP: moved.ip, Since: moved.started},
+	} {
+		f.Limit = 50
+		if got, want := listAll(t, db, f, nil), wantIDs(rows, f); !slices.Equal(got, want) || len(want) == 0 {
+			t.Errorf("filter %+v: %d rows %v, want %d %v", f, len(got), head(got), len(want), head(want))
+		}
+	}
+}
+
+// TestMigrationFillsBlocks opens a database written before migration
+// 000005: the blocks it adds must cover the rows already there.
+func TestMigrationFillsBlocks(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "socketd.db")
+	before := fstest.MapFS{}
+	entries, err := fs.ReadDir(migrations.FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if v, _ := strconv.Atoi(e.Name()[:6]); v < 5 {
+			b, err := fs.ReadFile(migrations.FS, e.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			before[e.Name()] = &fstest.MapFile{Data: b}
+		}
+	}
+	db, err := open(ctx, path, before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rows := skewedHistory(t, db, 2*blockRows+50)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	checkBlocks(t, db)
+	for _, f := range []socketd.ConnectionFilter{
+		{Since: rows[blockRows-20].started, Until: rows[blockRows+20].started},
+		{RemoteIP: "10.0.0.2", Limit: 1000},
+		{RemoteIP: "::1", Since: rows[3000].started, State: socketd.ConnFailed},
+	} {
+		if got, want := listAll(t, db, f, nil), wantIDs(rows, f); !slices.Equal(got, want) || len(want) == 0 {
+			t.Errorf("filter %+v: %d rows %v, want %d %v", f, len(got), head(got), len(want), head(want))
+		}
+	}
+}
+
+// TestListConnectionsPlans holds every shape of page to its plan: each
+// walks one index, or the table, in id order from its bounds, with no sort
+// and no scan of the whole table, so that a change of SQLite, of the schema
+// or of the planner's statistics cannot quietly turn a page into a walk of
+// the history. It checks the plans without statistics, with those PRAGMA
+// optimize may gather at Close for a small history, and with those of a
+// 10-million-row history.
+func TestListConnectionsPlans(t *testing.T) {
+	ctx := testCtx(t)
+	path := filepath.Join(t.TempDir(), "socketd.db")
+	now, cursor := time.Now(), encodeCursor(10)
+	byAddress := []string{
+		"SCAN b", "SEARCH x USING PRIMARY KEY (block=? AND remote_ip=?",
+		"SEARCH c USING INTEGER PRIMARY KEY (rowid=?)",
+	}
+	cases := []struct {
+		f    socketd.ConnectionFilter
+		want []string
+	}{
+		{socketd.ConnectionFilter{Since: now}, []string{"SEARCH connections USING INTEGER PRIMARY KEY (rowid>?)"}},
+		{socketd.ConnectionFilter{Until: now}, []string{"SEARCH connections USING INTEGER PRIMARY KEY (rowid<?)"}},
+		{socketd.ConnectionFilter{Until: now, Cursor: cursor}, []string{"SEARCH connections USING INTEGER PRIMARY KEY (rowid<?)"}},
+		{socketd.ConnectionFilter{Since: now, Until: now}, []string{"SEARCH connections USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"}},
+		{socketd.ConnectionFilter{Since: now, Until: now, Cursor: cursor}, []string{"SEARCH connections USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"}},
+		{socketd.ConnectionFilter{Socket: "a", Since: now, Until: now}, []string{"SEARCH connections USING INDEX connections_socket_id (socket=? AND id>? AND id<?)"}},
+		{socketd.ConnectionFilter{Socket: "a", Since: now, Until: now, Cursor: cursor}, []string{"SEARCH connections USING INDEX connections_socket_id (socket=? AND id>? AND id<?)"}},
+		{socketd.ConnectionFilter{Socket: "a", Until: now}, []string{"SEARCH connections USING INDEX connections_socket_id (socket=? AND id<?)"}},
+		{socketd.ConnectionFilter{State: socketd.ConnFailed, Since: now}, []string{"SEARCH connections USING INDEX connections_state_id (state=? AND id>?)"}},
+		{socketd.ConnectionFilter{State: socketd.ConnFailed, Since: now, Until: now, Cursor: cursor}, []string{"SEARCH connections USING INDEX connections_state_id (state=? AND id>? AND id<?)"}},
+		{socketd.ConnectionFilter{Socket: "a", State: socketd.ConnFailed, Until: now}, []string{"SEARCH connections USING INDEX connections_socket_id (socket=? AND id<?)"}},
+		{socketd.ConnectionFilter{RemoteIP: "::1"}, byAddress},
+		{socketd.ConnectionFilter{RemoteIP: "::1", Cursor: cursor}, byAddress},
+		{socketd.ConnectionFilter{RemoteIP: "::1", Socket: "a", State: socketd.ConnFailed, Since: now, Until: now, Cursor: cursor}, byAddress},
+	}
+	check := func(t *testing.T, db *DB) {
+		t.Helper()
+		for _, tc := range cases {
+			q, args, _, err := listQuery(tc.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, err := db.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			rows.Close()
+			p := strings.Join(plan, "; ")
+			for _, want := range tc.want {
+				if !strings.Contains(p, want) {
+					t.Errorf("filter %+v: plan %q does not %s", tc.f, p, want)
+				}
+			}
+			for _, bad := range []string{"TEMP B-TREE", "SCAN connections", "AUTOMATIC", "SCAN c", "SCAN x"} {
+				if strings.Contains(p, bad) {
+					t.Errorf("filter %+v: plan %q does %s", tc.f, p, bad)
+				}
+			}
+		}
+	}
+	reopen := func(t *testing.T) {
+		db, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		check(t, db)
+	}
+	t.Run("unanalyzed", func(t *testing.T) {
+		db, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		history(t, db, 50)
+		check(t, db)
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("small", reopen)
+	raw := rawOpen(t, path)
+	if _, err := raw.ExecContext(ctx, `ANALYZE sqlite_schema; DELETE FROM sqlite_stat1;
+		INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES
+			('connections', NULL, '10000000'),
+			('connections', 'connections_socket_id', '10000000 200000 1'),
+			('connections', 'connections_state_id', '10000000 2000000 1'),
+			('connection_blocks', NULL, '2500'),
+			('connection_block_ips', 'connection_block_ips', '10000000 4096 2 1');`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	t.Run("large", reopen)
 }
