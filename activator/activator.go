@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -111,12 +112,16 @@ type Activator struct {
 	conns   map[int64]*conn // running connections by history id, for Kill
 	closing bool            // Close has begun: start no more handlers
 
+	// unwatchedLogs counts the running handlers whose stderr pipe has no
+	// reader yet (see watchLogs).
+	unwatchedLogs atomic.Int64
+
 	// hurry is closed when Close runs out of time: the process groups
 	// handlers left behind get their SIGKILL at once.
 	hurry     chan struct{}
 	hurryOnce sync.Once
 
-	wg        sync.WaitGroup // resync loop, accept loops, connections, leftover groups
+	wg        sync.WaitGroup // resync loop, log watcher, accept loops, connections, leftover groups
 	closeOnce sync.Once
 	finished  chan struct{} // closed once everything Close waits for is done
 }
@@ -181,8 +186,9 @@ func (a *Activator) Open(ctx context.Context) error {
 	a.devNull = fd
 	a.opened = true
 	a.reconcileLocked(socks)
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go a.loop()
+	go a.watchLogs()
 	return nil
 }
 

@@ -21,14 +21,15 @@ type conn struct {
 	fd    int       // socketd's copy of the connection
 	start time.Time // accept time, with the monotonic clock for the duration
 	rec   socketd.Connection
-	log   *stderrLog    // the stderr capture, for stderr "log"
 	done  chan struct{} // closed once the row is finished
 
 	mu        sync.Mutex
-	pid       int       // the handler's pid and process group; 0 until spawned
-	exited    bool      // the handler has exited: stop no longer signals its group (endGroup ends it)
-	stopping  bool      // Kill or Close asked the handler to stop
-	killAt    time.Time // when the group it signalled gets SIGKILL; zero until then
+	logFD     int        // stderr "log": the pipe's read end until it is watched or read, else -1
+	log       *stderrLog // stderr "log": the pipe's reader, once watched (see watchLogs)
+	pid       int        // the handler's pid and process group; 0 until spawned
+	exited    bool       // the handler has exited: stop no longer signals its group (endGroup ends it)
+	stopping  bool       // Kill or Close asked the handler to stop
+	killAt    time.Time  // when the group it signalled gets SIGKILL; zero until then
 	killTimer *time.Timer
 }
 
@@ -42,7 +43,7 @@ func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort,
 	if !local.IsValid() {
 		local = localAddr(fd)
 	}
-	c := &conn{a: a, s: s, def: s.def.Load(), fd: fd, start: start, done: make(chan struct{})}
+	c := &conn{a: a, s: s, def: s.def.Load(), fd: fd, start: start, done: make(chan struct{}), logFD: -1}
 	c.rec = socketd.Connection{
 		Socket:     s.name,
 		State:      socketd.ConnRunning,

@@ -196,7 +196,11 @@ func TestStderr(t *testing.T) {
 		return s
 	}
 	const big = 200_000
-	h := start(t, activator.Config{},
+	slow := socketd.NewSocket()
+	slow.Name = "slow"
+	slow.Listen = []string{"127.0.0.1:0"}
+	slow.Command = []string{"/bin/sh", "-c", "echo one >&2; sleep 0.3; echo two >&2; echo done"}
+	h := start(t, activator.Config{}, slow,
 		sock("log", socketd.StderrLog),
 		sock("big", socketd.StderrLog, testhandler.StderrSize, strconv.Itoa(big)),
 		sock("null", socketd.StderrNull),
@@ -218,6 +222,18 @@ func TestStderr(t *testing.T) {
 			}
 		})
 	}
+	t.Run("long-running", func(t *testing.T) {
+		// A handler still running after logWatchAfter gets a reader for its
+		// pipe; what it wrote before and after is all kept.
+		before, _ := h.rec.counts()
+		if out := roundTrip(t, h.addr(t, "slow"), ""); out != "done\n" {
+			t.Errorf("client read %q", out)
+		}
+		row := h.rec.row(t, h.rec.nthBegun(t, before+1))
+		if string(row.Log) != "one\ntwo\n" {
+			t.Errorf("log %q, want both lines", row.Log)
+		}
+	})
 	t.Run("bounded", func(t *testing.T) {
 		before, _ := h.rec.counts()
 		if out := roundTrip(t, h.addr(t, "big"), ""); out != "done\n" {

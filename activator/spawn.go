@@ -76,7 +76,17 @@ func (c *conn) run() {
 		return
 	}
 	if logR >= 0 {
-		c.log = startLog(logR)
+		// Only socketd's end: the handler's must stay blocking. Should
+		// this fail, the exit's read of the pipe could block; so it must
+		// not: a connection cannot be recorded without it.
+		if err := unix.SetNonblock(logR, true); err != nil {
+			c.log = startLog(logR)
+		} else {
+			c.mu.Lock()
+			c.logFD = logR
+			c.mu.Unlock()
+			c.a.unwatchedLogs.Add(1)
+		}
 	}
 	c.rec.PID = pid
 	c.started(pid)
@@ -88,7 +98,13 @@ func (c *conn) run() {
 		c.killTimer.Stop()
 	}
 	stopped, killAt := c.stopping, c.killAt
+	logFD := c.logFD
+	c.logFD = -1
 	c.mu.Unlock()
+	if logFD >= 0 {
+		c.a.unwatchedLogs.Add(-1)
+		c.rec.Log = readLog(logFD)
+	}
 
 	var ws unix.WaitStatus
 	for {

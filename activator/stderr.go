@@ -19,8 +19,76 @@ const readChunk = 16 << 10
 // stderr costs no buffer of its own.
 var readBufs = sync.Pool{New: func() any { return new([readChunk]byte) }}
 
-// stderrLog captures a handler's standard error for stderr "log": a
-// goroutine reads the pipe, waiting in the netpoller, and keeps the tail.
+// logWatchAfter is how long a handler with stderr "log" runs before a
+// goroutine starts reading its pipe. Most handlers are done sooner: their
+// stderr is read once, without waiting, when they exit, which spares each
+// connection a goroutine and a netpoller registration. A handler that fills
+// the pipe (64 KiB) before then waits at most about twice this long.
+const logWatchAfter = 50 * time.Millisecond
+
+// watchLogs starts, every logWatchAfter, a reader for the stderr pipe of
+// each handler that has been running longer than that, until Close.
+func (a *Activator) watchLogs() {
+	defer a.wg.Done()
+	tick := time.NewTicker(logWatchAfter)
+	defer tick.Stop()
+	for {
+		select {
+		case <-a.done:
+			return
+		case now := <-tick.C:
+			if a.unwatchedLogs.Load() == 0 {
+				continue
+			}
+			a.connMu.Lock()
+			conns := make([]*conn, 0, len(a.conns))
+			for _, c := range a.conns {
+				conns = append(conns, c)
+			}
+			a.connMu.Unlock()
+			for _, c := range conns {
+				c.watchLog(now)
+			}
+		}
+	}
+}
+
+// watchLog starts the reader of c's stderr pipe if the handler has been
+// running for logWatchAfter and is still running.
+func (c *conn) watchLog(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.logFD >= 0 && !c.exited && now.Sub(c.start) >= logWatchAfter {
+		c.log = startLog(c.logFD)
+		c.logFD = -1
+		c.a.unwatchedLogs.Add(-1)
+	}
+}
+
+// readLog reads what the stderr pipe fd (non-blocking) holds, without
+// waiting, closes it and returns the tail: the capture of a handler that
+// exited before its pipe was watched.
+func readLog(fd int) []byte {
+	var l stderrLog
+	buf := readBufs.Get().(*[readChunk]byte)
+	defer readBufs.Put(buf)
+	for {
+		n, err := unix.Read(fd, buf[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if n <= 0 || err != nil {
+			break
+		}
+		l.write(buf[:n])
+	}
+	unix.Close(fd)
+	return l.trimmed()
+}
+
+// stderrLog captures a handler's standard error for stderr "log" once it
+// has run for logWatchAfter: a goroutine reads the pipe, waiting in the
+// netpoller, and keeps the tail.
 type stderrLog struct {
 	f    *os.File
 	done chan struct{}
@@ -51,6 +119,11 @@ func (l *stderrLog) stop(linger time.Duration, now bool) {
 func (l *stderrLog) wait() []byte {
 	<-l.done
 	l.f.Close()
+	return l.trimmed()
+}
+
+// trimmed returns the last maxLog bytes captured.
+func (l *stderrLog) trimmed() []byte {
 	if len(l.tail) > maxLog {
 		return slices.Clone(l.tail[len(l.tail)-maxLog:])
 	}
