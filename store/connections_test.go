@@ -428,7 +428,6 @@ func TestListConnectionsBadInput(t *testing.T) {
 // through an index in id order, without sorting the rows it selects.
 func TestListConnectionsUsesIndexes(t *testing.T) {
 	db := openTest(t)
-	ctx := testCtx(t)
 	history(t, db, 50)
 	for _, tc := range []struct {
 		f     socketd.ConnectionFilter
@@ -443,25 +442,7 @@ func TestListConnectionsUsesIndexes(t *testing.T) {
 		{socketd.ConnectionFilter{State: socketd.ConnRunning}, "connections_state_id"},
 		{socketd.ConnectionFilter{State: socketd.ConnRunning, Cursor: encodeCursor(10)}, "connections_state_id"},
 	} {
-		q, args, _, err := listQuery(tc.f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, err := db.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		p := strings.Join(plan, "; ")
+		p := queryPlan(t, db, tc.f)
 		if strings.Contains(p, "TEMP B-TREE") || !strings.Contains(p, tc.index) {
 			t.Errorf("filter %+v: plan %q, want a walk of index %q without a sort", tc.f, p, tc.index)
 		}
@@ -909,25 +890,7 @@ func TestListConnectionsPlans(t *testing.T) {
 	check := func(t *testing.T, db *DB) {
 		t.Helper()
 		for _, tc := range cases {
-			q, args, _, err := listQuery(tc.f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rows, err := db.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
-			}
-			rows.Close()
-			p := strings.Join(plan, "; ")
+			p := queryPlan(t, db, tc.f)
 			for _, want := range tc.want {
 				if !strings.Contains(p, want) {
 					t.Errorf("filter %+v: plan %q does not %s", tc.f, p, want)
@@ -972,4 +935,32 @@ func TestListConnectionsPlans(t *testing.T) {
 	}
 	raw.Close()
 	t.Run("large", reopen)
+}
+
+// queryPlan returns SQLite's plan for the list query of f, its steps joined
+// by "; ".
+func queryPlan(t *testing.T, db *DB, f socketd.ConnectionFilter) string {
+	t.Helper()
+	q, args, _, err := listQuery(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.r.QueryContext(testCtx(t), "EXPLAIN QUERY PLAN "+q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(plan, "; ")
 }
