@@ -92,6 +92,10 @@ func (c *conn) run() {
 	c.started(pid)
 
 	pidf := waitExit(pid, pidfd)
+	// The client is waiting for the end of the output: send it before the
+	// reaping and accounting below. closeConn shuts down again, harmlessly,
+	// and drains.
+	_ = unix.Shutdown(c.fd, unix.SHUT_WR)
 	c.mu.Lock()
 	c.exited = true
 	if c.killTimer != nil {
