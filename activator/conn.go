@@ -24,18 +24,25 @@ const (
 	tcpClosing   = 11
 )
 
-// closeConn closes socketd's copy of a connection whose handler is gone,
-// gracefully, and returns the bytes received from and acknowledged by the
-// peer.
+// endOutput shuts down the write side of the connection once: the peer sees
+// end of file after everything the handler wrote.
+func (c *conn) endOutput() {
+	if !c.outputEnded {
+		c.outputEnded = true
+		_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+	}
+}
+
+// closeConn closes socketd's copy of a connection whose handler is gone and
+// whose output has ended (endOutput), gracefully, and returns the bytes
+// received from and acknowledged by the peer.
 //
 // A plain close with unread input makes the kernel send a reset, and a
 // reset makes the peer's kernel discard whatever it has not yet delivered
-// to the client: the handler's output. So the write side is shut down
-// first (the peer sees end of file after all the handler wrote), the input
-// is read and discarded until the peer closes or linger passes, and only
-// then is the socket closed.
+// to the client: the handler's output. So after the write side is shut
+// down, the input is read and discarded until the peer closes or linger
+// passes, and only then is the socket closed.
 func closeConn(fd int, linger time.Duration) (in, out int64) {
-	_ = unix.Shutdown(fd, unix.SHUT_WR)
 	// The handler is gone, so the fd need no longer be blocking, and the
 	// drain can wait in the netpoller rather than in a blocked thread.
 	if err := unix.SetNonblock(fd, true); err != nil {

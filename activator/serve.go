@@ -23,14 +23,15 @@ type conn struct {
 	rec   socketd.Connection
 	done  chan struct{} // closed once the row is finished
 
-	mu        sync.Mutex
-	logFD     int        // stderr "log": the pipe's read end until it is watched or read, else -1
-	log       *stderrLog // stderr "log": the pipe's reader, once watched (see watchLogs)
-	pid       int        // the handler's pid and process group; 0 until spawned
-	exited    bool       // the handler has exited: stop no longer signals its group (endGroup ends it)
-	stopping  bool       // Kill or Close asked the handler to stop
-	killAt    time.Time  // when the group it signalled gets SIGKILL; zero until then
-	killTimer *time.Timer
+	mu          sync.Mutex
+	outputEnded bool       // the write side is shut down (serve's goroutine only)
+	logFD       int        // stderr "log": the pipe's read end until it is watched or read, else -1
+	log         *stderrLog // stderr "log": the pipe's reader, once watched (see watchLogs)
+	pid         int        // the handler's pid and process group; 0 until spawned
+	exited      bool       // the handler has exited: stop no longer signals its group (endGroup ends it)
+	stopping    bool       // Kill or Close asked the handler to stop
+	killAt      time.Time  // when the group it signalled gets SIGKILL; zero until then
+	killTimer   *time.Timer
 }
 
 // serve runs on its own goroutine for each accepted connection; the slots
@@ -77,6 +78,7 @@ func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort,
 		s.refused.Add(1)
 		linger = 0 // no handler ran: there is no output to protect
 	}
+	c.endOutput() // a no-op when the handler's exit did it
 	c.rec.BytesIn, c.rec.BytesOut = closeConn(fd, linger)
 	s.connected.Add(-1)
 	if c.log != nil {

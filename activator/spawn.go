@@ -93,9 +93,8 @@ func (c *conn) run() {
 
 	pidf := waitExit(pid, pidfd)
 	// The client is waiting for the end of the output: send it before the
-	// reaping and accounting below. closeConn shuts down again, harmlessly,
-	// and drains.
-	_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+	// reaping and accounting below; closeConn then only drains and closes.
+	c.endOutput()
 	c.mu.Lock()
 	c.exited = true
 	if c.killTimer != nil {
