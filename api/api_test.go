@@ -94,6 +94,20 @@ func (f *fakeRuntime) Kill(ctx context.Context, id int64) error {
 	return f.db.FinishConnection(ctx, c)
 }
 
+// blockKill makes the next Kill wait: entered is closed when it starts,
+// and it returns once the caller closes release.
+func (f *fakeRuntime) blockKill() (entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.killHook = func(context.Context) error {
+		close(entered)
+		<-release
+		return nil
+	}
+	return entered, release
+}
+
 func (f *fakeRuntime) applyCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -662,14 +676,7 @@ func TestServerLifecycle(t *testing.T) {
 // TestCloseIsGraceful checks that Close lets a request in flight finish.
 func TestCloseIsGraceful(t *testing.T) {
 	h := newHarness(t)
-	entered, release := make(chan struct{}), make(chan struct{})
-	h.rt.mu.Lock()
-	h.rt.killHook = func(context.Context) error {
-		close(entered)
-		<-release
-		return nil
-	}
-	h.rt.mu.Unlock()
+	entered, release := h.rt.blockKill()
 	id := beginConnection(t, h.db, socketd.Connection{Socket: "s", RemoteIP: "127.0.0.1"})
 	h.rt.mu.Lock()
 	h.rt.running[id.ID] = &id
@@ -708,15 +715,8 @@ func TestCloseIsGraceful(t *testing.T) {
 // finish when its context ends.
 func TestCloseIsBounded(t *testing.T) {
 	h := newHarness(t)
-	entered, release := make(chan struct{}), make(chan struct{})
+	entered, release := h.rt.blockKill()
 	defer close(release)
-	h.rt.mu.Lock()
-	h.rt.killHook = func(context.Context) error {
-		close(entered)
-		<-release
-		return nil
-	}
-	h.rt.mu.Unlock()
 	h.closeErrOK = true
 	go func() {
 		// Not h.do: this request fails when Close cuts it, off the test
