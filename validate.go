@@ -25,7 +25,10 @@ const (
 	maxStringLen   = 4096
 )
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+// NamePattern is the regular expression every socket name matches.
+const NamePattern = `^[a-z0-9][a-z0-9._-]{0,62}$`
+
+var nameRE = regexp.MustCompile(NamePattern)
 
 // ValidName reports whether name can name a socket.
 func ValidName(name string) bool { return nameRE.MatchString(name) }
@@ -84,7 +87,7 @@ func (s *Socket) Validate() error {
 		fs = append(fs, FieldError{Pointer: pointer, Detail: fmt.Sprintf(format, args...)})
 	}
 	if !ValidName(s.Name) {
-		add("/name", "must match ^[a-z0-9][a-z0-9._-]{0,62}$")
+		add("/name", "must match %s", NamePattern)
 	}
 	if len(s.Description) > maxDescription {
 		add("/description", "is longer than %d bytes", maxDescription)

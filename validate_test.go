@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/socketd/socketd"
@@ -44,6 +45,9 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if !socketd.ValidName(strings.Repeat("a", 63)) || !socketd.ValidName("0.x-y_z") {
+		t.Error("a name of 63 characters, or of digits, dots, dashes and underscores, is refused")
+	}
 	if p, err := s.LookCommand(); err != nil || !filepath.IsAbs(p) {
 		t.Fatalf("LookCommand = %q, %v", p, err)
 	}
@@ -62,7 +66,7 @@ func TestValidateReportsEveryField(t *testing.T) {
 	}{
 		{"bad name", func(s *socketd.Socket) { s.Name = "Hello World" }, "/name"},
 		{"empty name", func(s *socketd.Socket) { s.Name = "" }, "/name"},
-		{"long name", func(s *socketd.Socket) { s.Name = string(make([]byte, 64)) }, "/name"},
+		{"long name", func(s *socketd.Socket) { s.Name = strings.Repeat("a", 64) }, "/name"},
 		{"no listen", func(s *socketd.Socket) { s.Listen = nil }, "/listen"},
 		{"bad listen", func(s *socketd.Socket) { s.Listen = []string{"80", "nope"} }, "/listen/1"},
 		{"repeated listen", func(s *socketd.Socket) { s.Listen = []string{"80", "80"} }, "/listen/1"},

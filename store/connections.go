@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +30,7 @@ func (db *DB) BeginConnection(ctx context.Context, c *socketd.Connection) error 
 	if r.c.State == "" {
 		r.c.State = socketd.ConnRunning
 	}
-	if !validState(r.c.State) {
+	if !r.c.State.Valid() {
 		return fmt.Errorf("begin connection: unknown state %q", r.c.State)
 	}
 	started := c.StartedAt
@@ -61,7 +60,7 @@ func (db *DB) FinishConnection(ctx context.Context, c *socketd.Connection) error
 	if c == nil {
 		return errors.New("finish connection: no connection")
 	}
-	if c.State == socketd.ConnRunning || !validState(c.State) {
+	if c.State == socketd.ConnRunning || !c.State.Valid() {
 		return fmt.Errorf("finish connection %d: %q is not a final state", c.ID, c.State)
 	}
 	r := newRequest(opFinish)
@@ -154,8 +153,8 @@ func listQuery(f socketd.ConnectionFilter) (string, []any, int, error) {
 		return "", nil, 0, socketd.Errorf(socketd.CodeInvalid,
 			"limit %d is out of range: it must be between 1 and %d", f.Limit, socketd.MaxListLimit)
 	}
-	if f.State != "" && !validState(f.State) {
-		return "", nil, 0, socketd.Errorf(socketd.CodeInvalid, "state %q is not one of %s", f.State, stateList())
+	if f.State != "" && !f.State.Valid() {
+		return "", nil, 0, socketd.Errorf(socketd.CodeInvalid, "state %q is not one of %s", f.State, socketd.ConnectionStateList())
 	}
 	var (
 		before int64 // the cursor: only ids below it; 0 for none
@@ -368,18 +367,6 @@ func scanConnection(sc scanner) (socketd.Connection, error) {
 
 func notFoundConnection(id int64) error {
 	return socketd.Errorf(socketd.CodeNotFound, "connection %d not found", id)
-}
-
-func validState(s socketd.ConnectionState) bool {
-	return slices.Contains(socketd.ConnectionStates, s)
-}
-
-func stateList() string {
-	ss := make([]string, len(socketd.ConnectionStates))
-	for i, s := range socketd.ConnectionStates {
-		ss[i] = string(s)
-	}
-	return strings.Join(ss, ", ")
 }
 
 // cursorPrefix versions the cursor format, so that a later format can tell

@@ -211,7 +211,7 @@ func checkName(name string) error {
 	return &socketd.Error{
 		Code:    socketd.CodeInvalid,
 		Message: "the socket definition is not valid",
-		Fields:  []socketd.FieldError{{Pointer: "/name", Detail: "must match ^[a-z0-9][a-z0-9._-]{0,62}$"}},
+		Fields:  []socketd.FieldError{{Pointer: "/name", Detail: "must match " + socketd.NamePattern}},
 	}
 }
 

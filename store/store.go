@@ -130,9 +130,6 @@ func open(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 	return &DB{path: abs, w: w, r: r, hist: hist}, nil
 }
 
-// Path returns the absolute path of the database file.
-func (db *DB) Path() string { return db.path }
-
 // Close commits the history writes already queued, stops the writer and
 // closes the database. Writes made after Close return ErrClosed. Close is
 // idempotent: later calls return the first call's result.

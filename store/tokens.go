@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -50,22 +49,22 @@ func (db *DB) AddToken(ctx context.Context, name, token string) error {
 }
 
 // CheckToken reports whether token is one of the stored tokens. The lookup
-// is by hash, so a guess learns nothing from its timing about a stored
-// token, and the match is confirmed with a constant-time comparison.
+// is by the token's SHA-256, so its timing tells a guesser nothing about
+// any stored token.
 func (db *DB) CheckToken(ctx context.Context, token string) (bool, error) {
 	if token == "" {
 		return false, nil
 	}
 	sum := sha256.Sum256([]byte(token))
-	var stored []byte
-	err := db.r.QueryRowContext(ctx, `SELECT hash FROM api_tokens WHERE hash = ?`, sum[:]).Scan(&stored)
+	var one int
+	err := db.r.QueryRowContext(ctx, `SELECT 1 FROM api_tokens WHERE hash = ?`, sum[:]).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("check token: %w", err)
 	}
-	return subtle.ConstantTimeCompare(stored, sum[:]) == 1, nil
+	return true, nil
 }
 
 // SetToken makes token the only token stored under name, replacing any

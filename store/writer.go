@@ -90,8 +90,8 @@ const (
 		WHERE id = ?`
 	startedSQL   = `SELECT started_at FROM connections WHERE id = ?`
 	logSQL       = `INSERT OR REPLACE INTO connection_logs (connection_id, log) VALUES (?, ?)`
-	interruptSQL = `UPDATE connections SET state = 'interrupted', ended_at = ?,
-		duration_ms = MAX(0, (? - started_at) / 1000000) WHERE state = 'running'`
+	interruptSQL = `UPDATE connections SET state = ?, ended_at = ?,
+		duration_ms = MAX(0, (? - started_at) / 1000000) WHERE state = ?`
 )
 
 // newWriter prepares the writer's statements on db and starts it.
@@ -311,7 +311,7 @@ func (st *txStmts) apply(r *request) error {
 		}
 		return st.saveLog(c.ID, c.Log)
 	case opInterrupt:
-		res, err := st.stmt(&st.interrupt, st.w.interrupt).Exec(r.now, r.now)
+		res, err := st.stmt(&st.interrupt, st.w.interrupt).Exec(socketd.ConnInterrupted, r.now, r.now, socketd.ConnRunning)
 		if err != nil {
 			return err
 		}
