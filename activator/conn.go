@@ -24,14 +24,9 @@ const (
 	tcpClosing   = 11
 )
 
-// endOutput shuts down the write side of the connection once: the peer sees
-// end of file after everything the handler wrote.
-func (c *conn) endOutput() {
-	if !c.outputEnded {
-		c.outputEnded = true
-		_ = unix.Shutdown(c.fd, unix.SHUT_WR)
-	}
-}
+// endOutput shuts down the write side of the connection: the peer sees end
+// of file after everything the handler wrote.
+func endOutput(fd int) { _ = unix.Shutdown(fd, unix.SHUT_WR) }
 
 // closeConn closes socketd's copy of a connection whose handler is gone and
 // whose output has ended (endOutput), gracefully, and returns the bytes
@@ -43,17 +38,13 @@ func (c *conn) endOutput() {
 // down, the input is read and discarded until the peer closes or linger
 // passes, and only then is the socket closed.
 func closeConn(fd int, linger time.Duration) (in, out int64) {
+	// Most peers have closed already, or have nothing more to send: try
+	// once (MSG_DONTWAIT needs no non-blocking fd) before paying for a
+	// netpoller registration.
+	eof, err := drain(fd)
 	// The handler is gone, so the fd need no longer be blocking, and the
 	// drain can wait in the netpoller rather than in a blocked thread.
-	if err := unix.SetNonblock(fd, true); err != nil {
-		in, out = tcpBytes(fd, false)
-		unix.Close(fd)
-		return in, out
-	}
-	// Most peers have closed already, or have nothing more to send: try
-	// once before paying for a netpoller registration.
-	eof, err := drain(fd)
-	if eof || err != nil || linger <= 0 {
+	if eof || err != nil || linger <= 0 || unix.SetNonblock(fd, true) != nil {
 		in, out = tcpBytes(fd, eof)
 		unix.Close(fd)
 		return in, out

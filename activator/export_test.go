@@ -14,3 +14,6 @@ func (a *Activator) SetRetryBackoff(min, max time.Duration) {
 func (a *Activator) OnBindFailure(f func(name string, backoff time.Duration, retryAt time.Time)) {
 	a.bindFailed = f
 }
+
+// ExitState is exitState, for tests.
+var ExitState = exitState

@@ -261,3 +261,34 @@ func TestCloseKillsLeftovers(t *testing.T) {
 		// The harness closes again, and must find everything finished.
 	})
 }
+
+// TestExitStateFollowsSystemd: exit 0 and the signals systemd counts as a
+// clean end (SIGHUP, SIGINT, SIGTERM, SIGPIPE) are exited; other signals
+// and non-zero exits failed, unless ignored; whatever socketd stopped is
+// killed.
+func TestExitStateFollowsSystemd(t *testing.T) {
+	exit := func(code int) unix.WaitStatus { return unix.WaitStatus(code << 8) }
+	sig := func(s unix.Signal) unix.WaitStatus { return unix.WaitStatus(s) }
+	for _, tc := range []struct {
+		ws              unix.WaitStatus
+		stopped, ignore bool
+		want            socketd.ConnectionState
+	}{
+		{exit(0), false, false, socketd.ConnExited},
+		{exit(3), false, false, socketd.ConnFailed},
+		{exit(3), false, true, socketd.ConnExited},
+		{sig(unix.SIGTERM), false, false, socketd.ConnExited},
+		{sig(unix.SIGPIPE), false, false, socketd.ConnExited},
+		{sig(unix.SIGHUP), false, false, socketd.ConnExited},
+		{sig(unix.SIGINT), false, false, socketd.ConnExited},
+		{sig(unix.SIGKILL), false, false, socketd.ConnFailed},
+		{sig(unix.SIGSEGV), false, false, socketd.ConnFailed},
+		{sig(unix.SIGSEGV), false, true, socketd.ConnExited},
+		{sig(unix.SIGTERM), true, false, socketd.ConnKilled},
+		{exit(0), true, true, socketd.ConnKilled},
+	} {
+		if got := activator.ExitState(tc.ws, tc.stopped, tc.ignore); got != tc.want {
+			t.Errorf("exitState(%#x, stopped=%v, ignore=%v) = %s, want %s", uint32(tc.ws), tc.stopped, tc.ignore, got, tc.want)
+		}
+	}
+}

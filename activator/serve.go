@@ -78,7 +78,9 @@ func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort,
 		s.refused.Add(1)
 		linger = 0 // no handler ran: there is no output to protect
 	}
-	c.endOutput() // a no-op when the handler's exit did it
+	if c.rec.PID == 0 {
+		endOutput(fd) // no handler ran, so its exit did not
+	}
 	c.rec.BytesIn, c.rec.BytesOut = closeConn(fd, linger)
 	s.connected.Add(-1)
 	if c.log != nil {

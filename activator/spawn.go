@@ -94,7 +94,7 @@ func (c *conn) run() {
 	pidf := waitExit(pid, pidfd)
 	// The client is waiting for the end of the output: send it before the
 	// reaping and accounting below; closeConn then only drains and closes.
-	c.endOutput()
+	endOutput(c.fd)
 	c.mu.Lock()
 	c.exited = true
 	if c.killTimer != nil {

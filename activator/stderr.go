@@ -98,9 +98,8 @@ type stderrLog struct {
 // startLog starts capturing from fd, the read end of the handler's stderr
 // pipe; it takes ownership of fd.
 func startLog(fd int) *stderrLog {
-	// Only this end: the handler's end must stay blocking. Should this
-	// fail, the reader blocks a thread but still ends at end of file.
-	_ = unix.SetNonblock(fd, true)
+	// fd is non-blocking (see run) unless that failed; then the reader
+	// blocks a thread but still ends at end of file.
 	l := &stderrLog{f: os.NewFile(uintptr(fd), "stderr"), done: make(chan struct{})}
 	go l.read()
 	return l
