@@ -41,6 +41,7 @@ type result struct {
 	Round     int     `json:"round"`
 	CPUPerCon float64 `json:"cpu_us_per_conn"`
 	History   string  `json:"history,omitempty"` // socketd only: the check of its rows
+	HistoryOK bool    `json:"history_ok"`
 }
 
 // running is a server started for one handler.
@@ -216,21 +217,11 @@ func waitPort(port int) error {
 func startSocketd(t *tools, port int, handler string) (*running, error) {
 	data := filepath.Join(t.work, fmt.Sprintf("socketd-%d", port))
 	os.RemoveAll(data)
-	apiAddr := fmt.Sprintf("127.0.0.1:%d", port+50)
-	cmd := exec.Command(t.socketd, "--api-addr", apiAddr, "--data-dir", data, "--log-level", "warn")
-	cmd.Env = []string{"PATH=" + socketd.DefaultPath}
-	if err := startProcess(cmd); err != nil {
+	cmd, client, _, err := startDaemon(t, data, fmt.Sprintf("127.0.0.1:%d", port+50))
+	if err != nil {
 		return nil, err
 	}
-	s := &running{name: "socketd", port: port, cmd: cmd}
-	if err := waitPort(port + 50); err != nil {
-		return s, err
-	}
-	token, err := os.ReadFile(filepath.Join(data, "admin.token"))
-	if err != nil {
-		return s, err
-	}
-	s.client = api.NewClient("http://"+apiAddr, strings.TrimSpace(string(token)))
+	s := &running{name: "socketd", port: port, cmd: cmd, client: client}
 	def := socketd.NewSocket()
 	def.Name = "bench"
 	def.Listen = []string{fmt.Sprintf("127.0.0.1:%d", port)}
@@ -253,7 +244,7 @@ func measure(t *tools, s *running, c int, d time.Duration) result {
 		r.CPUPerCon = float64((cpu1 - cpu0).Microseconds()) / float64(r.Conns)
 	}
 	if s.client != nil {
-		r.History = checkHistory(s.client, since, r)
+		r.History, r.HistoryOK = checkHistory(s.client, since, r)
 	}
 	return r
 }
@@ -293,14 +284,14 @@ func cpuTime(pid int) time.Duration {
 
 // checkHistory verifies that socketd recorded exactly one finished row per
 // connection served since the run began: nothing lost, nothing duplicated.
-func checkHistory(c *api.Client, since time.Time, r result) string {
+func checkHistory(c *api.Client, since time.Time, r result) (string, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Rows finish right after their connection closes; wait for the last.
 	for {
 		running, _, err := c.ListConnections(ctx, socketd.ConnectionFilter{Socket: "bench", State: socketd.ConnRunning, Since: since, Limit: 1})
 		if err != nil {
-			return "history: " + err.Error()
+			return "history: " + err.Error(), false
 		}
 		if len(running) == 0 {
 			break
@@ -313,7 +304,7 @@ func checkHistory(c *api.Client, since time.Time, r result) string {
 	for {
 		items, next, err := c.ListConnections(ctx, f)
 		if err != nil {
-			return "history: " + err.Error()
+			return "history: " + err.Error(), false
 		}
 		for _, it := range items {
 			if seen[it.ID] {
@@ -335,5 +326,5 @@ func checkHistory(c *api.Client, since time.Time, r result) string {
 	if !ok {
 		verdict = "MISMATCH"
 	}
-	return fmt.Sprintf("history %s: %d rows for %d served, %d bad", verdict, rows, r.Conns, bad)
+	return fmt.Sprintf("history %s: %d rows for %d served, %d bad", verdict, rows, r.Conns, bad), ok
 }

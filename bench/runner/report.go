@@ -23,7 +23,6 @@ type report struct {
 type stat struct {
 	connPerSec, p50, p99, cpu float64
 	errors, wrong             int
-	history                   []string
 }
 
 func (r *report) stat(handler, server string, c int) (stat, bool) {
@@ -39,9 +38,6 @@ func (r *report) stat(handler, server string, c int) (stat, bool) {
 		cpus = append(cpus, x.CPUPerCon)
 		s.errors += x.Errors
 		s.wrong += x.Wrong
-		if x.History != "" {
-			s.history = append(s.history, x.History)
-		}
 	}
 	if len(rates) == 0 {
 		return s, false
@@ -147,7 +143,7 @@ func (r *report) markdown(rounds int, d time.Duration) string {
 	for _, x := range r.results {
 		if x.Server == "socketd" {
 			runs++
-			if strings.HasPrefix(x.History, "history ok") {
+			if x.HistoryOK {
 				okRuns++
 			}
 		}
