@@ -3,7 +3,6 @@ package activator
 import (
 	"fmt"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -14,15 +13,20 @@ import (
 // outcome. It returns with the handler reaped; the connection is still
 // open.
 //
-// It spawns with syscall.StartProcess rather than os.StartProcess: on Linux
-// os.Process.Wait blocks an OS thread in waitid(P_PIDFD) per child, whereas
-// here the pidfd waits in the netpoller like any socket, and the connection
-// fd needs no *os.File.
+// The pidfd of the handler waits in the netpoller like any socket, rather
+// than a thread blocked in waitid per child as os.Process.Wait does.
 func (c *conn) run() {
 	def := c.def
 	path, err := def.command()
 	if err != nil {
 		c.spawnFailed(err)
+		return
+	}
+	c.mu.Lock()
+	stopping := c.stopping
+	c.mu.Unlock()
+	if stopping {
+		c.rec.State = socketd.ConnKilled // asked to stop before it started
 		return
 	}
 
@@ -41,40 +45,26 @@ func (c *conn) run() {
 		logR, stderr = p[0], p[1]
 	}
 
-	pidfd := -1
-	attr := &syscall.ProcAttr{
-		Dir:   def.dir,
-		Env:   def.environ(&c.rec),
-		Files: []uintptr{uintptr(c.fd), uintptr(c.fd), uintptr(stderr)},
-		Sys: &syscall.SysProcAttr{
-			Setpgid:   true, // its own group, so that stopping it stops its children
-			Pdeathsig: syscall.SIGKILL,
-			PidFD:     &pidfd,
-		},
-	}
-	c.mu.Lock()
-	stopping := c.stopping
-	c.mu.Unlock()
-	var pid int
-	if !stopping {
-		pid, _, err = syscall.StartProcess(path, def.sock.Command, attr)
-	}
+	proc, err := startProcess(&procAttr{
+		path: path,
+		argv: def.sock.Command,
+		env:  def.environ(&c.rec),
+		dir:  def.dir,
+		fds:  []int{c.fd, c.fd, stderr},
+	})
 	if logR >= 0 {
 		// Only the handler may hold the write end, or the capture never
 		// sees end of file.
 		unix.Close(stderr)
 	}
-	if stopping || err != nil {
+	if err != nil {
 		if logR >= 0 {
 			unix.Close(logR)
 		}
-		if stopping {
-			c.rec.State = socketd.ConnKilled // asked to stop before it started
-		} else {
-			c.spawnFailed(fmt.Errorf("start %s: %w", path, err))
-		}
+		c.spawnFailed(fmt.Errorf("start %s: %w", path, err))
 		return
 	}
+	defer proc.free()
 	if logR >= 0 {
 		// Only socketd's end: the handler's must stay blocking. Should
 		// this fail, the exit's read of the pipe could block; so it must
@@ -88,10 +78,11 @@ func (c *conn) run() {
 			c.a.unwatchedLogs.Add(1)
 		}
 	}
+	pid := proc.pid
 	c.rec.PID = pid
 	c.started(pid)
 
-	pidf := waitExit(pid, pidfd)
+	pidf := waitExit(pid, proc.pidfd)
 	// The client is waiting for the end of the output: send it before the
 	// reaping and accounting below; closeConn then only drains and closes.
 	endOutput(c.fd)
@@ -120,13 +111,19 @@ func (c *conn) run() {
 	// empty unless it left something behind.
 	g := group{id: pid, fd: -1, f: pidf}
 	if pidf != nil {
-		g.fd = pidfd
+		g.fd = proc.pidfd
 	}
 	c.a.endGroup(c, g, killAt)
 	if c.log != nil {
 		c.log.stop(c.a.cfg.LingerTimeout, stopped)
 	}
 
+	if err := proc.execErr(); err != nil {
+		// The child never became the handler.
+		c.rec.PID = 0
+		c.spawnFailed(fmt.Errorf("start %s: %w", path, err))
+		return
+	}
 	switch {
 	case ws.Exited():
 		code := ws.ExitStatus()

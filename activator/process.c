@@ -1,0 +1,203 @@
+// See process.go for why handlers are started this way, and process.h.
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "process.h"
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+// The child's stack. It runs a few system calls and no library code.
+#define SD_STACK (16 << 10)
+
+// sd_syscall makes a system call without the C library: the child shares
+// the parent's memory, thread-local storage included, so it must not write
+// errno. It returns -errno on failure.
+static long sd_syscall(long n, long a1, long a2, long a3, long a4, long a5) {
+#if defined(__x86_64__)
+	long ret;
+	register long r10 __asm__("r10") = a4;
+	register long r8 __asm__("r8") = a5;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(n), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8)
+			 : "rcx", "r11", "memory");
+	return ret;
+#elif defined(__aarch64__)
+	register long x8 __asm__("x8") = n;
+	register long x0 __asm__("x0") = a1;
+	register long x1 __asm__("x1") = a2;
+	register long x2 __asm__("x2") = a3;
+	register long x3 __asm__("x3") = a4;
+	register long x4 __asm__("x4") = a5;
+	__asm__ volatile("svc 0"
+			 : "+r"(x0)
+			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4)
+			 : "memory");
+	return x0;
+#else
+#error "socketd's process start supports amd64 and arm64"
+#endif
+}
+
+// The kernel's struct sigaction (not the C library's), for SIG_DFL.
+struct sd_sigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+
+static int sd_child_fail(sd_proc *p, int step, long ret) {
+	p->err_errno = (int)-ret;
+	p->err_step = step;
+	sd_syscall(SYS_exit, 127, 0, 0, 0, 0);
+	return 127;
+}
+
+// sd_child runs in the new process, on its own stack in the parent's
+// memory, with every signal blocked, until execve.
+static int sd_child(void *arg) {
+	sd_proc *p = arg;
+	long r;
+
+	// The signal handlers are the parent's (Go's), which must never run
+	// here: reset them all before any signal is unblocked. execve keeps
+	// a signal ignored, so this also gives the handler systemd's default
+	// of no ignored signals.
+	struct sd_sigaction dfl = {0};
+	for (int sig = 1; sig < 65; sig++) {
+		if (sig != SIGKILL && sig != SIGSTOP) {
+			sd_syscall(SYS_rt_sigaction, sig, (long)&dfl, 0, sizeof(dfl.mask), 0);
+		}
+	}
+
+	// The parent makes the group too (see sd_proc_start); either may come
+	// first, and once the handler has executed only its own call counts.
+	if ((r = sd_syscall(SYS_setpgid, 0, 0, 0, 0, 0)) < 0) {
+		return sd_child_fail(p, SD_STEP_SETPGID, r);
+	}
+	if (p->pdeathsig) {
+		if ((r = sd_syscall(SYS_prctl, PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0)) < 0) {
+			return sd_child_fail(p, SD_STEP_PDEATHSIG, r);
+		}
+		// The parent may have died before the signal was armed.
+		if (sd_syscall(SYS_getppid, 0, 0, 0, 0, 0) != p->ppid) {
+			sd_syscall(SYS_exit, 127, 0, 0, 0, 0);
+		}
+	}
+
+	// Move every source fd out of the way of the targets 0..nfds-1 first,
+	// so that no dup3 overwrites a source still to be used.
+	int *fds = p->fds;
+	for (int i = 0; i < p->nfds; i++) {
+		if (fds[i] >= 0 && fds[i] < p->nfds) {
+			if ((r = sd_syscall(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, p->nfds, 0, 0)) < 0) {
+				return sd_child_fail(p, SD_STEP_DUP, r);
+			}
+			fds[i] = (int)r;
+		}
+	}
+	for (int i = 0; i < p->nfds; i++) {
+		r = sd_syscall(SYS_dup3, fds[i], i, 0, 0, 0); // dup3 clears close-on-exec
+		if (r < 0) {
+			return sd_child_fail(p, SD_STEP_DUP, r);
+		}
+	}
+
+	if (p->dir && (r = sd_syscall(SYS_chdir, (long)p->dir, 0, 0, 0, 0)) < 0) {
+		return sd_child_fail(p, SD_STEP_CHDIR, r);
+	}
+
+	uint64_t none = 0;
+	sd_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, sizeof(none), 0);
+	r = sd_syscall(SYS_execve, (long)p->path, (long)p->argv, (long)p->envp, 0, 0);
+	return sd_child_fail(p, SD_STEP_EXEC, r);
+}
+
+static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+// sd_proc_new copies what the child needs into one allocation: blob holds
+// the path, argc arguments, envc environment entries and, if has_dir, the
+// working directory, each NUL-terminated. It returns NULL if out of memory.
+sd_proc *sd_proc_new(const char *blob, size_t len, int argc, int envc, int has_dir,
+		const int *fds, int nfds, int pdeathsig) {
+	size_t off_fds = align16(sizeof(sd_proc));
+	size_t off_argv = off_fds + align16(nfds * sizeof(int));
+	size_t off_envp = off_argv + align16((argc + 1) * sizeof(char *));
+	size_t off_blob = off_envp + align16((envc + 1) * sizeof(char *));
+	size_t off_stack = off_blob + align16(len);
+	char *m = malloc(off_stack + SD_STACK);
+	if (m == NULL) {
+		return NULL;
+	}
+	sd_proc *p = (sd_proc *)m;
+	memset(p, 0, sizeof(*p));
+	p->fds = (int *)(m + off_fds);
+	memcpy(p->fds, fds, nfds * sizeof(int));
+	p->nfds = nfds;
+	p->pdeathsig = pdeathsig;
+	p->argv = (char **)(m + off_argv);
+	p->envp = (char **)(m + off_envp);
+	char *s = m + off_blob;
+	memcpy(s, blob, len);
+
+	p->path = s;
+	s += strlen(s) + 1;
+	for (int i = 0; i < argc; i++) {
+		p->argv[i] = s;
+		s += strlen(s) + 1;
+	}
+	p->argv[argc] = NULL;
+	for (int i = 0; i < envc; i++) {
+		p->envp[i] = s;
+		s += strlen(s) + 1;
+	}
+	p->envp[envc] = NULL;
+	p->dir = has_dir ? s : NULL;
+
+	p->stack_top = (char *)((uintptr_t)(m + off_stack + SD_STACK) & ~(uintptr_t)15);
+	p->pid = -1;
+	p->pidfd = -1;
+	return p;
+}
+
+// sd_proc_start starts the child and returns at once, with p->pid and
+// p->pidfd set, or returns an errno. The child uses p until it has
+// executed or exited: free p only after reaping it.
+int sd_proc_start(sd_proc *p) {
+	// The child starts with every signal blocked (see sd_child); so must
+	// this thread while it clones. Raw calls: the C library would keep
+	// its own two signals unblocked.
+	uint64_t all = ~(uint64_t)0, old;
+	sd_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, sizeof(all), 0);
+	p->ppid = getpid();
+	int pidfd = -1;
+	int pid = clone(sd_child, p->stack_top, CLONE_VM | CLONE_PIDFD | SIGCHLD, p, &pidfd);
+	int err = pid < 0 ? errno : 0;
+	sd_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, sizeof(old), 0);
+	if (pid < 0) {
+		return err;
+	}
+	// The child makes its own group as its first step, but the parent may
+	// signal the group before the child has run at all: make it here too,
+	// so that the group exists when sd_proc_start returns. Once the child
+	// has executed this fails (EACCES), and it has made the group itself.
+	setpgid(pid, pid);
+	p->pid = pid;
+	p->pidfd = pidfd;
+	return 0;
+}
+
+void sd_proc_free(sd_proc *p) { free(p); }

@@ -1,0 +1,115 @@
+package activator
+
+// #include "process.h"
+import "C"
+
+import (
+	"fmt"
+	"syscall"
+	"unsafe"
+)
+
+// process is a handler started by startProcess. It owns memory the child
+// may still be using: free it only once the child has been reaped.
+//
+// Why not syscall.StartProcess: Go's spawn clones with CLONE_VFORK, so the
+// calling thread sleeps in the kernel until the child has executed, and
+// the runtime, seeing a thread stuck in a system call, hands its processor
+// to another thread and wakes its monitor every 20 µs; with an error pipe,
+// a fork lock and a read on the pipe besides, that was a third of the
+// daemon's CPU per connection. Here the child gets CLONE_VM and a stack of
+// its own (as the C library's posix_spawn does it) but no CLONE_VFORK: the
+// parent returns as soon as the child exists. Nothing reports the exec; a
+// child that fails before it writes the error where the parent finds it
+// after the exit (see execErr). posix_spawn itself cannot set the
+// parent-death signal.
+//
+// Every descriptor socketd opens is close-on-exec from the start (Go and
+// socketd open them so; Main marks the inherited ones), so unlike Go's
+// spawn this needs no fork lock.
+type process struct {
+	p     *C.sd_proc
+	pid   int
+	pidfd int // -1 if the kernel gave none
+}
+
+// procAttr is what a handler is started with.
+type procAttr struct {
+	path string
+	argv []string
+	env  []string
+	dir  string // "" for socketd's own
+	fds  []int  // fds[i] becomes the child's fd i
+}
+
+// startProcess starts a handler in its own process group with the parent
+// death signal SIGKILL. It returns as soon as the child exists: whether the
+// exec succeeded is known once it has exited (execErr).
+func startProcess(a *procAttr) (*process, error) {
+	n := len(a.path) + 1 + len(a.dir) + 1
+	for _, s := range a.argv {
+		n += len(s) + 1
+	}
+	for _, s := range a.env {
+		n += len(s) + 1
+	}
+	blob := make([]byte, 0, n)
+	blob = append(append(blob, a.path...), 0)
+	for _, s := range a.argv {
+		blob = append(append(blob, s...), 0)
+	}
+	for _, s := range a.env {
+		blob = append(append(blob, s...), 0)
+	}
+	hasDir := 0
+	if a.dir != "" {
+		blob = append(append(blob, a.dir...), 0)
+		hasDir = 1
+	}
+	fds := make([]C.int, len(a.fds))
+	for i, fd := range a.fds {
+		fds[i] = C.int(fd)
+	}
+	var fdp *C.int
+	if len(fds) > 0 {
+		fdp = &fds[0]
+	}
+	p := C.sd_proc_new((*C.char)(unsafe.Pointer(&blob[0])), C.size_t(len(blob)),
+		C.int(len(a.argv)), C.int(len(a.env)), C.int(hasDir), fdp, C.int(len(fds)), C.int(syscall.SIGKILL))
+	if p == nil {
+		return nil, syscall.ENOMEM
+	}
+	if errno := C.sd_proc_start(p); errno != 0 {
+		C.sd_proc_free(p)
+		return nil, syscall.Errno(errno)
+	}
+	return &process{p: p, pid: int(p.pid), pidfd: int(p.pidfd)}, nil
+}
+
+// execErr reports why the child failed before it became the handler, or
+// nil if it did not. Call it only after the child has exited.
+func (p *process) execErr() error {
+	var what string
+	switch p.p.err_step {
+	case C.SD_STEP_NONE:
+		return nil
+	case C.SD_STEP_SETPGID:
+		what = "setpgid"
+	case C.SD_STEP_PDEATHSIG:
+		what = "set parent death signal"
+	case C.SD_STEP_DUP:
+		what = "pass file descriptors"
+	case C.SD_STEP_CHDIR:
+		what = "chdir " + C.GoString(p.p.dir)
+	case C.SD_STEP_EXEC:
+		what = "exec " + C.GoString(p.p.path)
+	}
+	return fmt.Errorf("%s: %w", what, syscall.Errno(p.p.err_errno))
+}
+
+// free releases the memory the child used. Call it only after the child has
+// been reaped.
+func (p *process) free() {
+	C.sd_proc_free(p.p)
+	p.p = nil
+}
