@@ -37,11 +37,13 @@ type Source interface {
 }
 
 // Recorder records connections in the history. BeginConnection must return
-// only once the row is durable and must set c.ID; FinishConnection stores
-// the final fields of c, including PID, which is known only after Begin.
+// only once the row is durable and must set c.ID. FinishConnectionAsync
+// queues the final fields of c, including PID, which is known only after
+// Begin, and returns without waiting; it calls done exactly once, when they
+// are durable or have failed, from any goroutine, and done does not block.
 type Recorder interface {
 	BeginConnection(ctx context.Context, c *socketd.Connection) error
-	FinishConnection(ctx context.Context, c *socketd.Connection) error
+	FinishConnectionAsync(c *socketd.Connection, done func(error))
 }
 
 // Config configures an Activator. Source and Recorder are required; zero

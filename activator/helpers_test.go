@@ -141,7 +141,14 @@ func (r *fakeRecorder) BeginConnection(ctx context.Context, c *socketd.Connectio
 	return nil
 }
 
-func (r *fakeRecorder) FinishConnection(ctx context.Context, c *socketd.Connection) error {
+// FinishConnectionAsync records c at once and calls done on another
+// goroutine, as a store's history writer would.
+func (r *fakeRecorder) FinishConnectionAsync(c *socketd.Connection, done func(error)) {
+	r.finish(c)
+	go done(nil)
+}
+
+func (r *fakeRecorder) finish(c *socketd.Connection) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.begunIDs[c.ID] {
@@ -154,7 +161,6 @@ func (r *fakeRecorder) FinishConnection(ctx context.Context, c *socketd.Connecti
 	row.Log = bytes.Clone(c.Log)
 	r.finished[c.ID] = row
 	r.notifyLocked()
-	return nil
 }
 
 // setBegin sets the error Begin returns and the hook it runs.

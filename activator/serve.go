@@ -34,12 +34,10 @@ type conn struct {
 	killTimer   *time.Timer
 }
 
-// serve runs on its own goroutine for each accepted connection; the slots
-// the accept loop took are released when it returns.
+// serve runs on its own goroutine for each accepted connection, which
+// holds a slot of the socket and one of the activator and is counted in
+// a.wg. The slots and the count are given back once the row is finished.
 func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort, start time.Time) {
-	defer a.wg.Done()
-	defer a.release(s)
-
 	local := l.local
 	if !local.IsValid() {
 		local = localAddr(fd)
@@ -60,6 +58,8 @@ func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort,
 		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "err", err)
 		s.setError("record connection: " + err.Error())
 		s.refused.Add(1)
+		a.release(s)
+		a.wg.Done()
 		return
 	}
 	s.connected.Add(1)
@@ -90,12 +90,22 @@ func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort,
 	ended, ms := end.UTC(), end.Sub(start).Milliseconds()
 	c.rec.EndedAt, c.rec.DurationMS = &ended, &ms
 
-	if err := a.cfg.Recorder.FinishConnection(context.Background(), &c.rec); err != nil {
-		s.setError("record connection: " + err.Error())
-		a.log.Error("record", "socket", s.name, "connection_id", c.rec.ID, "err", err)
+	// The goroutine ends here; the connection ends once its row is
+	// durable, so that Kill and Close return with the row finished.
+	a.cfg.Recorder.FinishConnectionAsync(&c.rec, c.finished)
+}
+
+// finished ends c once its row is finished or has failed to be.
+func (c *conn) finished(err error) {
+	a := c.a
+	if err != nil {
+		c.s.setError("record connection: " + err.Error())
+		a.log.Error("record", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
 	}
 	a.unregister(c)
 	close(c.done)
+	a.release(c.s)
+	a.wg.Done()
 }
 
 // release gives back the slots taken for one connection of s.

@@ -57,14 +57,53 @@ func (db *DB) BeginConnection(ctx context.Context, c *socketd.Connection) error 
 // If ctx ends while the update is still queued, nothing is written and ctx's
 // error is returned. After Close it returns ErrClosed.
 func (db *DB) FinishConnection(ctx context.Context, c *socketd.Connection) error {
+	r, err := finishRequest(c)
+	if err != nil {
+		return err
+	}
+	r.done = make(chan error, 1)
+	if err := db.hist.do(ctx, r); err != nil {
+		return fmt.Errorf("finish connection %d: %w", c.ID, err)
+	}
+	d := r.durationMS
+	c.EndedAt, c.DurationMS = r.c.EndedAt, &d
+	return nil
+}
+
+// FinishConnectionAsync is FinishConnection for a caller that does not wait:
+// it queues the update and returns, leaving c untouched. done is called once
+// with the outcome: on the history writer's goroutine, so it must be quick
+// and must not wait for the history; or on the caller's, before this
+// returns, if c is invalid or the store closed.
+//
+// Nobody waits for the update, so it is committed with the next write that
+// someone waits for (the next connection's BeginConnection), or within 20 ms
+// if none comes: a busy daemon pays one commit per connection, not two.
+func (db *DB) FinishConnectionAsync(c *socketd.Connection, done func(error)) {
+	r, err := finishRequest(c)
+	if err != nil {
+		done(err)
+		return
+	}
+	id := c.ID
+	r.then = func(err error) {
+		if err != nil {
+			err = fmt.Errorf("finish connection %d: %w", id, err)
+		}
+		done(err)
+	}
+	db.hist.queue(r)
+}
+
+// finishRequest checks c and makes the request that finishes it.
+func finishRequest(c *socketd.Connection) (*request, error) {
 	if c == nil {
-		return errors.New("finish connection: no connection")
+		return nil, errors.New("finish connection: no connection")
 	}
 	if c.State == socketd.ConnRunning || !c.State.Valid() {
-		return fmt.Errorf("finish connection %d: %q is not a final state", c.ID, c.State)
+		return nil, fmt.Errorf("finish connection %d: %q is not a final state", c.ID, c.State)
 	}
-	r := newRequest(opFinish)
-	r.c = *c
+	r := &request{op: opFinish, c: *c}
 	ended := time.Now()
 	if c.EndedAt != nil {
 		ended = *c.EndedAt
@@ -76,12 +115,7 @@ func (db *DB) FinishConnection(ctx context.Context, c *socketd.Connection) error
 		d := max(0, ended.Sub(c.StartedAt).Milliseconds())
 		r.c.DurationMS = &d
 	}
-	if err := db.hist.do(ctx, r); err != nil {
-		return fmt.Errorf("finish connection %d: %w", c.ID, err)
-	}
-	d := r.durationMS
-	c.EndedAt, c.DurationMS = &ended, &d
-	return nil
+	return r, nil
 }
 
 // InterruptRunning marks every connection still running as interrupted,

@@ -22,6 +22,13 @@ const (
 	queueLen = 8 * maxBatch
 )
 
+// lazyCommit bounds how long a batch of lazy requests (see
+// FinishConnectionAsync) waits for a request someone waits for. Under load
+// such a request comes within a millisecond and the lazy ones ride along
+// in its commit, so that each connection costs one commit rather than two;
+// when it is quiet they are committed after this delay.
+const lazyCommit = 20 * time.Millisecond
+
 // op is what a request asks the writer to do.
 type op uint8
 
@@ -41,13 +48,15 @@ const (
 )
 
 // request is one caller's write. The writer fills in the results and err,
-// then sends err on done; the caller reads the results after receiving it.
+// then sends err on done, or calls then with it; the caller reads the
+// results after receiving it.
 type request struct {
 	op    op
 	c     socketd.Connection // a copy: the caller's is never touched here
 	now   int64              // opInterrupt: the time to end the rows at
 	state atomic.Int32
 	done  chan error
+	then  func(error) // instead of done, for a lazy request nobody waits for
 
 	err        error
 	id         int64 // opBegin: the new row's id
@@ -57,6 +66,19 @@ type request struct {
 
 func newRequest(o op) *request {
 	return &request{op: o, done: make(chan error, 1)}
+}
+
+// lazy reports whether nobody waits for r: it may wait for a commit that
+// someone does wait for (see lazyCommit).
+func (r *request) lazy() bool { return r.then != nil }
+
+// answer hands r's outcome to its caller.
+func (r *request) answer(err error) {
+	if r.then != nil {
+		r.then(err)
+		return
+	}
+	r.done <- err
 }
 
 // writer is the single goroutine that writes connection history. Callers
@@ -77,6 +99,9 @@ type writer struct {
 	// beforeBatch, when set (by tests, before the first request), is called
 	// with each batch before its transaction begins.
 	beforeBatch func([]*request)
+	// lazyDelay is lazyCommit unless a test sets it before the first
+	// request.
+	lazyDelay time.Duration
 }
 
 const (
@@ -97,9 +122,10 @@ const (
 // newWriter prepares the writer's statements on db and starts it.
 func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
 	w := &writer{
-		db:      db,
-		reqs:    make(chan *request, queueLen),
-		stopped: make(chan struct{}),
+		db:        db,
+		reqs:      make(chan *request, queueLen),
+		stopped:   make(chan struct{}),
+		lazyDelay: lazyCommit,
 	}
 	for _, p := range []struct {
 		stmt **sql.Stmt
@@ -150,6 +176,20 @@ func (w *writer) do(ctx context.Context, r *request) error {
 	}
 }
 
+// queue queues lazy request r (r.then set) and returns without waiting;
+// r.then is called on the writer's goroutine once r is committed or has
+// failed, or on the caller's at once after close.
+func (w *writer) queue(r *request) {
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		r.then(ErrClosed)
+		return
+	}
+	w.reqs <- r
+	w.mu.RUnlock()
+}
+
 // close refuses new requests, waits for the writer to commit those already
 // queued and releases its statements.
 func (w *writer) close() {
@@ -172,28 +212,59 @@ func (w *writer) closeStmts() {
 }
 
 // run is the writer goroutine. It takes the first queued request, drains
-// what else is queued up to maxBatch, and commits them together. It returns
-// once reqs is closed and empty.
+// what else is queued up to maxBatch, and commits them together; a batch of
+// lazy requests only first waits up to lazyCommit for one that is not. It
+// returns once reqs is closed and empty.
 func (w *writer) run() {
 	defer close(w.stopped)
 	batch := make([]*request, 0, maxBatch)
+	lazy := time.NewTimer(time.Hour)
+	lazy.Stop()
 	for r := range w.reqs {
 		batch = append(batch[:0], r)
-	fill:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-w.reqs:
-				if !ok {
-					break fill
+		urgent, open := w.fill(&batch, !r.lazy())
+		if !urgent && open {
+			lazy.Reset(w.lazyDelay)
+		wait:
+			for len(batch) < maxBatch {
+				select {
+				case r, ok := <-w.reqs:
+					if !ok {
+						break wait
+					}
+					batch = append(batch, r)
+					if !r.lazy() {
+						w.fill(&batch, true)
+						break wait
+					}
+				case <-lazy.C:
+					break wait
 				}
-				batch = append(batch, r)
-			default:
-				break fill
 			}
+			lazy.Stop()
 		}
 		w.commit(batch)
 		clear(batch) // drop the references until the slots are reused
 	}
+}
+
+// fill adds to batch what is queued, without waiting, up to maxBatch. It
+// reports whether the batch now holds a request that is not lazy (urgent
+// says whether it did before), and whether reqs is still open.
+func (w *writer) fill(batch *[]*request, urgent bool) (bool, bool) {
+	for len(*batch) < maxBatch {
+		select {
+		case r, ok := <-w.reqs:
+			if !ok {
+				return urgent, false
+			}
+			*batch = append(*batch, r)
+			urgent = urgent || !r.lazy()
+		default:
+			return urgent, true
+		}
+	}
+	return urgent, true
 }
 
 // commit writes the live requests of batch in one transaction and answers
@@ -215,7 +286,7 @@ func (w *writer) commit(batch []*request) {
 	for len(live) > 0 {
 		bad, err := w.exec(live)
 		if err != nil && bad >= 0 {
-			live[bad].done <- err
+			live[bad].answer(err)
 			live = slices.Delete(live, bad, bad+1)
 			continue
 		}
@@ -223,7 +294,7 @@ func (w *writer) commit(batch []*request) {
 			if err != nil {
 				r.err = err
 			}
-			r.done <- r.err
+			r.answer(r.err)
 		}
 		return
 	}

@@ -301,3 +301,111 @@ func TestBadRequestFailsAlone(t *testing.T) {
 		t.Errorf("%d rows, want 7", n)
 	}
 }
+
+// TestFinishAsyncRidesAlong checks that an asynchronous finish waits for a
+// write someone waits for and is committed with it, and is reported only
+// once it is committed.
+func TestFinishAsyncRidesAlong(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	c := &socketd.Connection{Socket: "lazy"}
+	if err := db.BeginConnection(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	db.hist.lazyDelay = time.Hour // only a waited-for write can commit it
+	var batches [][]op
+	var mu sync.Mutex
+	db.hist.beforeBatch = func(rs []*request) {
+		ops := make([]op, len(rs))
+		for i, r := range rs {
+			ops[i] = r.op
+		}
+		mu.Lock()
+		batches = append(batches, ops)
+		mu.Unlock()
+	}
+
+	done := make(chan error, 1)
+	c.State = socketd.ConnExited
+	db.FinishConnectionAsync(c, func(err error) { done <- err })
+	select {
+	case err := <-done:
+		t.Fatalf("finish reported (%v) with nothing committed", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if got := mustGet(t, db, c.ID); got.State != socketd.ConnRunning {
+		t.Fatalf("row %s before any commit, want running", got.State)
+	}
+
+	next := &socketd.Connection{Socket: "lazy"}
+	if err := db.BeginConnection(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	if got := mustGet(t, db, c.ID); got.State != socketd.ConnExited || got.EndedAt == nil {
+		t.Errorf("row %s ended %v after the next begin, want exited", got.State, got.EndedAt)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) != 1 || len(batches[0]) != 2 || batches[0][0] != opFinish || batches[0][1] != opBegin {
+		t.Errorf("batches %v, want one: finish and begin together", batches)
+	}
+}
+
+// TestFinishAsyncAlone checks that an asynchronous finish nobody follows is
+// committed after the lazy delay, and one queued at Close is committed by
+// Close; after Close it fails at once.
+func TestFinishAsyncAlone(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	a, b := &socketd.Connection{Socket: "alone"}, &socketd.Connection{Socket: "alone"}
+	for _, c := range []*socketd.Connection{a, b} {
+		if err := db.BeginConnection(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		c.State = socketd.ConnExited
+	}
+
+	done := make(chan error, 1)
+	db.FinishConnectionAsync(a, func(err error) { done <- err })
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("finish: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lone asynchronous finish was never committed")
+	}
+	if got := mustGet(t, db, a.ID); got.State != socketd.ConnExited {
+		t.Errorf("row %s, want exited", got.State)
+	}
+
+	db.hist.lazyDelay = time.Hour // the writer is idle: it reads this at the next request
+	db.FinishConnectionAsync(b, func(err error) { done <- err })
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("finish queued at close: %v", err)
+		}
+	default:
+		t.Fatal("Close returned before the queued finish was committed")
+	}
+	db.FinishConnectionAsync(b, func(err error) { done <- err })
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Errorf("finish after close: %v, want ErrClosed", err)
+	}
+}
+
+func mustGet(t *testing.T, db *DB, id int64) socketd.Connection {
+	t.Helper()
+	c, err := db.GetConnection(testCtx(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
