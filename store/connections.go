@@ -143,25 +143,46 @@ var connColumnsC = "c." + strings.Join(strings.Fields(strings.ReplaceAll(connCol
 // unknown state or a cursor this store did not make returns an error with
 // code CodeInvalid. Logs are not read.
 func (db *DB) ListConnections(ctx context.Context, f socketd.ConnectionFilter) ([]socketd.Connection, string, error) {
-	q, args, limit, err := listQuery(f)
+	qs, limit, err := listQueries(f)
 	if err != nil {
 		return nil, "", err
 	}
-	rows, err := db.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("list connections: %w", err)
-	}
-	defer rows.Close()
-	cs := make([]socketd.Connection, 0, min(limit+1, 64))
-	for rows.Next() {
-		c, err := scanConnection(rows)
+	// Several queries read one snapshot, so that no row moves from what
+	// one reads to what another does in between.
+	var q interface {
+		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	} = db.r
+	if len(qs) > 1 {
+		tx, err := db.r.BeginTx(ctx, nil)
 		if err != nil {
 			return nil, "", fmt.Errorf("list connections: %w", err)
 		}
-		cs = append(cs, c)
+		defer tx.Rollback()
+		q = tx
 	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list connections: %w", err)
+	cs := make([]socketd.Connection, 0, min(limit+1, 64))
+	for _, lq := range qs {
+		if len(cs) > limit {
+			break
+		}
+		// One row more than the page tells whether there is a next page.
+		rows, err := q.QueryContext(ctx, lq.sql+" LIMIT ?", append(lq.args, limit+1-len(cs))...)
+		if err != nil {
+			return nil, "", fmt.Errorf("list connections: %w", err)
+		}
+		for rows.Next() {
+			c, err := scanConnection(rows)
+			if err != nil {
+				rows.Close()
+				return nil, "", fmt.Errorf("list connections: %w", err)
+			}
+			cs = append(cs, c)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, "", fmt.Errorf("list connections: %w", err)
+		}
 	}
 	if len(cs) <= limit {
 		return cs, "", nil
@@ -170,25 +191,33 @@ func (db *DB) ListConnections(ctx context.Context, f socketd.ConnectionFilter) (
 	return cs, encodeCursor(cs[limit-1].ID), nil
 }
 
-// listQuery returns the query of a page of ListConnections, its arguments and
-// the page's size.
+// listQuery is one query of a page, without its LIMIT.
+type listQuery struct {
+	sql  string
+	args []any
+}
+
+// listQueries returns the queries of a page of ListConnections, to be run in
+// order in one snapshot, each for what the page still lacks (their rows
+// follow each other in id order), and the page's size.
 //
 // Every page is a walk down the ids, from the cursor or the top of its time
 // range, that stops after limit+1 matching rows: no sort, and no cost for
 // how deep the page is or how far in the past its range lies. A time range
-// and a remote address are looked up through the blocks of migration
-// 000005, the other filters through their indexes on (column, id).
-func listQuery(f socketd.ConnectionFilter) (string, []any, int, error) {
+// and a remote address are looked up through the blocks of migrations
+// 000005 and 000006, a socket and a state other than exited through their
+// indexes on (column, id).
+func listQueries(f socketd.ConnectionFilter) ([]listQuery, int, error) {
 	limit := f.Limit
 	if limit == 0 {
 		limit = socketd.DefaultListLimit
 	}
 	if limit < 0 || limit > socketd.MaxListLimit {
-		return "", nil, 0, socketd.Errorf(socketd.CodeInvalid,
+		return nil, 0, socketd.Errorf(socketd.CodeInvalid,
 			"limit %d is out of range: it must be between 1 and %d", f.Limit, socketd.MaxListLimit)
 	}
 	if f.State != "" && !f.State.Valid() {
-		return "", nil, 0, socketd.Errorf(socketd.CodeInvalid, "state %q is not one of %s", f.State, socketd.ConnectionStateList())
+		return nil, 0, socketd.Errorf(socketd.CodeInvalid, "state %q is not one of %s", f.State, socketd.ConnectionStateList())
 	}
 	var (
 		before int64 // the cursor: only ids below it; 0 for none
@@ -196,18 +225,30 @@ func listQuery(f socketd.ConnectionFilter) (string, []any, int, error) {
 	)
 	if f.Cursor != "" {
 		if before, err = decodeCursor(f.Cursor); err != nil {
-			return "", nil, 0, err
+			return nil, 0, err
 		}
 	}
-	var q string
-	var w where
 	if f.RemoteIP != "" {
-		q = byAddress(&w, f, before)
-	} else {
-		q = byID(&w, f, before)
+		var open, sealed where
+		return []listQuery{
+			{openBlock(&open, f, before), open.args},
+			{byAddress(&sealed, f, before), sealed.args},
+		}, limit, nil
 	}
-	// One row more than the page tells whether there is a next page.
-	return q + " LIMIT ?", append(w.args, limit+1), limit, nil
+	var w where
+	return []listQuery{{byID(&w, f, before), w.args}}, limit, nil
+}
+
+// stateTerm is the term that selects state s. The state is spelled out, not
+// bound, and every state but exited repeats the partial index's condition:
+// SQLite uses connections_state_id (migration 000007) only for a query that
+// visibly implies it. s is one of the known states, all plain words.
+func stateTerm(column string, s socketd.ConnectionState) string {
+	t := column + " = '" + string(s) + "'"
+	if s != socketd.ConnExited {
+		t += " AND " + column + " <> '" + string(socketd.ConnExited) + "'"
+	}
+	return t
 }
 
 // byID adds to w the terms of a page that walks connections, or the index
@@ -218,7 +259,7 @@ func byID(w *where, f socketd.ConnectionFilter, before int64) string {
 		w.and("socket = ?", f.Socket)
 	}
 	if f.State != "" {
-		w.and("state = ?", string(f.State))
+		w.and(stateTerm("state", f.State))
 	}
 	// upper bounds the ids from above (id <= upper), "" for no bound. The
 	// cursor and a time range both bound it; one bound made of both lets
@@ -266,15 +307,44 @@ func byID(w *where, f socketd.ConnectionFilter, before int64) string {
 	// The index is named: an id range looks as selective to SQLite as a
 	// socket, so statistics of a history with few sockets (or a small one)
 	// lead it to walk every socket's ids through the range instead, which
-	// for a rare socket in a wide range is a walk of the history.
+	// for a rare socket in a wide range is a walk of the history. Exited
+	// rows have no index: they are most of the history, so a walk down the
+	// ids finds a page of them at once.
 	from := " FROM connections"
 	switch {
 	case f.Socket != "":
 		from += " INDEXED BY connections_socket_id"
-	case f.State != "":
+	case f.State != "" && f.State != socketd.ConnExited:
 		from += " INDEXED BY connections_state_id"
 	}
 	return "SELECT " + connColumns + from + w.clause() + " ORDER BY id DESC"
+}
+
+// openBlock adds to w the terms of a page of the connections from
+// f.RemoteIP in the open block (migration 000006), whose addresses are not
+// indexed yet, and returns the query: a walk down its ids, at most 4096.
+// Its rows come before those byAddress finds in the sealed blocks below it.
+func openBlock(w *where, f socketd.ConnectionFilter, before int64) string {
+	w.and("id >= (SELECT block << 12 FROM connection_blocks WHERE sealed = 0 ORDER BY block DESC LIMIT 1)")
+	w.and("remote_ip = ?", f.RemoteIP)
+	if !f.Since.IsZero() {
+		w.and("started_at >= ?", toNanos(f.Since))
+	}
+	if !f.Until.IsZero() {
+		w.and("started_at < ?", toNanos(f.Until))
+	}
+	if before > 0 {
+		w.and("id < ?", before)
+	}
+	if f.Socket != "" {
+		w.and("socket = ?", f.Socket)
+	}
+	if f.State != "" {
+		w.and(stateTerm("state", f.State))
+	}
+	// Named, so that no statistics make SQLite prefer another index to
+	// the short walk of the open block.
+	return "SELECT " + connColumns + " FROM connections NOT INDEXED" + w.clause() + " ORDER BY id DESC"
 }
 
 // byAddress adds to w the terms of a page of the connections from
@@ -306,7 +376,7 @@ func byAddress(w *where, f socketd.ConnectionFilter, before int64) string {
 		w.and("c.socket = ?", f.Socket)
 	}
 	if f.State != "" {
-		w.and("c.state = ?", string(f.State))
+		w.and(stateTerm("c.state", f.State))
 	}
 	// CROSS JOIN fixes the loops' order, which the ORDER BY depends on to
 	// need no sort.
