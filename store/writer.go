@@ -3,12 +3,16 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mattn/go-sqlite3"
 
 	"github.com/socketd/socketd"
 )
@@ -94,7 +98,9 @@ type writer struct {
 	closed  bool
 	stopped chan struct{}
 
-	insert, finish, started, log, interrupt *sql.Stmt
+	// st is touched by the writer's goroutine only, and by close once that
+	// has stopped.
+	st stmts
 
 	// beforeBatch, when set (by tests, before the first request), is called
 	// with each batch before its transaction begins.
@@ -127,22 +133,29 @@ func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
 		stopped:   make(chan struct{}),
 		lazyDelay: lazyCommit,
 	}
-	for _, p := range []struct {
-		stmt **sql.Stmt
-		sql  string
-	}{
-		{&w.insert, insertSQL}, {&w.finish, finishSQL}, {&w.started, startedSQL},
-		{&w.log, logSQL}, {&w.interrupt, interruptSQL},
-	} {
-		st, err := db.PrepareContext(ctx, p.sql)
-		if err != nil {
-			w.closeStmts()
-			return nil, fmt.Errorf("prepare history writer: %w", err)
-		}
-		*p.stmt = st
+	// Prepare now, so that a schema the statements do not fit stops Open.
+	if err := w.raw(ctx, func(c *sqlite3.SQLiteConn) error { return w.st.prepare(c) }); err != nil {
+		return nil, fmt.Errorf("prepare history writer: %w", err)
 	}
 	go w.run()
 	return w, nil
+}
+
+// raw runs f with the write pool's driver connection, which it holds
+// meanwhile.
+func (w *writer) raw(ctx context.Context, f func(*sqlite3.SQLiteConn) error) error {
+	conn, err := w.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(*sqlite3.SQLiteConn)
+		if !ok {
+			return fmt.Errorf("history writer: driver connection of type %T", dc)
+		}
+		return f(c)
+	})
 }
 
 // do queues r and waits until it is committed or has failed. If ctx ends
@@ -200,15 +213,10 @@ func (w *writer) close() {
 	}
 	w.mu.Unlock()
 	<-w.stopped
-	w.closeStmts()
-}
-
-func (w *writer) closeStmts() {
-	for _, st := range []*sql.Stmt{w.insert, w.finish, w.started, w.log, w.interrupt} {
-		if st != nil {
-			st.Close()
-		}
-	}
+	_ = w.raw(context.Background(), func(*sqlite3.SQLiteConn) error {
+		w.st.close()
+		return nil
+	})
 }
 
 // run is the writer goroutine. It takes the first queued request, drains
@@ -305,46 +313,95 @@ func (w *writer) commit(batch []*request) {
 // written nothing, so the transaction goes on. Any other error rolls the
 // transaction back and is returned with the index of the request at fault,
 // or -1 if the transaction itself failed.
+//
+// It works on the driver's connection, not through database/sql: that
+// gives every transaction a cancellable context, for which the driver runs
+// every statement on a goroutine of its own, and the transaction one more
+// that waits for the context; at one commit per connection served, those
+// goroutines and their wake-ups cost more than the SQL.
 func (w *writer) exec(rs []*request) (int, error) {
-	tx, err := w.db.Begin()
-	if err != nil {
-		return -1, err
+	bad := -1
+	err := w.raw(context.Background(), func(c *sqlite3.SQLiteConn) error {
+		if err := w.st.prepare(c); err != nil {
+			return err
+		}
+		tx, err := c.BeginTx(context.Background(), driver.TxOptions{})
+		if err != nil {
+			return err
+		}
+		for i, r := range rs {
+			r.err = w.st.apply(r)
+			var se *socketd.Error
+			if r.err != nil && !errors.As(r.err, &se) {
+				tx.Rollback()
+				bad = i
+				return r.err
+			}
+		}
+		return tx.Commit()
+	})
+	return bad, err
+}
+
+// stmts are the writer's statements, prepared on one driver connection.
+type stmts struct {
+	conn                                    *sqlite3.SQLiteConn
+	insert, finish, started, log, interrupt driver.Stmt
+	args                                    []driver.NamedValue // reused by exec
+}
+
+// prepare prepares the statements on c, unless they already are: the pool
+// keeps its one connection, but replaces it should it break.
+func (st *stmts) prepare(c *sqlite3.SQLiteConn) error {
+	if st.conn == c {
+		return nil
 	}
-	var st txStmts
-	st.tx, st.w = tx, w
-	for i, r := range rs {
-		r.err = st.apply(r)
-		var se *socketd.Error
-		if r.err != nil && !errors.As(r.err, &se) {
-			tx.Rollback()
-			return i, r.err
+	st.close()
+	for _, p := range []struct {
+		stmt *driver.Stmt
+		sql  string
+	}{
+		{&st.insert, insertSQL}, {&st.finish, finishSQL}, {&st.started, startedSQL},
+		{&st.log, logSQL}, {&st.interrupt, interruptSQL},
+	} {
+		s, err := c.Prepare(p.sql)
+		if err != nil {
+			st.close()
+			return err
+		}
+		*p.stmt = s
+	}
+	st.conn = c
+	return nil
+}
+
+func (st *stmts) close() {
+	for _, s := range []*driver.Stmt{&st.insert, &st.finish, &st.started, &st.log, &st.interrupt} {
+		if *s != nil {
+			(*s).Close()
+			*s = nil
 		}
 	}
-	return -1, tx.Commit()
+	st.conn = nil
 }
 
-// txStmts binds the writer's prepared statements to one transaction, each
-// when first used.
-type txStmts struct {
-	tx                                      *sql.Tx
-	w                                       *writer
-	insert, finish, started, log, interrupt *sql.Stmt
-}
-
-func (st *txStmts) stmt(p **sql.Stmt, shared *sql.Stmt) *sql.Stmt {
-	if *p == nil {
-		*p = st.tx.Stmt(shared)
+// exec runs s with args, each an int64, string, []byte or nil.
+func (st *stmts) exec(s driver.Stmt, args ...driver.Value) (driver.Result, error) {
+	st.args = st.args[:0]
+	for i, v := range args {
+		st.args = append(st.args, driver.NamedValue{Ordinal: i + 1, Value: v})
 	}
-	return *p
+	defer clear(st.args) // keep no reference to the request's data
+	return s.(driver.StmtExecContext).ExecContext(context.Background(), st.args)
 }
 
-func (st *txStmts) apply(r *request) error {
+func (st *stmts) apply(r *request) error {
 	c := &r.c
 	switch r.op {
 	case opBegin:
-		res, err := st.stmt(&st.insert, st.w.insert).Exec(
-			c.Socket, string(c.State), c.RemoteIP, c.RemotePort, c.LocalIP, c.LocalPort,
-			nullInt(c.PID), toNanos(c.StartedAt), nullTime(c.EndedAt), c.DurationMS, c.ExitCode,
+		res, err := st.exec(st.insert,
+			c.Socket, string(c.State), c.RemoteIP, int64(c.RemotePort), c.LocalIP, int64(c.LocalPort),
+			nullInt(c.PID), toNanos(c.StartedAt), nullTime(c.EndedAt), nullInt64(c.DurationMS), nullIntPtr(c.ExitCode),
 			c.Signal, c.BytesIn, c.BytesOut, c.Error)
 		if err != nil {
 			return err
@@ -357,11 +414,7 @@ func (st *txStmts) apply(r *request) error {
 		ended := toNanos(*c.EndedAt)
 		if c.DurationMS == nil {
 			// The caller does not know when the connection started.
-			var started int64
-			err := st.stmt(&st.started, st.w.started).QueryRow(c.ID).Scan(&started)
-			if errors.Is(err, sql.ErrNoRows) {
-				return notFoundConnection(c.ID)
-			}
+			started, err := st.startedAt(c.ID)
 			if err != nil {
 				return err
 			}
@@ -369,8 +422,8 @@ func (st *txStmts) apply(r *request) error {
 			c.DurationMS = &d
 		}
 		r.durationMS = *c.DurationMS
-		res, err := st.stmt(&st.finish, st.w.finish).Exec(
-			string(c.State), ended, c.DurationMS, c.ExitCode, c.Signal,
+		res, err := st.exec(st.finish,
+			string(c.State), ended, *c.DurationMS, nullIntPtr(c.ExitCode), c.Signal,
 			c.BytesIn, c.BytesOut, c.Error, nullInt(c.PID), c.ID)
 		if err != nil {
 			return err
@@ -382,7 +435,7 @@ func (st *txStmts) apply(r *request) error {
 		}
 		return st.saveLog(c.ID, c.Log)
 	case opInterrupt:
-		res, err := st.stmt(&st.interrupt, st.w.interrupt).Exec(socketd.ConnInterrupted, r.now, r.now, socketd.ConnRunning)
+		res, err := st.exec(st.interrupt, string(socketd.ConnInterrupted), r.now, r.now, string(socketd.ConnRunning))
 		if err != nil {
 			return err
 		}
@@ -392,24 +445,61 @@ func (st *txStmts) apply(r *request) error {
 	return fmt.Errorf("unknown history op %d", r.op)
 }
 
-func (st *txStmts) saveLog(id int64, log []byte) error {
+// startedAt returns the stored start of connection id.
+func (st *stmts) startedAt(id int64) (int64, error) {
+	rows, err := st.started.(driver.StmtQueryContext).QueryContext(context.Background(),
+		[]driver.NamedValue{{Ordinal: 1, Value: id}})
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 1)
+	if err := rows.Next(dest); err == io.EOF {
+		return 0, notFoundConnection(id)
+	} else if err != nil {
+		return 0, err
+	}
+	started, ok := dest[0].(int64)
+	if !ok {
+		return 0, fmt.Errorf("connection %d: started_at is %T", id, dest[0])
+	}
+	return started, nil
+}
+
+func (st *stmts) saveLog(id int64, log []byte) error {
 	if len(log) == 0 {
 		return nil
 	}
-	_, err := st.stmt(&st.log, st.w.log).Exec(id, log)
+	_, err := st.exec(st.log, id, log)
 	return err
 }
 
 // nullInt stores 0 as NULL, for columns where 0 means unknown.
-func nullInt(n int) any {
+func nullInt(n int) driver.Value {
 	if n == 0 {
 		return nil
 	}
-	return n
+	return int64(n)
+}
+
+// nullIntPtr stores nil as NULL.
+func nullIntPtr(n *int) driver.Value {
+	if n == nil {
+		return nil
+	}
+	return int64(*n)
+}
+
+// nullInt64 stores nil as NULL.
+func nullInt64(n *int64) driver.Value {
+	if n == nil {
+		return nil
+	}
+	return *n
 }
 
 // nullTime stores a nil time as NULL.
-func nullTime(t *time.Time) any {
+func nullTime(t *time.Time) driver.Value {
 	if t == nil {
 		return nil
 	}
