@@ -182,7 +182,11 @@ int sd_proc_start(sd_proc *p) {
 	// its own two signals unblocked.
 	uint64_t all = ~(uint64_t)0, old;
 	sd_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, sizeof(all), 0);
-	p->ppid = getpid();
+	static int ppid;
+	if (ppid == 0) {
+		ppid = getpid(); // socketd never forks: it stays the same
+	}
+	p->ppid = ppid;
 	int pidfd = -1;
 	int pid = clone(sd_child, p->stack_top, CLONE_VM | CLONE_PIDFD | SIGCHLD, p, &pidfd);
 	int err = pid < 0 ? errno : 0;
@@ -195,6 +199,12 @@ int sd_proc_start(sd_proc *p) {
 	// so that the group exists when sd_proc_start returns. Once the child
 	// has executed this fails (EACCES), and it has made the group itself.
 	setpgid(pid, pid);
+	// The pidfd waits in Go's netpoller, which takes only non-blocking
+	// descriptors; CLONE_PIDFD makes it O_RDWR.
+	if (pidfd >= 0 && fcntl(pidfd, F_SETFL, O_RDWR | O_NONBLOCK) < 0) {
+		close(pidfd);
+		pidfd = -1;
+	}
 	p->pid = pid;
 	p->pidfd = pidfd;
 	return 0;

@@ -30,7 +30,7 @@ import (
 type process struct {
 	p     *C.sd_proc
 	pid   int
-	pidfd int // -1 if the kernel gave none
+	pidfd int // non-blocking; -1 if the kernel gave none
 }
 
 // procAttr is what a handler is started with.

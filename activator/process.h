@@ -33,7 +33,7 @@ typedef struct sd_proc {
 
 	// Set by sd_proc_start.
 	int pid;
-	int pidfd;
+	int pidfd; // non-blocking; -1 if the kernel gave none
 
 	char *stack_top;
 } sd_proc;

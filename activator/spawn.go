@@ -37,8 +37,17 @@ func (c *conn) run() {
 	case socketd.StderrSocket:
 		stderr = c.fd
 	default: // socketd.StderrLog
+		// socketd's end is non-blocking, for reading without waiting;
+		// the handler's must block, as every program expects.
 		var p [2]int
-		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK)
+		if err == nil {
+			if _, err = unix.FcntlInt(uintptr(p[1]), unix.F_SETFL, 0); err != nil {
+				unix.Close(p[0])
+				unix.Close(p[1])
+			}
+		}
+		if err != nil {
 			c.spawnFailed(fmt.Errorf("stderr pipe: %w", err))
 			return
 		}
@@ -66,17 +75,10 @@ func (c *conn) run() {
 	}
 	defer proc.free()
 	if logR >= 0 {
-		// Only socketd's end: the handler's must stay blocking. Should
-		// this fail, the exit's read of the pipe could block; so it must
-		// not: a connection cannot be recorded without it.
-		if err := unix.SetNonblock(logR, true); err != nil {
-			c.log = startLog(logR)
-		} else {
-			c.mu.Lock()
-			c.logFD = logR
-			c.mu.Unlock()
-			c.a.unwatchedLogs.Add(1)
-		}
+		c.mu.Lock()
+		c.logFD = logR
+		c.mu.Unlock()
+		c.a.unwatchedLogs.Add(1)
 	}
 	pid := proc.pid
 	c.rec.PID = pid
@@ -143,28 +145,25 @@ func (c *conn) spawnFailed(err error) {
 }
 
 // waitExit returns once process pid has exited, without reaping it. It
-// waits in the netpoller on the process's pidfd, and returns the pidfd
-// still open, as a file the caller closes, for signalling the process
-// group; nil if the pidfd could not be used (then it is closed).
+// waits in the netpoller on the process's pidfd (non-blocking; -1 for
+// none), and returns the pidfd still open, as a file the caller closes, for
+// signalling the process group; nil without one.
 func waitExit(pid, pidfd int) *os.File {
-	if pidfd >= 0 {
-		if err := unix.SetNonblock(pidfd, true); err == nil {
-			f := os.NewFile(uintptr(pidfd), "pidfd")
-			rc, err := f.SyscallConn()
-			if err == nil {
-				err = rc.Read(exited)
-			}
-			if err != nil {
-				// A pidfd the netpoller cannot take: wait in a blocked
-				// thread instead.
-				waitPID(pid)
-			}
-			return f
-		}
-		unix.Close(pidfd)
+	if pidfd < 0 {
+		waitPID(pid)
+		return nil
 	}
-	waitPID(pid)
-	return nil
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	rc, err := f.SyscallConn()
+	if err == nil {
+		err = rc.Read(exited)
+	}
+	if err != nil {
+		// A pidfd the netpoller cannot take: wait in a blocked thread
+		// instead.
+		waitPID(pid)
+	}
+	return f
 }
 
 // waitPID waits in a blocked thread until process pid has exited, without

@@ -98,8 +98,7 @@ type stderrLog struct {
 // startLog starts capturing from fd, the read end of the handler's stderr
 // pipe; it takes ownership of fd.
 func startLog(fd int) *stderrLog {
-	// fd is non-blocking (see run) unless that failed; then the reader
-	// blocks a thread but still ends at end of file.
+	// fd is non-blocking (see run), so the reader waits in the netpoller.
 	l := &stderrLog{f: os.NewFile(uintptr(fd), "stderr"), done: make(chan struct{})}
 	go l.read()
 	return l
