@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -114,9 +113,10 @@ type Activator struct {
 	conns   map[int64]*conn // running connections by history id, for Kill
 	closing bool            // Close has begun: start no more handlers
 
-	// unwatchedLogs counts the running handlers whose stderr pipe has no
-	// reader yet (see watchLogs).
-	unwatchedLogs atomic.Int64
+	// logMu guards unwatched: the running connections whose stderr pipe
+	// has no reader yet (see watchLogs).
+	logMu     sync.Mutex
+	unwatched map[*conn]struct{}
 
 	// hurry is closed when Close runs out of time: the process groups
 	// handlers left behind get their SIGKILL at once.
@@ -149,20 +149,21 @@ func New(cfg Config) *Activator {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Activator{
-		cfg:      cfg,
-		log:      log,
-		slots:    make(chan struct{}, cfg.MaxChildren),
-		retryMin: retryMin,
-		retryMax: retryMax,
-		ctx:      ctx,
-		cancel:   cancel,
-		done:     make(chan struct{}),
-		kick:     make(chan struct{}, 1),
-		devNull:  -1,
-		sockets:  map[string]*socket{},
-		conns:    map[int64]*conn{},
-		hurry:    make(chan struct{}),
-		finished: make(chan struct{}),
+		cfg:       cfg,
+		log:       log,
+		slots:     make(chan struct{}, cfg.MaxChildren),
+		retryMin:  retryMin,
+		retryMax:  retryMax,
+		ctx:       ctx,
+		cancel:    cancel,
+		done:      make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		devNull:   -1,
+		sockets:   map[string]*socket{},
+		conns:     map[int64]*conn{},
+		unwatched: map[*conn]struct{}{},
+		hurry:     make(chan struct{}),
+		finished:  make(chan struct{}),
 	}
 }
 

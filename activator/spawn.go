@@ -78,7 +78,9 @@ func (c *conn) run() {
 		c.mu.Lock()
 		c.logFD = logR
 		c.mu.Unlock()
-		c.a.unwatchedLogs.Add(1)
+		c.a.logMu.Lock()
+		c.a.unwatched[c] = struct{}{}
+		c.a.logMu.Unlock()
 	}
 	pid := proc.pid
 	c.rec.PID = pid
@@ -98,7 +100,9 @@ func (c *conn) run() {
 	c.logFD = -1
 	c.mu.Unlock()
 	if logFD >= 0 {
-		c.a.unwatchedLogs.Add(-1)
+		c.a.logMu.Lock()
+		delete(c.a.unwatched, c)
+		c.a.logMu.Unlock()
 		c.rec.Log = readLog(logFD)
 	}
 

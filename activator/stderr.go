@@ -32,36 +32,37 @@ func (a *Activator) watchLogs() {
 	defer a.wg.Done()
 	tick := time.NewTicker(logWatchAfter)
 	defer tick.Stop()
+	var due []*conn
 	for {
 		select {
 		case <-a.done:
 			return
 		case now := <-tick.C:
-			if a.unwatchedLogs.Load() == 0 {
-				continue
+			a.logMu.Lock()
+			for c := range a.unwatched {
+				if now.Sub(c.start) >= logWatchAfter {
+					due = append(due, c)
+					delete(a.unwatched, c)
+				}
 			}
-			a.connMu.Lock()
-			conns := make([]*conn, 0, len(a.conns))
-			for _, c := range a.conns {
-				conns = append(conns, c)
+			a.logMu.Unlock()
+			for _, c := range due {
+				c.watchLog()
 			}
-			a.connMu.Unlock()
-			for _, c := range conns {
-				c.watchLog(now)
-			}
+			clear(due)
+			due = due[:0]
 		}
 	}
 }
 
-// watchLog starts the reader of c's stderr pipe if the handler has been
-// running for logWatchAfter and is still running.
-func (c *conn) watchLog(now time.Time) {
+// watchLog starts the reader of c's stderr pipe unless the handler has
+// exited and its stderr has been read already.
+func (c *conn) watchLog() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.logFD >= 0 && !c.exited && now.Sub(c.start) >= logWatchAfter {
+	if c.logFD >= 0 && !c.exited {
 		c.log = startLog(c.logFD)
 		c.logFD = -1
-		c.a.unwatchedLogs.Add(-1)
 	}
 }
 
