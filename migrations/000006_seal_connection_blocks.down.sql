@@ -6,7 +6,7 @@ DROP TRIGGER connections_blocks_open;
 -- 000005 keeps every block exact and indexed: seal the open one.
 INSERT INTO connection_block_ips (block, remote_ip, id)
 SELECT c.id >> 12, c.remote_ip, c.id
-FROM connection_blocks b JOIN connections c ON c.id BETWEEN b.block << 12 AND (b.block << 12) + 4095
+FROM connection_blocks b CROSS JOIN connections c ON c.id BETWEEN b.block << 12 AND (b.block << 12) + 4095
 WHERE b.sealed = 0
 ORDER BY 1, 2, 3;
 UPDATE connection_blocks SET (min_id, max_id, min_started, max_started) = (

@@ -24,12 +24,14 @@ ALTER TABLE connection_blocks ADD COLUMN sealed INTEGER NOT NULL DEFAULT 1;
 DROP TRIGGER connections_blocks_insert;
 DROP TRIGGER connections_blocks_update;
 
+-- CROSS JOIN keeps the blocks the outer loop, so that sealing reads the open
+-- block's rows alone; the planner would otherwise walk every connection.
 CREATE TRIGGER connections_blocks_open AFTER INSERT ON connections
 WHEN NOT EXISTS (SELECT 1 FROM connection_blocks WHERE block >= NEW.id >> 12)
 BEGIN
     INSERT INTO connection_block_ips (block, remote_ip, id)
     SELECT c.id >> 12, c.remote_ip, c.id
-    FROM connection_blocks b JOIN connections c ON c.id BETWEEN b.block << 12 AND (b.block << 12) + 4095
+    FROM connection_blocks b CROSS JOIN connections c ON c.id BETWEEN b.block << 12 AND (b.block << 12) + 4095
     WHERE b.sealed = 0
     ORDER BY 1, 2, 3;
     UPDATE connection_blocks SET (min_id, max_id, min_started, max_started) = (

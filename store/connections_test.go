@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -1005,4 +1006,82 @@ func queryPlan(t *testing.T, db *DB, f socketd.ConnectionFilter) string {
 		}
 	}
 	return strings.Join(plan, "; ")
+}
+
+// TestTriggerPlans holds every statement of the block triggers to a plan
+// that reads what the inserted row touches: a walk of connections there
+// would make an insert, or the seal of every 4096th, cost a walk of the
+// whole history.
+func TestTriggerPlans(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	history(t, db, 50)
+	rows, err := db.w.QueryContext(ctx, `SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'connections'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	triggers := map[string]string{}
+	for rows.Next() {
+		var name, sql string
+		if err := rows.Scan(&name, &sql); err != nil {
+			t.Fatal(err)
+		}
+		triggers[name] = sql
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(triggers) < 4 {
+		t.Fatalf("triggers %v", slices.Collect(maps.Keys(triggers)))
+	}
+	values := strings.NewReplacer("NEW.id", "5000", "OLD.id", "5000", "NEW.started_at", "1", "NEW.remote_ip", "'::1'", "OLD.remote_ip", "'::1'")
+	for name, sql := range triggers {
+		head, body, ok := strings.Cut(sql, "\nBEGIN")
+		if !ok {
+			head, body, ok = strings.Cut(sql, " BEGIN")
+		}
+		if !ok {
+			t.Fatalf("%s: no BEGIN in %q", name, sql)
+		}
+		body, _, _ = strings.Cut(body, "\nEND")
+		stmts := strings.Split(body, ";")
+		if _, when, ok := strings.Cut(head, "\nWHEN "); ok {
+			stmts = append(stmts, "SELECT "+when)
+		}
+		for _, stmt := range stmts {
+			if strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			plan := planOf(t, db, values.Replace(stmt))
+			for _, step := range plan {
+				if step == "SCAN connections" || step == "SCAN c" || strings.HasPrefix(step, "SCAN c ") || strings.HasPrefix(step, "SCAN connections ") {
+					t.Errorf("%s: %q\nplan %q walks the history", name, strings.TrimSpace(stmt), plan)
+				}
+			}
+		}
+	}
+}
+
+// planOf returns the steps of the query plan of stmt on the write
+// connection.
+func planOf(t *testing.T, db *DB, stmt string) []string {
+	t.Helper()
+	rows, err := db.w.QueryContext(testCtx(t), "EXPLAIN QUERY PLAN "+stmt)
+	if err != nil {
+		t.Fatalf("%q: %v", stmt, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }
