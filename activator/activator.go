@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -113,6 +114,11 @@ type Activator struct {
 	conns   map[int64]*conn // running connections by history id, for Kill
 	closing bool            // Close has begun: start no more handlers
 
+	// jobs hands accepted connections to idle workers (see dispatch);
+	// idleWorkers counts the workers waiting for one.
+	jobs        chan job
+	idleWorkers atomic.Int32
+
 	// logMu guards unwatched: the running connections whose stderr pipe
 	// has no reader yet (see watchLogs).
 	logMu     sync.Mutex
@@ -162,6 +168,7 @@ func New(cfg Config) *Activator {
 		sockets:   map[string]*socket{},
 		conns:     map[int64]*conn{},
 		unwatched: map[*conn]struct{}{},
+		jobs:      make(chan job),
 		hurry:     make(chan struct{}),
 		finished:  make(chan struct{}),
 	}

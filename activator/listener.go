@@ -154,7 +154,7 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 		backoff = 0
 		s.accepted.Add(1)
 		a.wg.Add(1)
-		go a.serve(s, l, fd, remote, time.Now())
+		a.dispatch(job{s: s, l: l, fd: fd, remote: remote, start: time.Now()})
 	}
 }
 

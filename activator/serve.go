@@ -34,11 +34,58 @@ type conn struct {
 	killTimer   *time.Timer
 }
 
-// serve runs on its own goroutine for each accepted connection, which
-// holds a slot of the socket and one of the activator and is counted in
-// a.wg. The slots and the count are given back once the row is finished.
-func (a *Activator) serve(s *socket, l *listener, fd int, remote netip.AddrPort, start time.Time) {
-	local := l.local
+// maxIdleWorkers bounds the goroutines that wait for the next connection
+// once theirs is served (see dispatch).
+const maxIdleWorkers = 64
+
+// job is an accepted connection for serve.
+type job struct {
+	s      *socket
+	l      *listener
+	fd     int
+	remote netip.AddrPort
+	start  time.Time
+}
+
+// dispatch hands j to a worker that waits for one, or starts a worker.
+// Workers serve one connection after another, so that a connection does
+// not pay for a new goroutine and for growing its stack again.
+func (a *Activator) dispatch(j job) {
+	select {
+	case a.jobs <- j:
+	default:
+		a.wg.Add(1)
+		go a.worker(j)
+	}
+}
+
+// worker serves j, then the connections dispatch hands it, until Close or
+// until maxIdleWorkers others already wait.
+func (a *Activator) worker(j job) {
+	defer a.wg.Done()
+	for {
+		a.serve(j)
+		j = job{} // hold on to nothing while idle
+		if a.idleWorkers.Add(1) > maxIdleWorkers {
+			a.idleWorkers.Add(-1)
+			return
+		}
+		select {
+		case j = <-a.jobs:
+			a.idleWorkers.Add(-1)
+		case <-a.done:
+			a.idleWorkers.Add(-1)
+			return
+		}
+	}
+}
+
+// serve serves one accepted connection, on a worker. The connection holds a
+// slot of its socket and one of the activator and is counted in a.wg; the
+// slots and the count are given back once its row is finished.
+func (a *Activator) serve(j job) {
+	s, fd, remote, start := j.s, j.fd, j.remote, j.start
+	local := j.l.local
 	if !local.IsValid() {
 		local = localAddr(fd)
 	}
