@@ -104,6 +104,10 @@ func open(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
+	if err := setPageSize(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", abs, err)
+	}
 	if err := migrateUp(ctx, w, abs, fsys); err != nil {
 		w.Close()
 		return nil, err
@@ -150,6 +154,39 @@ func (db *DB) Close() error {
 		}
 	})
 	return db.closeErr
+}
+
+// pageSize is the page size of a new database. Every commit appends each
+// page it changed to the WAL, and recording a connection changes a few
+// rows of about a hundred bytes in as many pages: with SQLite's default of
+// 4096 bytes most of what the history writer writes, checksums and later
+// writes back is untouched bytes.
+const pageSize = 1024
+
+// setPageSize gives a new, empty database pageSize. The journal mode the
+// connection opened with is already WAL, in which the page size cannot
+// change, so it goes back to a rollback journal for the change (VACUUM
+// applies it; an empty database has nothing to copy) and then to WAL again.
+// An existing database keeps its page size.
+func setPageSize(ctx context.Context, w *sql.DB) error {
+	var tables int
+	if err := w.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&tables); err != nil {
+		return err
+	}
+	if tables > 0 {
+		return nil
+	}
+	for _, q := range []string{
+		`PRAGMA journal_mode = DELETE`,
+		fmt.Sprintf(`PRAGMA page_size = %d`, pageSize),
+		`VACUUM`,
+		`PRAGMA journal_mode = WAL`,
+	} {
+		if _, err := w.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("set page size: %s: %w", q, err)
+		}
+	}
+	return nil
 }
 
 // toNanos returns t as UTC Unix nanoseconds, clamped to the range an int64

@@ -415,3 +415,40 @@ func reopenAfter(t *testing.T, query string) (string, error) {
 	_, err = Open(testCtx(t), path)
 	return path, err
 }
+
+// TestPageSize checks that a new database gets pageSize and stays in WAL
+// mode, and that an existing database keeps the page size it has.
+func TestPageSize(t *testing.T) {
+	ctx := testCtx(t)
+	check := func(path string, want int) {
+		t.Helper()
+		db, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var size int
+		var mode string
+		if err := db.r.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&size); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.r.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if size != want || mode != "wal" {
+			t.Errorf("%s: page size %d, journal mode %s; want %d, wal", filepath.Base(path), size, mode, want)
+		}
+	}
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "fresh.db")
+	check(fresh, pageSize)
+	check(fresh, pageSize) // reopened
+
+	old := filepath.Join(dir, "old.db")
+	raw := rawOpen(t, old)
+	if _, err := raw.Exec(`PRAGMA page_size = 4096; CREATE TABLE before_socketd (x)`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	check(old, 4096)
+}
