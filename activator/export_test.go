@@ -1,6 +1,9 @@
 package activator
 
-import "time"
+import (
+	"testing"
+	"time"
+)
 
 // SetRetryBackoff sets the bounds of the bind retry backoff. Call it
 // before Open.
@@ -17,3 +20,11 @@ func (a *Activator) OnBindFailure(f func(name string, backoff time.Duration, ret
 
 // ExitState is exitState, for tests.
 var ExitState = exitState
+
+// UseKillFallback makes group signals go through kill(2), as on a kernel
+// without PIDFD_SIGNAL_PROCESS_GROUP (before Linux 6.9), until the test
+// ends.
+func UseKillFallback(t testing.TB) {
+	noPidfdGroups.Store(true)
+	t.Cleanup(func() { noPidfdGroups.Store(false) })
+}

@@ -208,17 +208,28 @@ func goneWithin(t *testing.T, pid int, d time.Duration) {
 // TestLeftoverProcessesKilled checks that what a handler leaves running in
 // its process group, if it ignores the SIGTERM it gets when the handler
 // exits, is killed StopTimeout later, as systemd's KillMode=control-group
-// does.
+// does: through the handler's pidfd, and through kill(2) where the kernel
+// cannot signal a group through a pidfd.
 func TestLeftoverProcessesKilled(t *testing.T) {
-	const stop = 300 * time.Millisecond
-	h := start(t, activator.Config{StopTimeout: stop}, handlerSocket("spawn", testhandler.SpawnTrap))
-	for range 2 {
-		pid := leaveTrapped(t, h)
-		goneWithin(t, pid, stop+5*time.Second)
+	for _, tc := range []struct {
+		name     string
+		fallback bool
+	}{{"pidfd", false}, {"kill", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.fallback {
+				activator.UseKillFallback(t)
+			}
+			const stop = 300 * time.Millisecond
+			h := start(t, activator.Config{StopTimeout: stop}, handlerSocket("spawn", testhandler.SpawnTrap))
+			for range 2 {
+				pid := leaveTrapped(t, h)
+				goneWithin(t, pid, stop+5*time.Second)
+			}
+			eventually(t, "the kill to be logged", func() bool {
+				return strings.Count(h.logs.String(), "sent SIGKILL to processes a handler left behind") == 2
+			})
+		})
 	}
-	eventually(t, "the kill to be logged", func() bool {
-		return strings.Count(h.logs.String(), "sent SIGKILL to processes a handler left behind") == 2
-	})
 }
 
 // TestCloseKillsLeftovers checks that Close waits for the SIGKILL of what
