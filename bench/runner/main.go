@@ -56,6 +56,7 @@ func main() {
 	var t tools
 	flag.StringVar(&t.work, "work", "", "scratch `dir` (required)")
 	flag.StringVar(&t.socketd, "socketd", "", "socketd binary")
+	flag.StringVar(&t.baseline, "baseline", "", "another socketd `binary` to run beside it as socketd-baseline (an A/B of a change)")
 	flag.StringVar(&t.loadgen, "loadgen", "", "loadgen binary")
 	flag.StringVar(&t.ceiling, "ceiling", "", "C ceiling server binary")
 	flag.StringVar(&t.spawnrate, "spawnrate", "", "raw spawn-rate binary")
@@ -78,6 +79,9 @@ func main() {
 			fatal(fmt.Errorf("-c: %q is not a concurrency from 1 to 256", f))
 		}
 		cs = append(cs, c)
+	}
+	if t.baseline != "" {
+		peers = slices.Insert(peers, 1, peer{name: "socketd-baseline"})
 	}
 	selected := peers
 	if *only != "" {
@@ -157,9 +161,12 @@ func startAll(t *tools, selected []peer, base int, handler string) ([]*running, 
 		port := base + i
 		var s *running
 		var err error
-		if p.name == "socketd" {
-			s, err = startSocketd(t, port, handler)
-		} else {
+		switch p.name {
+		case "socketd":
+			s, err = startSocketd(t, t.socketd, p.name, port, handler)
+		case "socketd-baseline":
+			s, err = startSocketd(t, t.baseline, p.name, port, handler)
+		default:
 			var cmd *exec.Cmd
 			if cmd, err = p.start(t, port, handler); err == nil {
 				s = &running{name: p.name, port: port, cmd: cmd}
@@ -211,17 +218,17 @@ func waitPort(port int) error {
 	return fmt.Errorf("nothing listens on port %d", port)
 }
 
-// startSocketd starts a daemon with its own data dir and defines the
-// benchmark socket through the API, with the definition's defaults (stderr
-// captured, every connection recorded).
-func startSocketd(t *tools, port int, handler string) (*running, error) {
+// startSocketd starts daemon binary bin as server name with its own data
+// dir, and defines the benchmark socket through the API, with the
+// definition's defaults (stderr captured, every connection recorded).
+func startSocketd(t *tools, bin, name string, port int, handler string) (*running, error) {
 	data := filepath.Join(t.work, fmt.Sprintf("socketd-%d", port))
 	os.RemoveAll(data)
-	cmd, client, _, err := startDaemon(t, data, fmt.Sprintf("127.0.0.1:%d", port+50))
+	cmd, client, _, err := startDaemon(bin, data, fmt.Sprintf("127.0.0.1:%d", port+50))
 	if err != nil {
 		return nil, err
 	}
-	s := &running{name: "socketd", port: port, cmd: cmd, client: client}
+	s := &running{name: name, port: port, cmd: cmd, client: client}
 	def := socketd.NewSocket()
 	def.Name = "bench"
 	def.Listen = []string{fmt.Sprintf("127.0.0.1:%d", port)}

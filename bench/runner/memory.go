@@ -49,7 +49,7 @@ func measureMemory(t *tools, handler string) (memResult, error) {
 	os.RemoveAll(data)
 	const apiAddr = "127.0.0.1:21999"
 
-	cmd, c, _, err := startDaemon(t, data, apiAddr)
+	cmd, c, _, err := startDaemon(t.socketd, data, apiAddr)
 	if err != nil {
 		return m, err
 	}
@@ -72,7 +72,7 @@ func measureMemory(t *tools, handler string) (memResult, error) {
 	m.DefineN = time.Since(start)
 	stopDaemon(cmd)
 
-	cmd, c, m.StartWithN, err = startDaemon(t, data, apiAddr)
+	cmd, c, m.StartWithN, err = startDaemon(t.socketd, data, apiAddr)
 	if err != nil {
 		return m, err
 	}
@@ -91,10 +91,10 @@ func measureMemory(t *tools, handler string) (memResult, error) {
 	return m, nil
 }
 
-// startDaemon starts socketd and returns once its API answers, with the
+// startDaemon starts socketd binary bin and returns once its API answers, with the
 // time that took.
-func startDaemon(t *tools, data, apiAddr string) (*exec.Cmd, *api.Client, time.Duration, error) {
-	cmd := exec.Command(t.socketd, "--api-addr", apiAddr, "--data-dir", data, "--log-level", "warn")
+func startDaemon(bin, data, apiAddr string) (*exec.Cmd, *api.Client, time.Duration, error) {
+	cmd := exec.Command(bin, "--api-addr", apiAddr, "--data-dir", data, "--log-level", "warn")
 	cmd.Env = []string{"PATH=" + socketd.DefaultPath}
 	start := time.Now()
 	if err := startProcess(cmd); err != nil {

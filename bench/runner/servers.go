@@ -12,6 +12,7 @@ import (
 type tools struct {
 	work      string // scratch directory for configs and data
 	socketd   string
+	baseline  string // another socketd binary to compare with, or ""
 	loadgen   string
 	ceiling   string
 	spawnrate string
@@ -28,6 +29,8 @@ type peer struct {
 
 var peers = []peer{
 	{"socketd", nil}, // started by startSocketd, which also defines the socket over the API
+	// socketd-baseline (started the same way, from -baseline) joins these
+	// when asked for.
 	{"c-ceiling", func(t *tools, port int, h string) (*exec.Cmd, error) {
 		return exec.Command(t.ceiling, strconv.Itoa(port), h), nil
 	}},
