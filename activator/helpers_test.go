@@ -29,16 +29,8 @@ import (
 // instead of hanging it.
 const timeout = 15 * time.Second
 
-// exe is the test binary, which is also every handler.
-var exe string
-
 func TestMain(m *testing.M) {
 	testhandler.Main()
-	var err error
-	if exe, err = os.Executable(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	// The netpoller opens its own descriptors on first use and keeps them:
 	// open them now, so that the descriptor leak check does not see them.
 	if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
@@ -50,11 +42,7 @@ func TestMain(m *testing.M) {
 // handlerSocket returns an enabled definition on 127.0.0.1:0 whose handler
 // is the test binary acting as handler, with extra environment kv pairs.
 func handlerSocket(name, handler string, kv ...string) socketd.Socket {
-	s := socketd.NewSocket()
-	s.Name = name
-	s.Listen = []string{"127.0.0.1:0"}
-	s.Command = []string{exe}
-	s.Environment = map[string]string{testhandler.Env: handler}
+	s := testhandler.Socket(name, handler, "127.0.0.1:0")
 	for i := 0; i+1 < len(kv); i += 2 {
 		s.Environment[kv[i]] = kv[i+1]
 	}

@@ -253,7 +253,7 @@ func TestListenChange(t *testing.T) {
 		}
 	}
 
-	port := freePort(t)
+	port := testhandler.FreePort(t)
 	s.Listen = []string{port}
 	h.apply(t, s)
 	if st := h.status(t, "hello"); !slices.Equal(st.Listening, []string{port}) {
@@ -271,7 +271,7 @@ func TestListenChange(t *testing.T) {
 // TestAddressMovesBetweenSockets removes a socket and adds another on its
 // address in one change: the new one must bind at once, not fail and retry.
 func TestAddressMovesBetweenSockets(t *testing.T) {
-	port := freePort(t)
+	port := testhandler.FreePort(t)
 	a := handlerSocket("a", testhandler.Hello)
 	a.Listen = []string{port}
 	h := start(t, activator.Config{}, a)
@@ -473,15 +473,4 @@ func TestStatusUnknown(t *testing.T) {
 	if _, ok := h.a.Status("nope"); ok {
 		t.Error("Status of an unknown socket is ok")
 	}
-}
-
-// freePort returns a loopback address that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -87,17 +87,6 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// handlerSocket is a definition whose handler is this test binary acting
-// as the named testhandler.
-func handlerSocket(name, handler string, listen ...string) socketd.Socket {
-	s := socketd.NewSocket()
-	s.Name = name
-	s.Listen = listen
-	s.Command = []string{os.Args[0]}
-	s.Environment = map[string]string{"SOCKETD_TEST_HANDLER": handler}
-	return s
-}
-
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -132,7 +121,7 @@ func TestHelloWorldWithoutSleep(t *testing.T) {
 	dir := t.TempDir()
 	_, c := openMain(t, dir)
 	ctx := ctxT(t)
-	s, created, err := c.PutSocket(ctx, handlerSocket("hello", "hello", "127.0.0.1:0"))
+	s, created, err := c.PutSocket(ctx, testhandler.Socket("hello", testhandler.Hello, "127.0.0.1:0"))
 	if err != nil || !created {
 		t.Fatalf("put: created=%v err=%v", created, err)
 	}
@@ -395,16 +384,6 @@ func (d *daemon) stop(t *testing.T, sig syscall.Signal) error {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // openHanging connects to addr and waits until the connection's row says
 // running, so the handler is alive.
 func openHanging(t *testing.T, c *api.Client, addr, socket string) (net.Conn, socketd.Connection) {
@@ -421,10 +400,10 @@ func openHanging(t *testing.T, c *api.Client, addr, socket string) (net.Conn, so
 // marks their rows interrupted and brings the listeners back.
 func TestKill9AndRestart(t *testing.T) {
 	dir := t.TempDir()
-	addr := freePort(t)
+	addr := testhandler.FreePort(t)
 	d := startDaemon(t, dir)
 	c := d.client(t, dir)
-	if _, _, err := c.PutSocket(ctxT(t), handlerSocket("hang", "hang", addr)); err != nil {
+	if _, _, err := c.PutSocket(ctxT(t), testhandler.Socket("hang", testhandler.Hang, addr)); err != nil {
 		t.Fatal(err)
 	}
 	conn, row := openHanging(t, c, addr, "hang")
@@ -459,7 +438,7 @@ func TestSIGTERMStopsHandlersAndRecordsThem(t *testing.T) {
 	dir := t.TempDir()
 	d := startDaemon(t, dir)
 	c := d.client(t, dir)
-	s, _, err := c.PutSocket(ctxT(t), handlerSocket("hang", "hang", "127.0.0.1:0"))
+	s, _, err := c.PutSocket(ctxT(t), testhandler.Socket("hang", testhandler.Hang, "127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +462,7 @@ func TestSIGTERMStopsHandlersAndRecordsThem(t *testing.T) {
 // connection end.
 func TestKillConnectionThroughAPI(t *testing.T) {
 	_, c := openMain(t, t.TempDir())
-	s, _, err := c.PutSocket(ctxT(t), handlerSocket("hang", "hang", "127.0.0.1:0"))
+	s, _, err := c.PutSocket(ctxT(t), testhandler.Socket("hang", testhandler.Hang, "127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -514,14 +493,14 @@ func TestPortConflictFailsOnlyThatSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	busy, _, err := c.PutSocket(ctxT(t), handlerSocket("busy", "hello", held.Addr().String()))
+	busy, _, err := c.PutSocket(ctxT(t), testhandler.Socket("busy", testhandler.Hello, held.Addr().String()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if busy.Status == nil || busy.Status.State != socketd.SocketFailed || !strings.Contains(busy.Status.Error, "address already in use") {
 		t.Fatalf("status of the socket whose port is taken = %+v", busy.Status)
 	}
-	ok, _, err := c.PutSocket(ctxT(t), handlerSocket("ok", "hello", "127.0.0.1:0"))
+	ok, _, err := c.PutSocket(ctxT(t), testhandler.Socket("ok", testhandler.Hello, "127.0.0.1:0"))
 	if err != nil || ok.Status.State != socketd.SocketListening {
 		t.Fatalf("the other socket: %+v, %v", ok.Status, err)
 	}
@@ -574,7 +553,7 @@ func TestRealAnswersMatchSpec(t *testing.T) {
 	ctx := ctxT(t)
 	start := time.Now().Add(-time.Second)
 
-	fail, _, err := c.PutSocket(ctx, handlerSocket("fail", testhandler.Exit3, "127.0.0.1:0"))
+	fail, _, err := c.PutSocket(ctx, testhandler.Socket("fail", testhandler.Exit3, "127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,7 +578,7 @@ func TestRealAnswersMatchSpec(t *testing.T) {
 		t.Fatalf("last page = %+v, next %q, %v", page, next, err)
 	}
 
-	loud, _, err := c.PutSocket(ctx, handlerSocket("loud", testhandler.Stderr, "127.0.0.1:0"))
+	loud, _, err := c.PutSocket(ctx, testhandler.Socket("loud", testhandler.Stderr, "127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -619,7 +598,7 @@ func TestRealAnswersMatchSpec(t *testing.T) {
 	if err := os.WriteFile(exe, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	gone := handlerSocket("gone", testhandler.Hello, "127.0.0.1:0")
+	gone := testhandler.Socket("gone", testhandler.Hello, "127.0.0.1:0")
 	gone.Command = []string{exe}
 	if gone, _, err = c.PutSocket(ctx, gone); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,36 @@
+package testhandler
+
+import (
+	"net"
+	"os"
+	"testing"
+
+	"github.com/socketd/socketd"
+)
+
+// Socket returns an enabled definition of socket name, listening on listen,
+// whose handler is the running test binary acting as handler (its TestMain
+// must call Main).
+func Socket(name, handler string, listen ...string) socketd.Socket {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	s := socketd.NewSocket()
+	s.Name = name
+	s.Listen = listen
+	s.Command = []string{exe}
+	s.Environment = map[string]string{Env: handler}
+	return s
+}
+
+// FreePort returns a loopback address that was free a moment ago.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
