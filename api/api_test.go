@@ -460,6 +460,15 @@ func TestReadOnlyFieldsIgnored(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("PATCH with read-only fields: %s\n%s", resp.Status, out)
 	}
+	got = socketd.Socket{}
+	json.Unmarshal(out, &got)
+	if got.Description != "d" || !got.CreatedAt.Equal(s.CreatedAt) || got.Status == nil || got.Status.State != socketd.SocketListening {
+		t.Errorf("PATCH took read-only fields from the body, or not the rest: %+v", got)
+	}
+	stored, err := h.db.GetSocket(h.ctx(), "ro")
+	if err != nil || stored.Description != "d" || !stored.CreatedAt.Equal(s.CreatedAt) || stored.Status != nil {
+		t.Errorf("stored after PATCH: %+v, %v", stored, err)
+	}
 }
 
 // TestPutNameFromURL checks that a PUT body may leave the name out.
