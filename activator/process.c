@@ -126,6 +126,11 @@ static int sd_child(void *arg) {
 	return sd_child_fail(p, SD_STEP_EXEC, r);
 }
 
+// sd_pid is socketd's pid, read once at start: socketd never forks.
+static int sd_pid;
+
+__attribute__((constructor)) static void sd_init_pid(void) { sd_pid = getpid(); }
+
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 // sd_proc_new copies what the child needs into one allocation: blob holds
@@ -182,11 +187,7 @@ int sd_proc_start(sd_proc *p) {
 	// its own two signals unblocked.
 	uint64_t all = ~(uint64_t)0, old;
 	sd_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, sizeof(all), 0);
-	static int ppid;
-	if (ppid == 0) {
-		ppid = getpid(); // socketd never forks: it stays the same
-	}
-	p->ppid = ppid;
+	p->ppid = sd_pid;
 	int pidfd = -1;
 	int pid = clone(sd_child, p->stack_top, CLONE_VM | CLONE_PIDFD | SIGCHLD, p, &pidfd);
 	int err = pid < 0 ? errno : 0;
