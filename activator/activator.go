@@ -102,7 +102,8 @@ type Activator struct {
 	reconcileMu sync.Mutex
 	opened      bool
 	closed      bool
-	devNull     int // shared /dev/null for stderr "null"; -1 until Open
+	devNull     int       // shared /dev/null for stderr "null"; -1 until Open
+	lingerer    *lingerer // closes connections whose peer has not; nil until Open
 
 	// mu guards the sockets map, read by Status. Writers also hold
 	// reconcileMu.
@@ -193,6 +194,13 @@ func (a *Activator) Open(ctx context.Context) error {
 		unix.Close(fd)
 		return fmt.Errorf("list sockets: %w", err)
 	}
+	l, err := newLingerer()
+	if err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("lingering close: %w", err)
+	}
+	go l.run()
+	a.lingerer = l
 	a.devNull = fd
 	a.opened = true
 	a.reconcileLocked(socks)
@@ -266,10 +274,15 @@ func (a *Activator) Close(ctx context.Context) error {
 
 		go func() {
 			a.wg.Wait()
-			// Every handler has been spawned and waited for: nobody uses
-			// /dev/null any more.
+			// Every handler has been spawned and waited for, and every
+			// connection closed: nobody uses /dev/null or the lingerer
+			// any more.
 			if a.devNull >= 0 {
 				unix.Close(a.devNull)
+			}
+			if a.lingerer != nil {
+				a.lingerer.stop()
+				<-a.lingerer.stopped
 			}
 			close(a.finished)
 		}()

@@ -1,7 +1,6 @@
 package activator
 
 import (
-	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -9,7 +8,7 @@ import (
 
 // drainChunk is how much one recv may discard, and drainChunks how many
 // recvs one pass makes: a peer that never stops sending must not keep a
-// pass from returning to the netpoller, where the linger deadline applies.
+// pass from returning to the lingerer, where the linger deadline applies.
 const (
 	drainChunk  = 1 << 20
 	drainChunks = 16
@@ -29,36 +28,24 @@ const (
 func endOutput(fd int) { _ = unix.Shutdown(fd, unix.SHUT_WR) }
 
 // closeConn closes socketd's copy of a connection whose handler is gone and
-// whose output has ended (endOutput), gracefully, and returns the bytes
-// received from and acknowledged by the peer.
+// whose output has ended (endOutput), gracefully, and calls closed with the
+// bytes received from and acknowledged by the peer, once it is closed: at
+// once, or later from the lingerer.
 //
 // A plain close with unread input makes the kernel send a reset, and a
 // reset makes the peer's kernel discard whatever it has not yet delivered
 // to the client: the handler's output. So after the write side is shut
 // down, the input is read and discarded until the peer closes or linger
 // passes, and only then is the socket closed.
-func closeConn(fd int, linger time.Duration) (in, out int64) {
+func (a *Activator) closeConn(fd int, linger time.Duration, closed func(in, out int64)) {
 	// Most peers have closed already, or have nothing more to send: try
-	// once (MSG_DONTWAIT needs no non-blocking fd) before paying for a
-	// netpoller registration.
+	// once before handing the connection to the lingerer.
 	eof, err := drain(fd)
-	// The handler is gone, so the fd need no longer be blocking, and the
-	// drain can wait in the netpoller rather than in a blocked thread.
-	if eof || err != nil || linger <= 0 || unix.SetNonblock(fd, true) != nil {
-		in, out = tcpBytes(fd, eof)
+	if eof || err != nil || linger <= 0 || !a.lingerer.add(fd, time.Now().Add(linger), closed) {
+		in, out := tcpBytes(fd, eof)
 		unix.Close(fd)
-		return in, out
+		closed(in, out)
 	}
-	f := os.NewFile(uintptr(fd), "connection")
-	if rc, err := f.SyscallConn(); err == nil && f.SetReadDeadline(time.Now().Add(linger)) == nil {
-		_ = rc.Read(func(fd uintptr) bool {
-			eof, err = drain(int(fd))
-			return eof || err != nil
-		})
-	}
-	in, out = tcpBytes(fd, eof)
-	f.Close()
-	return in, out
 }
 
 // drain discards what the peer has sent without copying it (MSG_TRUNC on

@@ -128,18 +128,32 @@ func (a *Activator) serve(j job) {
 	if c.rec.PID == 0 {
 		endOutput(fd) // no handler ran, so its exit did not
 	}
-	c.rec.BytesIn, c.rec.BytesOut = closeConn(fd, linger)
-	s.connected.Add(-1)
+	a.closeConn(fd, linger, c.closed)
+}
+
+// closed finishes the row of c, whose connection is closed, with its byte
+// counts. It may run on the lingerer's goroutine, so it does not wait: the
+// rest of a stderr capture still being read is waited for on a goroutine.
+func (c *conn) closed(in, out int64) {
+	c.rec.BytesIn, c.rec.BytesOut = in, out
+	c.s.connected.Add(-1)
+	if c.log != nil {
+		go c.finish()
+		return
+	}
+	c.finish()
+}
+
+// finish records the end of c; the connection ends once its row is
+// durable, so that Kill and Close return with the row finished.
+func (c *conn) finish() {
 	if c.log != nil {
 		c.rec.Log = c.log.wait()
 	}
 	end := time.Now()
-	ended, ms := end.UTC(), end.Sub(start).Milliseconds()
+	ended, ms := end.UTC(), end.Sub(c.start).Milliseconds()
 	c.rec.EndedAt, c.rec.DurationMS = &ended, &ms
-
-	// The goroutine ends here; the connection ends once its row is
-	// durable, so that Kill and Close return with the row finished.
-	a.cfg.Recorder.FinishConnectionAsync(&c.rec, c.finished)
+	c.a.cfg.Recorder.FinishConnectionAsync(&c.rec, c.finished)
 }
 
 // finished ends c once its row is finished or has failed to be.

@@ -363,3 +363,58 @@ func TestHandlerSignals(t *testing.T) {
 		}
 	}
 }
+
+// TestLingeringClose checks the close of a connection whose peer has not
+// closed when its handler is done: socketd keeps draining it until the peer
+// closes, counting what it sends, and closes it anyway once LingerTimeout
+// has passed, for several peers at once.
+func TestLingeringClose(t *testing.T) {
+	const linger = 400 * time.Millisecond
+	h := start(t, activator.Config{LingerTimeout: linger}, handlerSocket("hello", testhandler.Hello))
+	addr := h.addr(t, "hello")
+	greet := func(c *net.TCPConn) {
+		t.Helper()
+		out, err := io.ReadAll(c)
+		if err != nil || string(out) != "Hello World\n" {
+			t.Fatalf("read %q, %v; want the greeting and end of file", out, err)
+		}
+	}
+
+	// Peers that stay: closed once linger has passed, and not before.
+	var ids []int64
+	var began time.Time
+	for i := range 3 {
+		c := dial(t, addr)
+		greet(c)
+		if i == 0 {
+			began = time.Now()
+		}
+		ids = append(ids, h.rec.nthBegun(t, i+1))
+	}
+	for _, id := range ids {
+		row := h.rec.row(t, id)
+		if held := row.EndedAt.Sub(began); held < linger*3/4 {
+			t.Errorf("connection %d closed %v after its handler, before the linger of %v", id, held, linger)
+		}
+		if row.State != socketd.ConnExited || row.BytesIn != 0 || row.BytesOut != 12 {
+			t.Errorf("connection %d: %s, in %d, out %d", id, row.State, row.BytesIn, row.BytesOut)
+		}
+	}
+
+	// A peer that sends more and then closes: counted, and closed then.
+	c := dial(t, addr)
+	greet(c)
+	id := h.rec.nthBegun(t, len(ids)+1)
+	sent := time.Now()
+	if _, err := c.Write(make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	row := h.rec.row(t, id)
+	if row.BytesIn != 1000 || row.State != socketd.ConnExited {
+		t.Errorf("connection %d: %s, in %d; want exited, in 1000", id, row.State, row.BytesIn)
+	}
+	if held := row.EndedAt.Sub(sent); held >= linger {
+		t.Errorf("connection %d closed %v after its peer, not at once", id, held)
+	}
+}

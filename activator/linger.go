@@ -1,0 +1,159 @@
+package activator
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// lingerer closes the connections whose peer has not closed yet when their
+// handler is done (see closeConn). It waits for all of them in one epoll
+// instance, which itself waits in the netpoller, drains each as its input
+// comes, and closes it once the peer has closed or its linger has passed.
+// A connection waiting here costs no goroutine, no timer and no switch of
+// its fd to non-blocking (the drain does not wait: MSG_DONTWAIT).
+type lingerer struct {
+	epfd int      // the epoll instance (never f.Fd(): that would make it blocking)
+	f    *os.File // the same, waiting in the netpoller
+	rc   syscall.RawConn
+
+	mu       sync.Mutex
+	waiting  map[int]*lingering // by fd
+	order    []*lingering       // by deadline: every linger is as long; done ones stay until first
+	stopping bool
+	stopped  chan struct{} // closed when run returns
+
+	events [64]unix.EpollEvent // run's only
+}
+
+// lingering is a connection the lingerer holds.
+type lingering struct {
+	fd       int
+	deadline time.Time
+	closed   func(in, out int64)
+	done     bool // closed, or about to be: it is no longer waited for
+	eof      bool // the peer has closed its side
+}
+
+func newLingerer() (*lingerer, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	// Only a non-blocking fd waits in the netpoller.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "lingering connections")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &lingerer{epfd: fd, f: f, rc: rc, waiting: map[int]*lingering{}, stopped: make(chan struct{})}, nil
+}
+
+// add hands connection fd over until deadline; closed is called with the
+// byte counts once it is closed, on the lingerer's goroutine. It reports
+// false if the lingerer cannot take fd: the caller closes it.
+func (l *lingerer) add(fd int, deadline time.Time, closed func(in, out int64)) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopping {
+		return false
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
+	if unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev) != nil {
+		return false
+	}
+	e := &lingering{fd: fd, deadline: deadline, closed: closed}
+	if len(l.waiting) == 0 {
+		// run has no deadline set while nothing waits.
+		_ = l.f.SetReadDeadline(deadline)
+	}
+	l.waiting[fd] = e
+	l.order = append(l.order, e)
+	return true
+}
+
+// stop makes run return once nothing waits any more; add refuses new
+// connections from now on.
+func (l *lingerer) stop() {
+	l.mu.Lock()
+	l.stopping = true
+	_ = l.f.SetReadDeadline(time.Now()) // wake run to see it
+	l.mu.Unlock()
+}
+
+// run waits for the connections' input and deadlines until stop, then
+// closes the epoll instance.
+func (l *lingerer) run() {
+	defer close(l.stopped)
+	defer l.f.Close()
+	var closing []*lingering
+	for {
+		n := 0
+		err := l.rc.Read(func(fd uintptr) bool {
+			n, _ = unix.EpollWait(int(fd), l.events[:], 0)
+			return n > 0
+		})
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return // the epoll instance is gone: nothing can wait any more
+		}
+		now := time.Now()
+		l.mu.Lock()
+		for _, ev := range l.events[:max(n, 0)] {
+			e := l.waiting[int(ev.Fd)]
+			if e == nil {
+				continue
+			}
+			if eof, err := drain(e.fd); eof || err != nil {
+				e.eof = eof
+				closing = append(closing, l.release(e))
+			}
+		}
+		for len(l.order) > 0 && (l.order[0].done || !now.Before(l.order[0].deadline)) {
+			e := l.order[0]
+			l.order[0] = nil
+			l.order = l.order[1:]
+			if !e.done {
+				e.eof, _ = drain(e.fd) // what came since the last pass
+				closing = append(closing, l.release(e))
+			}
+		}
+		var next time.Time // none
+		if len(l.order) > 0 {
+			next = l.order[0].deadline
+		}
+		_ = l.f.SetReadDeadline(next)
+		stop := l.stopping && len(l.waiting) == 0
+		l.mu.Unlock()
+
+		for i, e := range closing {
+			in, out := tcpBytes(e.fd, e.eof)
+			unix.Close(e.fd)
+			e.closed(in, out)
+			closing[i] = nil
+		}
+		closing = closing[:0]
+		if stop {
+			return
+		}
+	}
+}
+
+// release stops waiting for e and returns it, to be closed once l.mu is
+// released. The caller holds l.mu.
+func (l *lingerer) release(e *lingering) *lingering {
+	e.done = true
+	delete(l.waiting, e.fd)
+	// Before the close: a handler's leftover may hold the connection open,
+	// and the epoll instance watches the connection, not the fd.
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, e.fd, nil)
+	return e
+}
