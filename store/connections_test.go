@@ -988,22 +988,7 @@ func queryPlan(t *testing.T, db *DB, f socketd.ConnectionFilter) string {
 	}
 	var plan []string
 	for _, q := range qs {
-		rows, err := db.r.QueryContext(testCtx(t), "EXPLAIN QUERY PLAN "+q.sql+" LIMIT ?", append(q.args, 10)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
+		plan = append(plan, planOf(t, db, q.sql+" LIMIT ?", append(q.args, 10)...)...)
 	}
 	return strings.Join(plan, "; ")
 }
@@ -1062,11 +1047,11 @@ func TestTriggerPlans(t *testing.T) {
 	}
 }
 
-// planOf returns the steps of the query plan of stmt on the write
-// connection.
-func planOf(t *testing.T, db *DB, stmt string) []string {
+// planOf returns the steps of the query plan of stmt with args, on the
+// write connection.
+func planOf(t *testing.T, db *DB, stmt string, args ...any) []string {
 	t.Helper()
-	rows, err := db.w.QueryContext(testCtx(t), "EXPLAIN QUERY PLAN "+stmt)
+	rows, err := db.w.QueryContext(testCtx(t), "EXPLAIN QUERY PLAN "+stmt, args...)
 	if err != nil {
 		t.Fatalf("%q: %v", stmt, err)
 	}
