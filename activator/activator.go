@@ -102,8 +102,9 @@ type Activator struct {
 	reconcileMu sync.Mutex
 	opened      bool
 	closed      bool
-	devNull     int       // shared /dev/null for stderr "null"; -1 until Open
-	lingerer    *lingerer // closes connections whose peer has not; nil until Open
+	devNull     int          // shared /dev/null for stderr "null"; -1 until Open
+	lingerer    *lingerer    // closes connections whose peer has not; nil until Open
+	exits       *exitWatcher // handles the exits of handlers; nil until Open
 
 	// mu guards the sockets map, read by Status. Writers also hold
 	// reconcileMu.
@@ -199,8 +200,15 @@ func (a *Activator) Open(ctx context.Context) error {
 		unix.Close(fd)
 		return fmt.Errorf("lingering close: %w", err)
 	}
+	x, err := newExitWatcher()
+	if err != nil {
+		l.p.close()
+		unix.Close(fd)
+		return fmt.Errorf("exit watcher: %w", err)
+	}
 	go l.run()
-	a.lingerer = l
+	go x.run()
+	a.lingerer, a.exits = l, x
 	a.devNull = fd
 	a.opened = true
 	a.reconcileLocked(socks)
@@ -281,7 +289,9 @@ func (a *Activator) Close(ctx context.Context) error {
 				unix.Close(a.devNull)
 			}
 			if a.lingerer != nil {
+				a.exits.stop()
 				a.lingerer.stop()
+				<-a.exits.stopped
 				<-a.lingerer.stopped
 			}
 			close(a.finished)

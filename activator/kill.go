@@ -3,7 +3,6 @@ package activator
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -77,11 +76,10 @@ func (c *conn) terminateLocked() {
 
 // group is the process group of a handler that has been reaped: its id (the
 // handler's pid) and the handler's pidfd, kept open to signal the group
-// through (fd -1 and f nil without one).
+// through (-1 without one), which close closes.
 type group struct {
 	id int
 	fd int
-	f  *os.File
 }
 
 // noPidfdGroups is set once the kernel has refused to signal a process
@@ -126,8 +124,8 @@ func (g *group) kill() bool {
 }
 
 func (g *group) close() {
-	if g.f != nil {
-		g.f.Close()
+	if g.fd >= 0 {
+		unix.Close(g.fd)
 	}
 }
 

@@ -1,10 +1,7 @@
 package activator
 
 import (
-	"errors"
-	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -17,17 +14,13 @@ import (
 // A connection waiting here costs no goroutine, no timer and no switch of
 // its fd to non-blocking (the drain does not wait: MSG_DONTWAIT).
 type lingerer struct {
-	epfd int      // the epoll instance (never f.Fd(): that would make it blocking)
-	f    *os.File // the same, waiting in the netpoller
-	rc   syscall.RawConn
+	p *poller
 
 	mu       sync.Mutex
 	waiting  map[int]*lingering // by fd
 	order    []*lingering       // by deadline: every linger is as long; done ones stay until first
 	stopping bool
 	stopped  chan struct{} // closed when run returns
-
-	events [64]unix.EpollEvent // run's only
 }
 
 // lingering is a connection the lingerer holds.
@@ -40,22 +33,11 @@ type lingering struct {
 }
 
 func newLingerer() (*lingerer, error) {
-	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	p, err := newPoller()
 	if err != nil {
 		return nil, err
 	}
-	// Only a non-blocking fd waits in the netpoller.
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	f := os.NewFile(uintptr(fd), "lingering connections")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &lingerer{epfd: fd, f: f, rc: rc, waiting: map[int]*lingering{}, stopped: make(chan struct{})}, nil
+	return &lingerer{p: p, waiting: map[int]*lingering{}, stopped: make(chan struct{})}, nil
 }
 
 // add hands connection fd over until deadline; closed is called with the
@@ -64,17 +46,13 @@ func newLingerer() (*lingerer, error) {
 func (l *lingerer) add(fd int, deadline time.Time, closed func(in, out int64)) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.stopping {
-		return false
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
-	if unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev) != nil {
+	if l.stopping || l.p.add(fd) != nil {
 		return false
 	}
 	e := &lingering{fd: fd, deadline: deadline, closed: closed}
 	if len(l.waiting) == 0 {
 		// run has no deadline set while nothing waits.
-		_ = l.f.SetReadDeadline(deadline)
+		l.p.setDeadline(deadline)
 	}
 	l.waiting[fd] = e
 	l.order = append(l.order, e)
@@ -86,7 +64,7 @@ func (l *lingerer) add(fd int, deadline time.Time, closed func(in, out int64)) b
 func (l *lingerer) stop() {
 	l.mu.Lock()
 	l.stopping = true
-	_ = l.f.SetReadDeadline(time.Now()) // wake run to see it
+	l.p.setDeadline(time.Now()) // wake run to see it
 	l.mu.Unlock()
 }
 
@@ -94,20 +72,16 @@ func (l *lingerer) stop() {
 // closes the epoll instance.
 func (l *lingerer) run() {
 	defer close(l.stopped)
-	defer l.f.Close()
+	defer l.p.close()
 	var closing []*lingering
 	for {
-		n := 0
-		err := l.rc.Read(func(fd uintptr) bool {
-			n, _ = unix.EpollWait(int(fd), l.events[:], 0)
-			return n > 0
-		})
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		ready, err := l.p.wait()
+		if err != nil {
 			return // the epoll instance is gone: nothing can wait any more
 		}
 		now := time.Now()
 		l.mu.Lock()
-		for _, ev := range l.events[:max(n, 0)] {
+		for _, ev := range ready {
 			e := l.waiting[int(ev.Fd)]
 			if e == nil {
 				continue
@@ -130,7 +104,7 @@ func (l *lingerer) run() {
 		if len(l.order) > 0 {
 			next = l.order[0].deadline
 		}
-		_ = l.f.SetReadDeadline(next)
+		l.p.setDeadline(next)
 		stop := l.stopping && len(l.waiting) == 0
 		l.mu.Unlock()
 
@@ -152,8 +126,6 @@ func (l *lingerer) run() {
 func (l *lingerer) release(e *lingering) *lingering {
 	e.done = true
 	delete(l.waiting, e.fd)
-	// Before the close: a handler's leftover may hold the connection open,
-	// and the epoll instance watches the connection, not the fd.
-	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, e.fd, nil)
+	l.p.del(e.fd)
 	return e
 }

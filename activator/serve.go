@@ -32,6 +32,7 @@ type conn struct {
 	stopping    bool       // Kill or Close asked the handler to stop
 	killAt      time.Time  // when the group it signalled gets SIGKILL; zero until then
 	killTimer   *time.Timer
+	proc        *process // the handler, once started
 }
 
 // maxIdleWorkers bounds the goroutines that wait for the next connection
@@ -113,11 +114,11 @@ func (a *Activator) serve(j job) {
 
 	linger := a.cfg.LingerTimeout
 	if a.register(c) {
-		c.run()
+		if c.run() {
+			return // handleExit ends the connection
+		}
 		if c.rec.State == socketd.ConnKilled {
-			// The connection is being torn down on purpose: close at
-			// once, after what the peer has already sent.
-			linger = 0
+			linger = 0 // asked to stop before it started
 		}
 	} else {
 		c.rec.State = socketd.ConnRefused

@@ -2,32 +2,29 @@ package activator
 
 import (
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/socketd/socketd"
 )
 
-// run starts the handler, waits for it to exit and fills in the row's
-// outcome. It returns with the handler reaped; the connection is still
-// open.
-//
-// The pidfd of the handler waits in the netpoller like any socket, rather
-// than a thread blocked in waitid per child as os.Process.Wait does.
-func (c *conn) run() {
+// run starts the handler and reports whether it did; if not, the row's
+// outcome is filled in. Once started, the handler's exit is handled by
+// handleExit, which ends the connection: on the exit watcher's goroutine,
+// or on this one if the watcher cannot take the pidfd.
+func (c *conn) run() bool {
 	def := c.def
 	path, err := def.command()
 	if err != nil {
 		c.spawnFailed(err)
-		return
+		return false
 	}
 	c.mu.Lock()
 	stopping := c.stopping
 	c.mu.Unlock()
 	if stopping {
 		c.rec.State = socketd.ConnKilled // asked to stop before it started
-		return
+		return false
 	}
 
 	stderr, logR := -1, -1
@@ -49,7 +46,7 @@ func (c *conn) run() {
 		}
 		if err != nil {
 			c.spawnFailed(fmt.Errorf("stderr pipe: %w", err))
-			return
+			return false
 		}
 		logR, stderr = p[0], p[1]
 	}
@@ -71,9 +68,8 @@ func (c *conn) run() {
 			unix.Close(logR)
 		}
 		c.spawnFailed(fmt.Errorf("start %s: %w", path, err))
-		return
+		return false
 	}
-	defer proc.free()
 	if logR >= 0 {
 		c.mu.Lock()
 		c.logFD = logR
@@ -84,9 +80,22 @@ func (c *conn) run() {
 	}
 	pid := proc.pid
 	c.rec.PID = pid
+	c.proc = proc
 	c.started(pid)
+	if proc.pidfd < 0 || !c.a.exits.add(proc.pidfd, c) {
+		waitPID(pid)
+		c.handleExit()
+	}
+	return true
+}
 
-	pidf := waitExit(pid, proc.pidfd)
+// handleExit ends the connection of a handler that has exited: it sends the
+// client the end of the output, reads what the handler wrote to stderr,
+// reaps it, ends what it left in its process group, fills in the row's
+// outcome and closes the connection.
+func (c *conn) handleExit() {
+	proc, def := c.proc, c.def
+	pid := proc.pid
 	// The client is waiting for the end of the output: send it before the
 	// reaping and accounting below; closeConn then only drains and closes.
 	endOutput(c.fd)
@@ -115,29 +124,34 @@ func (c *conn) run() {
 	}
 	// Reaped, the handler no longer counts in its group, which is now
 	// empty unless it left something behind.
-	g := group{id: pid, fd: -1, f: pidf}
-	if pidf != nil {
-		g.fd = proc.pidfd
-	}
-	c.a.endGroup(c, g, killAt)
+	c.a.endGroup(c, group{id: pid, fd: proc.pidfd}, killAt)
 	if c.log != nil {
 		c.log.stop(c.a.cfg.LingerTimeout, stopped)
 	}
 
+	linger := c.a.cfg.LingerTimeout
 	if err := proc.execErr(); err != nil {
 		// The child never became the handler.
 		c.rec.PID = 0
+		path, _ := def.command()
 		c.spawnFailed(fmt.Errorf("start %s: %w", path, err))
-		return
+	} else {
+		switch {
+		case ws.Exited():
+			code := ws.ExitStatus()
+			c.rec.ExitCode = &code
+		case ws.Signaled():
+			c.rec.Signal = unix.SignalName(ws.Signal())
+		}
+		c.rec.State = exitState(ws, stopped, def.sock.IgnoreExitStatus)
+		if c.rec.State == socketd.ConnKilled {
+			// The connection is being torn down on purpose: close at
+			// once, after what the peer has already sent.
+			linger = 0
+		}
 	}
-	switch {
-	case ws.Exited():
-		code := ws.ExitStatus()
-		c.rec.ExitCode = &code
-	case ws.Signaled():
-		c.rec.Signal = unix.SignalName(ws.Signal())
-	}
-	c.rec.State = exitState(ws, stopped, def.sock.IgnoreExitStatus)
+	proc.free()
+	c.a.closeConn(c.fd, linger, c.closed)
 }
 
 // spawnFailed records an error that kept the handler from running.
@@ -148,41 +162,10 @@ func (c *conn) spawnFailed(err error) {
 	c.a.log.Error("spawn", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
 }
 
-// waitExit returns once process pid has exited, without reaping it. It
-// waits in the netpoller on the process's pidfd (non-blocking; -1 for
-// none), and returns the pidfd still open, as a file the caller closes, for
-// signalling the process group; nil without one.
-func waitExit(pid, pidfd int) *os.File {
-	if pidfd < 0 {
-		waitPID(pid)
-		return nil
-	}
-	f := os.NewFile(uintptr(pidfd), "pidfd")
-	rc, err := f.SyscallConn()
-	if err == nil {
-		err = rc.Read(exited)
-	}
-	if err != nil {
-		// A pidfd the netpoller cannot take: wait in a blocked thread
-		// instead.
-		waitPID(pid)
-	}
-	return f
-}
-
 // waitPID waits in a blocked thread until process pid has exited, without
 // reaping it.
 func waitPID(pid int) {
 	var si unix.Siginfo
 	for unix.Waitid(unix.P_PID, pid, &si, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
 	}
-}
-
-// exited reports whether the process of pidfd has exited, leaving it
-// waitable (WNOWAIT); it is called by the netpoller until it does.
-func exited(pidfd uintptr) bool {
-	var si unix.Siginfo
-	err := unix.Waitid(unix.P_PIDFD, int(pidfd), &si, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
-	// An error would repeat forever: stop waiting and let Wait4 tell.
-	return err != nil || si.Signo != 0
 }

@@ -1,0 +1,73 @@
+package activator
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller is an epoll instance that itself waits in the netpoller, so that
+// one goroutine waits for many descriptors (lingering connections, the
+// pidfds of handlers) without a netpoll registration, an os.File or a
+// goroutine for each.
+type poller struct {
+	epfd   int      // never f.Fd(): that would make it blocking
+	f      *os.File // the same, waiting in the netpoller
+	rc     syscall.RawConn
+	events [64]unix.EpollEvent // wait's only
+}
+
+func newPoller() (*poller, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	// Only a non-blocking fd waits in the netpoller.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &poller{epfd: fd, f: f, rc: rc}, nil
+}
+
+// add watches fd for input (and the peer's shutdown).
+func (p *poller) add(fd int) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+}
+
+// del stops watching fd. It must come before fd is closed: epoll watches
+// the open file, which another process may hold open too.
+func (p *poller) del(fd int) {
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
+// wait returns the descriptors that are ready, waiting until one is or
+// the deadline set with setDeadline passes (then none). An error means the
+// poller is closed.
+func (p *poller) wait() ([]unix.EpollEvent, error) {
+	n := 0
+	err := p.rc.Read(func(fd uintptr) bool {
+		n, _ = unix.EpollWait(int(fd), p.events[:], 0)
+		return n > 0
+	})
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, err
+	}
+	return p.events[:max(n, 0)], nil
+}
+
+// setDeadline makes wait return at t; the zero time waits without end. It
+// may be called while wait waits.
+func (p *poller) setDeadline(t time.Time) { _ = p.f.SetReadDeadline(t) }
+
+func (p *poller) close() { p.f.Close() }
