@@ -202,12 +202,10 @@ func (a *Activator) Open(ctx context.Context) error {
 	}
 	x, err := newExitWatcher()
 	if err != nil {
-		l.p.close()
+		l.p.stop()
 		unix.Close(fd)
 		return fmt.Errorf("exit watcher: %w", err)
 	}
-	go l.run()
-	go x.run()
 	a.lingerer, a.exits = l, x
 	a.devNull = fd
 	a.opened = true
@@ -282,17 +280,15 @@ func (a *Activator) Close(ctx context.Context) error {
 
 		go func() {
 			a.wg.Wait()
-			// Every handler has been spawned and waited for, and every
-			// connection closed: nobody uses /dev/null or the lingerer
-			// any more.
+			// Every handler has been spawned and has exited, and every
+			// connection is closed: nothing uses /dev/null, the exit
+			// watcher or the lingerer any more.
 			if a.devNull >= 0 {
 				unix.Close(a.devNull)
 			}
 			if a.lingerer != nil {
-				a.exits.stop()
-				a.lingerer.stop()
-				<-a.exits.stopped
-				<-a.lingerer.stopped
+				a.exits.p.stop()
+				a.lingerer.p.stop()
 			}
 			close(a.finished)
 		}()

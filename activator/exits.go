@@ -2,7 +2,8 @@ package activator
 
 import (
 	"sync"
-	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // exitWatcher runs the exit handling of handlers (see conn.handleExit): it
@@ -12,18 +13,21 @@ import (
 type exitWatcher struct {
 	p *poller
 
-	mu       sync.Mutex
-	waiting  map[int]*conn // by pidfd
-	stopping bool
-	stopped  chan struct{} // closed when run returns
+	mu      sync.Mutex
+	waiting map[int]*conn // by pidfd
+	exited  []*conn       // serve's only
 }
 
+// newExitWatcher starts an exit watcher; stop it with w.p.stop once no
+// handler can be handed to it any more.
 func newExitWatcher() (*exitWatcher, error) {
 	p, err := newPoller()
 	if err != nil {
 		return nil, err
 	}
-	return &exitWatcher{p: p, waiting: map[int]*conn{}, stopped: make(chan struct{})}, nil
+	w := &exitWatcher{p: p, waiting: map[int]*conn{}}
+	go p.serve(w.handle)
+	return w, nil
 }
 
 // add hands over c, whose handler's pidfd is pidfd: c.handleExit runs on
@@ -32,53 +36,28 @@ func newExitWatcher() (*exitWatcher, error) {
 func (w *exitWatcher) add(pidfd int, c *conn) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.stopping || w.p.add(pidfd) != nil {
+	if w.p.add(pidfd) != nil {
 		return false
 	}
 	w.waiting[pidfd] = c
 	return true
 }
 
-// stop makes run return once no handler is waited for any more; add
-// refuses from now on.
-func (w *exitWatcher) stop() {
+// handle runs the exit handling of the handlers whose pidfd is ready.
+func (w *exitWatcher) handle(ready []unix.EpollEvent) {
 	w.mu.Lock()
-	w.stopping = true
-	w.p.setDeadline(time.Now()) // wake run to see it
-	w.mu.Unlock()
-}
-
-// run waits for exits until stop.
-func (w *exitWatcher) run() {
-	defer close(w.stopped)
-	defer w.p.close()
-	var exited []*conn
-	for {
-		ready, err := w.p.wait()
-		if err != nil {
-			return
-		}
-		w.mu.Lock()
-		for _, ev := range ready {
-			fd := int(ev.Fd)
-			if c := w.waiting[fd]; c != nil {
-				delete(w.waiting, fd)
-				w.p.del(fd) // the pidfd lives on, to signal what the handler left
-				exited = append(exited, c)
-			}
-		}
-		stop := w.stopping && len(w.waiting) == 0
-		if w.stopping && !stop {
-			w.p.setDeadline(time.Time{}) // stop's wake-up is seen
-		}
-		w.mu.Unlock()
-		for i, c := range exited {
-			c.handleExit()
-			exited[i] = nil
-		}
-		exited = exited[:0]
-		if stop {
-			return
+	for _, ev := range ready {
+		fd := int(ev.Fd)
+		if c := w.waiting[fd]; c != nil {
+			delete(w.waiting, fd)
+			w.p.del(fd) // the pidfd lives on, to signal what the handler left
+			w.exited = append(w.exited, c)
 		}
 	}
+	w.mu.Unlock()
+	for i, c := range w.exited {
+		c.handleExit()
+		w.exited[i] = nil
+	}
+	w.exited = w.exited[:0]
 }

@@ -16,11 +16,10 @@ import (
 type lingerer struct {
 	p *poller
 
-	mu       sync.Mutex
-	waiting  map[int]*lingering // by fd
-	order    []*lingering       // by deadline: every linger is as long; done ones stay until first
-	stopping bool
-	stopped  chan struct{} // closed when run returns
+	mu      sync.Mutex
+	waiting map[int]*lingering // by fd
+	order   []*lingering       // by deadline: every linger is as long; done ones stay until first
+	closing []*lingering       // serve's only: released, to be closed once mu is
 }
 
 // lingering is a connection the lingerer holds.
@@ -32,12 +31,16 @@ type lingering struct {
 	eof      bool // the peer has closed its side
 }
 
+// newLingerer starts a lingerer; stop it with l.p.stop once no connection
+// can be handed to it any more.
 func newLingerer() (*lingerer, error) {
 	p, err := newPoller()
 	if err != nil {
 		return nil, err
 	}
-	return &lingerer{p: p, waiting: map[int]*lingering{}, stopped: make(chan struct{})}, nil
+	l := &lingerer{p: p, waiting: map[int]*lingering{}}
+	go p.serve(l.handle)
+	return l, nil
 }
 
 // add hands connection fd over until deadline; closed is called with the
@@ -46,12 +49,12 @@ func newLingerer() (*lingerer, error) {
 func (l *lingerer) add(fd int, deadline time.Time, closed func(in, out int64)) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.stopping || l.p.add(fd) != nil {
+	if l.p.add(fd) != nil {
 		return false
 	}
 	e := &lingering{fd: fd, deadline: deadline, closed: closed}
 	if len(l.waiting) == 0 {
-		// run has no deadline set while nothing waits.
+		// No deadline is set while nothing waits.
 		l.p.setDeadline(deadline)
 	}
 	l.waiting[fd] = e
@@ -59,73 +62,51 @@ func (l *lingerer) add(fd int, deadline time.Time, closed func(in, out int64)) b
 	return true
 }
 
-// stop makes run return once nothing waits any more; add refuses new
-// connections from now on.
-func (l *lingerer) stop() {
+// handle drains the connections that are ready, closes those whose peer
+// has closed or whose linger has passed, and sets the next deadline.
+func (l *lingerer) handle(ready []unix.EpollEvent) {
+	now := time.Now()
 	l.mu.Lock()
-	l.stopping = true
-	l.p.setDeadline(time.Now()) // wake run to see it
-	l.mu.Unlock()
-}
-
-// run waits for the connections' input and deadlines until stop, then
-// closes the epoll instance.
-func (l *lingerer) run() {
-	defer close(l.stopped)
-	defer l.p.close()
-	var closing []*lingering
-	for {
-		ready, err := l.p.wait()
-		if err != nil {
-			return // the epoll instance is gone: nothing can wait any more
+	for _, ev := range ready {
+		e := l.waiting[int(ev.Fd)]
+		if e == nil {
+			continue
 		}
-		now := time.Now()
-		l.mu.Lock()
-		for _, ev := range ready {
-			e := l.waiting[int(ev.Fd)]
-			if e == nil {
-				continue
-			}
-			if eof, err := drain(e.fd); eof || err != nil {
-				e.eof = eof
-				closing = append(closing, l.release(e))
-			}
-		}
-		for len(l.order) > 0 && (l.order[0].done || !now.Before(l.order[0].deadline)) {
-			e := l.order[0]
-			l.order[0] = nil
-			l.order = l.order[1:]
-			if !e.done {
-				e.eof, _ = drain(e.fd) // what came since the last pass
-				closing = append(closing, l.release(e))
-			}
-		}
-		var next time.Time // none
-		if len(l.order) > 0 {
-			next = l.order[0].deadline
-		}
-		l.p.setDeadline(next)
-		stop := l.stopping && len(l.waiting) == 0
-		l.mu.Unlock()
-
-		for i, e := range closing {
-			in, out := tcpBytes(e.fd, e.eof)
-			unix.Close(e.fd)
-			e.closed(in, out)
-			closing[i] = nil
-		}
-		closing = closing[:0]
-		if stop {
-			return
+		if eof, err := drain(e.fd); eof || err != nil {
+			e.eof = eof
+			l.release(e)
 		}
 	}
+	for len(l.order) > 0 && (l.order[0].done || !now.Before(l.order[0].deadline)) {
+		e := l.order[0]
+		l.order[0] = nil
+		l.order = l.order[1:]
+		if !e.done {
+			e.eof, _ = drain(e.fd) // what came since the last pass
+			l.release(e)
+		}
+	}
+	var next time.Time // none
+	if len(l.order) > 0 {
+		next = l.order[0].deadline
+	}
+	l.p.setDeadline(next)
+	l.mu.Unlock()
+
+	for i, e := range l.closing {
+		in, out := tcpBytes(e.fd, e.eof)
+		unix.Close(e.fd)
+		e.closed(in, out)
+		l.closing[i] = nil
+	}
+	l.closing = l.closing[:0]
 }
 
-// release stops waiting for e and returns it, to be closed once l.mu is
+// release stops waiting for e and queues it to be closed once l.mu is
 // released. The caller holds l.mu.
-func (l *lingerer) release(e *lingering) *lingering {
+func (l *lingerer) release(e *lingering) {
 	e.done = true
 	delete(l.waiting, e.fd)
 	l.p.del(e.fd)
-	return e
+	l.closing = append(l.closing, e)
 }

@@ -17,7 +17,8 @@ type poller struct {
 	epfd   int      // never f.Fd(): that would make it blocking
 	f      *os.File // the same, waiting in the netpoller
 	rc     syscall.RawConn
-	events [64]unix.EpollEvent // wait's only
+	events [64]unix.EpollEvent // serve's only
+	done   chan struct{}       // closed when serve returns
 }
 
 func newPoller() (*poller, error) {
@@ -36,7 +37,7 @@ func newPoller() (*poller, error) {
 		f.Close()
 		return nil, err
 	}
-	return &poller{epfd: fd, f: f, rc: rc}, nil
+	return &poller{epfd: fd, f: f, rc: rc, done: make(chan struct{})}, nil
 }
 
 // add watches fd for input (and the peer's shutdown).
@@ -51,23 +52,32 @@ func (p *poller) del(fd int) {
 	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 }
 
-// wait returns the descriptors that are ready, waiting until one is or
-// the deadline set with setDeadline passes (then none). An error means the
-// poller is closed.
-func (p *poller) wait() ([]unix.EpollEvent, error) {
-	n := 0
-	err := p.rc.Read(func(fd uintptr) bool {
-		n, _ = unix.EpollWait(int(fd), p.events[:], 0)
-		return n > 0
-	})
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, err
+// serve calls handle with the descriptors that are ready, as they become
+// ready, and with none when the deadline set with setDeadline passes,
+// until stop.
+func (p *poller) serve(handle func(ready []unix.EpollEvent)) {
+	defer close(p.done)
+	for {
+		n := 0
+		err := p.rc.Read(func(fd uintptr) bool {
+			n, _ = unix.EpollWait(int(fd), p.events[:], 0)
+			return n > 0
+		})
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return // stopped
+		}
+		handle(p.events[:max(n, 0)])
 	}
-	return p.events[:max(n, 0)], nil
 }
 
-// setDeadline makes wait return at t; the zero time waits without end. It
-// may be called while wait waits.
+// setDeadline makes serve call its handler at t; the zero time never. It
+// may be called while serve waits.
 func (p *poller) setDeadline(t time.Time) { _ = p.f.SetReadDeadline(t) }
 
-func (p *poller) close() { p.f.Close() }
+// stop closes the epoll instance and waits for serve to return. The caller
+// makes sure nothing is waited for any more: whatever still is, is
+// forgotten.
+func (p *poller) stop() {
+	p.f.Close()
+	<-p.done
+}

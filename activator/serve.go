@@ -11,9 +11,11 @@ import (
 	"github.com/socketd/socketd"
 )
 
-// conn is one accepted connection. Its goroutine (serve) owns the whole life
-// of the handler: it records, spawns, waits, closes and finishes. Kill and
-// Close only ask it to stop.
+// conn is one accepted connection. A worker (serve) records it and starts
+// its handler; the exit watcher handles the handler's exit (handleExit); the
+// lingerer, or whoever closes it at once, finishes its row (closed). Each
+// step hands the connection to the next, so only one touches it at a time;
+// Kill and Close only ask the handler to stop.
 type conn struct {
 	a     *Activator
 	s     *socket
@@ -23,16 +25,15 @@ type conn struct {
 	rec   socketd.Connection
 	done  chan struct{} // closed once the row is finished
 
-	mu          sync.Mutex
-	outputEnded bool       // the write side is shut down (serve's goroutine only)
-	logFD       int        // stderr "log": the pipe's read end until it is watched or read, else -1
-	log         *stderrLog // stderr "log": the pipe's reader, once watched (see watchLogs)
-	pid         int        // the handler's pid and process group; 0 until spawned
-	exited      bool       // the handler has exited: stop no longer signals its group (endGroup ends it)
-	stopping    bool       // Kill or Close asked the handler to stop
-	killAt      time.Time  // when the group it signalled gets SIGKILL; zero until then
-	killTimer   *time.Timer
-	proc        *process // the handler, once started
+	mu        sync.Mutex
+	logFD     int        // stderr "log": the pipe's read end until it is watched or read, else -1
+	log       *stderrLog // stderr "log": the pipe's reader, once watched (see watchLogs)
+	pid       int        // the handler's pid and process group; 0 until spawned
+	exited    bool       // the handler has exited: stop no longer signals its group (endGroup ends it)
+	stopping  bool       // Kill or Close asked the handler to stop
+	killAt    time.Time  // when the group it signalled gets SIGKILL; zero until then
+	killTimer *time.Timer
+	proc      *process // the handler, once started
 }
 
 // maxIdleWorkers bounds the goroutines that wait for the next connection
