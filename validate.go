@@ -9,7 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultPath is the PATH a handler gets when its definition sets none, and
@@ -45,23 +46,45 @@ type ListenAddr struct {
 // to addresses, and a name could resolve differently from one start to the
 // next.
 func ParseListen(s string) (ListenAddr, error) {
+	l, err := parseListen(s)
+	if err != nil {
+		return ListenAddr{}, err
+	}
+	if !l.addr.IsValid() {
+		return ListenAddr{Network: "tcp", Address: ":" + strconv.Itoa(int(l.port))}, nil
+	}
+	return ListenAddr{Network: "tcp", Address: netip.AddrPortFrom(l.addr, l.port).String()}, nil
+}
+
+// listen is a parsed listen entry: an address (the zero Addr for every
+// address) and a port.
+type listen struct {
+	addr netip.Addr
+	port uint16
+}
+
+func parseListen(s string) (listen, error) {
 	if s == "" {
-		return ListenAddr{}, fmt.Errorf("is empty")
+		return listen{}, fmt.Errorf("is empty")
 	}
 	if port, err := parsePort(s); err == nil {
-		return ListenAddr{Network: "tcp", Address: ":" + strconv.Itoa(port)}, nil
+		return listen{port: uint16(port)}, nil
 	} else if isDigits(s) {
-		return ListenAddr{}, err
+		return listen{}, err
 	}
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
-		return ListenAddr{}, fmt.Errorf("%q is not a port, IPv4:port or [IPv6]:port", s)
+		return listen{}, fmt.Errorf("%q is not a port, IPv4:port or [IPv6]:port", s)
 	}
 	if ap.Addr().Zone() != "" {
-		return ListenAddr{}, fmt.Errorf("%q: zoned IPv6 addresses are not supported", s)
+		return listen{}, fmt.Errorf("%q: zoned IPv6 addresses are not supported", s)
 	}
-	return ListenAddr{Network: "tcp", Address: ap.String()}, nil
+	return listen{addr: ap.Addr(), port: ap.Port()}, nil
 }
+
+// wildcard reports whether l listens on every address: a bare port,
+// 0.0.0.0 or [::].
+func (l listen) wildcard() bool { return !l.addr.IsValid() || l.addr.IsUnspecified() }
 
 func parsePort(s string) (int, error) {
 	if !isDigits(s) {
@@ -98,16 +121,16 @@ func (s *Socket) Validate() error {
 	case len(s.Listen) > maxListen:
 		add("/listen", "has more than %d addresses", maxListen)
 	}
-	var parsed []ListenAddr
+	parsed := map[int]listen{} // the entries that parse, by index
 	for i, l := range s.Listen {
-		la, err := ParseListen(l)
+		la, err := parseListen(l)
 		if err != nil {
 			add(fmt.Sprintf("/listen/%d", i), "%v", err)
-			la = ListenAddr{}
+			continue
 		}
-		parsed = append(parsed, la)
+		parsed[i] = la
 	}
-	for i, j := range listenOverlaps(parsed) {
+	for i, j := range listenOverlaps(s.Listen, parsed) {
 		add(fmt.Sprintf("/listen/%d", i), "%s", j)
 	}
 	if !s.Accept {
@@ -212,52 +235,39 @@ func checkExecutable(path string) error {
 		return fmt.Errorf("%s is a directory", path)
 	}
 	// access(2) answers for the user the daemon runs as, who will run it.
-	if syscall.Access(path, accessExecute) != nil {
+	if unix.Access(path, unix.X_OK) != nil {
 		return fmt.Errorf("%s is not executable", path)
 	}
 	return nil
 }
 
-// accessExecute is X_OK for access(2).
-const accessExecute = 1
-
 // listenOverlaps finds the entries of a listen list that cannot be bound
 // together: the same address twice, or a wildcard address (a bare port,
 // 0.0.0.0 or [::]) beside any other address on the same port, since the
 // wildcard takes the port on every address. Port 0 never overlaps: each
-// entry gets a port of its own. It maps an entry's index to the reason.
-func listenOverlaps(ls []ListenAddr) map[int]string {
+// entry gets a port of its own. parsed holds the entries of list that parse;
+// the result maps an entry's index to the reason.
+func listenOverlaps(list []string, parsed map[int]listen) map[int]string {
 	out := map[int]string{}
-	for i, a := range ls {
-		if a.Address == "" {
+	for i := range list {
+		a, ok := parsed[i]
+		if !ok || a.port == 0 {
 			continue
 		}
-		host, port := splitHostPort(a.Address)
-		if port == "0" {
-			continue
-		}
-		for j, b := range ls[:i] {
-			bhost, bport := splitHostPort(b.Address)
-			if b.Address == "" || bport != port {
+		for j := range i {
+			b, ok := parsed[j]
+			if !ok || b.port != a.port {
 				continue
 			}
-			switch {
-			case host == bhost:
+			if a.addr == b.addr {
 				out[i] = fmt.Sprintf("repeats /listen/%d", j)
-			case isWildcard(host) || isWildcard(bhost):
-				out[i] = fmt.Sprintf("overlaps /listen/%d: a wildcard address takes port %s on every address", j, port)
-			default:
-				continue
+				break
 			}
-			break
+			if a.wildcard() || b.wildcard() {
+				out[i] = fmt.Sprintf("overlaps /listen/%d: a wildcard address takes port %d on every address", j, a.port)
+				break
+			}
 		}
 	}
 	return out
 }
-
-func splitHostPort(addr string) (host, port string) {
-	i := strings.LastIndexByte(addr, ':')
-	return strings.Trim(addr[:i], "[]"), addr[i+1:]
-}
-
-func isWildcard(host string) bool { return host == "" || host == "0.0.0.0" || host == "::" }

@@ -69,6 +69,8 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"long name", func(s *socketd.Socket) { s.Name = strings.Repeat("a", 64) }, "/name"},
 		{"no listen", func(s *socketd.Socket) { s.Listen = nil }, "/listen"},
 		{"bad listen", func(s *socketd.Socket) { s.Listen = []string{"80", "nope"} }, "/listen/1"},
+		{"bad listen before a good one", func(s *socketd.Socket) { s.Listen = []string{"nope", "80"} }, "/listen/0"},
+		{"same address spelled twice", func(s *socketd.Socket) { s.Listen = []string{"[::1]:80", "[0:0::1]:80"} }, "/listen/1"},
 		{"repeated listen", func(s *socketd.Socket) { s.Listen = []string{"80", "80"} }, "/listen/1"},
 		{"bare port and IPv6 wildcard", func(s *socketd.Socket) { s.Listen = []string{"13070", "[::]:13070"} }, "/listen/1"},
 		{"IPv4 wildcard and bare port", func(s *socketd.Socket) { s.Listen = []string{"0.0.0.0:13070", "13070"} }, "/listen/1"},
