@@ -176,8 +176,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	if err := srv.Open(cfg.addr); err != nil {
 		t.Fatal(err)
 	}
-	own := http.DefaultTransport.(*http.Transport).Clone()
-	hc := &http.Client{Transport: apitest.NewTransport(t, own), Timeout: 20 * time.Second}
+	hc := apitest.HTTPClient(t)
 	base := "http://" + srv.Addr()
 	h := &harness{
 		t: t, db: db, rt: rt, srv: srv, log: logs, base: base, hc: hc,
@@ -189,7 +188,6 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		if err := srv.Close(ctx); err != nil && !h.closeErrOK {
 			t.Error(err)
 		}
-		own.CloseIdleConnections()
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs)
 		}

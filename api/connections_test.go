@@ -272,9 +272,7 @@ func TestKillOutlastsWriteTimeout(t *testing.T) {
 	}
 	rt.running[conn.ID] = &conn
 	rt.mu.Unlock()
-	own := http.DefaultTransport.(*http.Transport).Clone()
-	t.Cleanup(own.CloseIdleConnections)
-	c := NewClient("http://"+s.Addr(), testToken, WithHTTPClient(&http.Client{Transport: apitest.NewTransport(t, own), Timeout: 10 * time.Second}))
+	c := NewClient("http://"+s.Addr(), testToken, WithHTTPClient(apitest.HTTPClient(t)))
 	got, err := c.KillConnection(t.Context(), conn.ID)
 	if err != nil || got.State != socketd.ConnKilled {
 		t.Fatalf("kill = %+v, %v", got, err)

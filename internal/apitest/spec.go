@@ -11,13 +11,10 @@
 package apitest
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -35,11 +32,10 @@ const specFile = "openapi.yaml"
 // spec is openapi.yaml, found, loaded and validated once, with a router
 // over it.
 var spec = sync.OnceValues(func() (*specRouter, error) {
-	root, err := moduleRoot()
+	path, err := specPath()
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(root, specFile)
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromFile(path)
 	if err != nil {
@@ -87,45 +83,12 @@ func SpecPath(t testing.TB) string {
 	return loadSpec(t).path
 }
 
-// moduleRoot finds the directory of the module's go.mod by walking up from
-// the working directory, which for a test is its package's directory.
-func moduleRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
+// specPath returns the path of openapi.yaml, in the module's root: two
+// directories above this file's source, which a test runs from.
+func specPath() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("the source of package apitest cannot be located")
 	}
-	for dir := wd; ; {
-		ok, err := isModuleRoot(dir)
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod of module %s in %s or above; %s lives beside it", module, wd, specFile)
-		}
-		dir = parent
-	}
-}
-
-// isModuleRoot reports whether dir holds the go.mod of module. Another
-// module's go.mod (a nested one) is walked past.
-func isModuleRoot(dir string) (bool, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && f[0] == "module" {
-			return strings.Trim(f[1], `"`) == module, nil
-		}
-	}
-	return false, nil
+	return filepath.Join(filepath.Dir(file), "..", "..", specFile), nil
 }
