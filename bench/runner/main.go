@@ -30,6 +30,11 @@ import (
 	"github.com/socketd/socketd/bench/load"
 )
 
+// payload is what both handlers write (c/hello.c and the script bench/run
+// makes): loadgen checks every connection's answer against it, and the
+// history check every row's bytes out.
+const payload = "Hello World\n"
+
 // result is one loadgen run, as loadgen prints it, plus what the runner
 // measures around it.
 type result struct {
@@ -37,7 +42,6 @@ type result struct {
 
 	Handler   string  `json:"handler"`
 	Server    string  `json:"server"`
-	C         int     `json:"c"`
 	Round     int     `json:"round"`
 	CPUPerCon float64 `json:"cpu_us_per_conn"`
 	History   string  `json:"history,omitempty"` // socketd only: the check of its rows
@@ -246,7 +250,7 @@ func measure(t *tools, s *running, c int, d time.Duration) result {
 	cpu0 := cpuTime(s.cmd.Process.Pid)
 	r := loadgen(t, s.port, c, d)
 	cpu1 := cpuTime(s.cmd.Process.Pid)
-	r.Server, r.C = s.name, c
+	r.Server, r.Concurrency = s.name, c // also when loadgen failed
 	if r.Conns > 0 {
 		r.CPUPerCon = float64((cpu1 - cpu0).Microseconds()) / float64(r.Conns)
 	}
@@ -258,7 +262,7 @@ func measure(t *tools, s *running, c int, d time.Duration) result {
 
 func loadgen(t *tools, port, c int, d time.Duration) result {
 	out, err := exec.Command(t.loadgen, "-addr", fmt.Sprintf("127.0.0.1:%d", port),
-		"-c", strconv.Itoa(c), "-d", d.String()).Output()
+		"-c", strconv.Itoa(c), "-d", d.String(), "-expect", payload).Output()
 	var r result
 	if err == nil {
 		err = json.Unmarshal(out, &r)
@@ -319,7 +323,7 @@ func checkHistory(c *api.Client, since time.Time, r result) (string, bool) {
 			}
 			seen[it.ID] = true
 			rows++
-			if it.State != socketd.ConnExited || it.ExitCode == nil || *it.ExitCode != 0 || it.BytesOut != 12 {
+			if it.State != socketd.ConnExited || it.ExitCode == nil || *it.ExitCode != 0 || it.BytesOut != int64(len(payload)) {
 				bad++
 			}
 		}

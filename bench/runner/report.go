@@ -29,7 +29,7 @@ func (r *report) stat(handler, server string, c int) (stat, bool) {
 	var s stat
 	var rates, p50s, p99s, cpus []float64
 	for _, x := range r.results {
-		if x.Handler != handler || x.Server != server || x.C != c {
+		if x.Handler != handler || x.Server != server || x.Concurrency != c {
 			continue
 		}
 		rates = append(rates, x.ConnPerSec)
