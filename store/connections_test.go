@@ -496,6 +496,11 @@ func TestInterruptRunning(t *testing.T) {
 	if n, err := db.InterruptRunning(ctx); err != nil || n != 0 {
 		t.Errorf("second InterruptRunning = %d, %v; want 0", n, err)
 	}
+	// It runs at every start: it must not read the whole history.
+	plan := planOf(t, db, interruptSQL, "x", 0, 0)
+	if len(plan) == 0 || !strings.Contains(plan[0], "connections_state_id") {
+		t.Errorf("InterruptRunning's plan %q does not use connections_state_id", plan)
+	}
 }
 
 // histRow is a connection written straight into the table by insertRows.

@@ -121,9 +121,13 @@ const (
 		WHERE id = ?`
 	startedSQL   = `SELECT started_at FROM connections WHERE id = ?`
 	logSQL       = `INSERT OR REPLACE INTO connection_logs (connection_id, log) VALUES (?, ?)`
-	interruptSQL = `UPDATE connections SET state = ?, ended_at = ?,
-		duration_ms = MAX(0, (? - started_at) / 1000000) WHERE state = ?`
 )
+
+// interruptSQL ends every running row. The state is spelled out (stateTerm)
+// so that it reads the running rows through connections_state_id, not the
+// whole history.
+var interruptSQL = `UPDATE connections SET state = ?, ended_at = ?,
+	duration_ms = MAX(0, (? - started_at) / 1000000) WHERE ` + stateTerm("state", socketd.ConnRunning)
 
 // newWriter prepares the writer's statements on db and starts it.
 func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
@@ -435,7 +439,7 @@ func (st *stmts) apply(r *request) error {
 		}
 		return st.saveLog(c.ID, c.Log)
 	case opInterrupt:
-		res, err := st.exec(st.interrupt, string(socketd.ConnInterrupted), r.now, r.now, string(socketd.ConnRunning))
+		res, err := st.exec(st.interrupt, string(socketd.ConnInterrupted), r.now, r.now)
 		if err != nil {
 			return err
 		}
