@@ -82,7 +82,7 @@ type Activator struct {
 	log *slog.Logger
 
 	// slots holds one token per live connection, from before its accept
-	// until its row is finished: a full channel stops every accept loop.
+	// until it is closed: a full channel stops every accept loop.
 	slots chan struct{}
 
 	// Bind retry backoff bounds: retryMin and retryMax unless a test sets

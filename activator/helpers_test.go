@@ -98,6 +98,9 @@ type fakeRecorder struct {
 	beginErr error
 	// beginHook, if set, runs inside Begin after the id is assigned.
 	beginHook func(c *socketd.Connection)
+	// holding keeps the done callbacks of finishes in held (holdFinishes).
+	holding bool
+	held    []func(error)
 }
 
 func newRecorder(t testing.TB) *fakeRecorder {
@@ -130,10 +133,36 @@ func (r *fakeRecorder) BeginConnection(ctx context.Context, c *socketd.Connectio
 }
 
 // FinishConnectionAsync records c at once and calls done on another
-// goroutine, as a store's history writer would.
+// goroutine, as a store's history writer would, or keeps done for
+// releaseFinishes while holdFinishes holds them.
 func (r *fakeRecorder) FinishConnectionAsync(c *socketd.Connection, done func(error)) {
 	r.finish(c)
+	r.mu.Lock()
+	if r.holding {
+		r.held = append(r.held, done)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
 	go done(nil)
+}
+
+// holdFinishes keeps the finishes from being reported durable, as a commit
+// that waits for the next connection would, until releaseFinishes.
+func (r *fakeRecorder) holdFinishes() {
+	r.mu.Lock()
+	r.holding = true
+	r.mu.Unlock()
+}
+
+func (r *fakeRecorder) releaseFinishes() {
+	r.mu.Lock()
+	held := r.held
+	r.holding, r.held = false, nil
+	r.mu.Unlock()
+	for _, done := range held {
+		done(nil)
+	}
 }
 
 func (r *fakeRecorder) finish(c *socketd.Connection) {

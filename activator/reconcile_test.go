@@ -474,3 +474,17 @@ func TestStatusUnknown(t *testing.T) {
 		t.Error("Status of an unknown socket is ok")
 	}
 }
+
+// TestSlotFreedAtClose checks that a connection gives its slot back once it
+// is closed, not once its row is durable: a finished row may wait for the
+// next connection's commit, which a socket at its limit could not accept.
+func TestSlotFreedAtClose(t *testing.T) {
+	h := start(t, activator.Config{MaxChildren: 1}, handlerSocket("hello", testhandler.Hello))
+	h.rec.holdFinishes()
+	defer h.rec.releaseFinishes()
+	for i := range 3 {
+		if out := roundTrip(t, h.addr(t, "hello"), ""); out != "Hello World\n" {
+			t.Fatalf("connection %d with the earlier rows not yet durable: read %q", i, out)
+		}
+	}
+}

@@ -83,8 +83,8 @@ func (a *Activator) worker(j job) {
 }
 
 // serve serves one accepted connection, on a worker. The connection holds a
-// slot of its socket and one of the activator and is counted in a.wg; the
-// slots and the count are given back once its row is finished.
+// slot of its socket and one of the activator until it is closed, and is
+// counted in a.wg until its row is finished.
 func (a *Activator) serve(j job) {
 	s, fd, remote, start := j.s, j.fd, j.remote, j.start
 	local := j.l.local
@@ -146,8 +146,11 @@ func (c *conn) closed(in, out int64) {
 	c.finish()
 }
 
-// finish records the end of c; the connection ends once its row is
-// durable, so that Kill and Close return with the row finished.
+// finish records the end of c. Its slots are given back at once: the
+// connection and its handler are gone, and the row may wait for the next
+// connection's commit, which a socket at its limit could not accept. The
+// connection ends once its row is durable, so that Kill and Close return
+// with the row finished.
 func (c *conn) finish() {
 	if c.log != nil {
 		c.rec.Log = c.log.wait()
@@ -155,6 +158,7 @@ func (c *conn) finish() {
 	end := time.Now()
 	ended, ms := end.UTC(), end.Sub(c.start).Milliseconds()
 	c.rec.EndedAt, c.rec.DurationMS = &ended, &ms
+	c.a.release(c.s)
 	c.a.cfg.Recorder.FinishConnectionAsync(&c.rec, c.finished)
 }
 
@@ -167,7 +171,6 @@ func (c *conn) finished(err error) {
 	}
 	a.unregister(c)
 	close(c.done)
-	a.release(c.s)
 	a.wg.Done()
 }
 
