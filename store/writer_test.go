@@ -409,3 +409,25 @@ func mustGet(t *testing.T, db *DB, id int64) socketd.Connection {
 	}
 	return c
 }
+
+// TestBeginDoesNotWaitForLazy checks that a write someone waits for is
+// committed at once, alone or with lazy finishes already queued: only a
+// batch of lazy requests waits.
+func TestBeginDoesNotWaitForLazy(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	db.hist.lazyDelay = time.Hour
+	a := &socketd.Connection{Socket: "quick"}
+	for range 2 { // alone, then with the finish of a queued behind it
+		began := time.Now()
+		if err := db.BeginConnection(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(began); took > 5*time.Second {
+			t.Fatalf("BeginConnection took %v: it waited for lazy requests", took)
+		}
+		a.State = socketd.ConnExited
+		db.FinishConnectionAsync(a, func(error) {})
+		a = &socketd.Connection{Socket: "quick"}
+	}
+}
