@@ -61,7 +61,6 @@ func (db *DB) FinishConnection(ctx context.Context, c *socketd.Connection) error
 	if err != nil {
 		return err
 	}
-	r.done = make(chan error, 1)
 	if err := db.hist.do(ctx, r); err != nil {
 		return fmt.Errorf("finish connection %d: %w", c.ID, err)
 	}
@@ -86,6 +85,7 @@ func (db *DB) FinishConnectionAsync(c *socketd.Connection, done func(error)) {
 		return
 	}
 	id := c.ID
+	r.done = nil // answered through then
 	r.then = func(err error) {
 		if err != nil {
 			err = fmt.Errorf("finish connection %d: %w", id, err)
@@ -103,7 +103,8 @@ func finishRequest(c *socketd.Connection) (*request, error) {
 	if c.State == socketd.ConnRunning || !c.State.Valid() {
 		return nil, fmt.Errorf("finish connection %d: %q is not a final state", c.ID, c.State)
 	}
-	r := &request{op: opFinish, c: *c}
+	r := newRequest(opFinish)
+	r.c = *c
 	ended := time.Now()
 	if c.EndedAt != nil {
 		ended = *c.EndedAt
