@@ -119,8 +119,8 @@ const (
 	finishSQL = `UPDATE connections SET state = ?, ended_at = ?, duration_ms = ?,
 		exit_code = ?, signal = ?, bytes_in = ?, bytes_out = ?, error = ?, pid = COALESCE(?, pid)
 		WHERE id = ?`
-	startedSQL   = `SELECT started_at FROM connections WHERE id = ?`
-	logSQL       = `INSERT OR REPLACE INTO connection_logs (connection_id, log) VALUES (?, ?)`
+	startedSQL = `SELECT started_at FROM connections WHERE id = ?`
+	logSQL     = `INSERT OR REPLACE INTO connection_logs (connection_id, log) VALUES (?, ?)`
 )
 
 // interruptSQL ends every running row. The state is spelled out (stateTerm)
