@@ -4,8 +4,8 @@
 //
 // It reconciles the enabled definitions of a Source into listeners, accepts
 // connections within a per-socket and a global limit of live handlers,
-// records each
-// connection through a Recorder before its handler starts, runs the handler
+// records each connection through a Recorder before its handler starts,
+// runs the handler
 // with the connection as stdin and stdout in its own process group, and
 // closes the connection gracefully once the handler exits, so that a handler
 // that never reads its input does not lose what it wrote to a reset. What a
@@ -36,13 +36,21 @@ type Source interface {
 	ListSockets(ctx context.Context) ([]socketd.Socket, error)
 }
 
-// Recorder records connections in the history. BeginConnection must return
-// only once the row is durable and must set c.ID. FinishConnectionAsync
-// queues the final fields of c, including PID, which is known only after
-// Begin, and returns without waiting; it calls done exactly once, when they
-// are durable or have failed, from any goroutine, and done does not block.
+// Recorder records connections in the history.
+//
+// BeginConnectionAsync sets c.ID and queues the row; once it has returned
+// nil the row must be as safe from a crash of socketd as a commit would make
+// it, for the handler starts then. It returns an error if it cannot take
+// the row, and otherwise calls done exactly once, when the row is committed
+// or has failed to be.
+//
+// FinishConnectionAsync queues the final fields of c, including PID, which
+// is known only after Begin, and returns without waiting; it calls done
+// exactly once, when they are committed or have failed to be.
+//
+// Both call done from any goroutine, and done does not block.
 type Recorder interface {
-	BeginConnection(ctx context.Context, c *socketd.Connection) error
+	BeginConnectionAsync(c *socketd.Connection, done func(error)) error
 	FinishConnectionAsync(c *socketd.Connection, done func(error))
 }
 

@@ -85,7 +85,8 @@ func (f *fakeSource) ListSockets(ctx context.Context) ([]socketd.Socket, error) 
 }
 
 // fakeRecorder is a Recorder that keeps every call, checks that each row is
-// begun once and finished once, and lets a test fail or hold Begin.
+// begun once and finished once, and lets a test fail or hold Begin, or fail
+// its commit.
 type fakeRecorder struct {
 	t testing.TB
 
@@ -96,6 +97,8 @@ type fakeRecorder struct {
 	finished map[int64]socketd.Connection
 	changed  chan struct{} // closed and replaced at every call
 	beginErr error
+	// commitErr is what the done callback of Begin reports.
+	commitErr error
 	// beginHook, if set, runs inside Begin after the id is assigned.
 	beginHook func(c *socketd.Connection)
 	// holding keeps the done callbacks of finishes in held (holdFinishes).
@@ -107,9 +110,11 @@ func newRecorder(t testing.TB) *fakeRecorder {
 	return &fakeRecorder{t: t, begunIDs: map[int64]bool{}, finished: map[int64]socketd.Connection{}, changed: make(chan struct{})}
 }
 
-func (r *fakeRecorder) BeginConnection(ctx context.Context, c *socketd.Connection) error {
+// BeginConnectionAsync records c and calls done on another goroutine, with
+// commitErr, unless beginErr is set: then the row is refused.
+func (r *fakeRecorder) BeginConnectionAsync(c *socketd.Connection, done func(error)) error {
 	r.mu.Lock()
-	hook, err := r.beginHook, r.beginErr
+	hook, err, commitErr := r.beginHook, r.beginErr, r.commitErr
 	r.mu.Unlock()
 	if err != nil {
 		return err
@@ -129,6 +134,7 @@ func (r *fakeRecorder) BeginConnection(ctx context.Context, c *socketd.Connectio
 	r.begun = append(r.begun, *c)
 	r.begunIDs[c.ID] = true
 	r.notifyLocked()
+	go done(commitErr)
 	return nil
 }
 
@@ -178,6 +184,13 @@ func (r *fakeRecorder) finish(c *socketd.Connection) {
 	row.Log = bytes.Clone(c.Log)
 	r.finished[c.ID] = row
 	r.notifyLocked()
+}
+
+// setCommit sets the error the commit of each row begun reports.
+func (r *fakeRecorder) setCommit(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.commitErr = err
 }
 
 // setBegin sets the error Begin returns and the hook it runs.

@@ -1,7 +1,6 @@
 package activator
 
 import (
-	"context"
 	"net/netip"
 	"sync"
 	"time"
@@ -101,8 +100,10 @@ func (a *Activator) serve(j job) {
 		LocalPort:  int(local.Port()),
 		StartedAt:  start.UTC(),
 	}
-	// No handler starts without a committed row.
-	if err := a.cfg.Recorder.BeginConnection(context.Background(), &c.rec); err != nil {
+	// No handler starts before its row is recorded. The row is committed
+	// with others, later, but it is as safe from a crash of socketd once
+	// queued (see Recorder).
+	if err := a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun); err != nil {
 		unix.Close(fd)
 		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "err", err)
 		s.setError("record connection: " + err.Error())
@@ -133,6 +134,20 @@ func (a *Activator) serve(j job) {
 	a.closeConn(fd, linger, c.closed)
 }
 
+// begun is called once c's row is committed or has failed to be. The
+// connection goes on either way: its handler may have started already.
+func (c *conn) begun(err error) {
+	if err != nil {
+		c.recordFailed(err)
+	}
+}
+
+// recordFailed reports that c's row could not be written.
+func (c *conn) recordFailed(err error) {
+	c.s.setError("record connection: " + err.Error())
+	c.a.log.Error("record", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
+}
+
 // closed finishes the row of c, whose connection is closed, with its byte
 // counts. It may run on the lingerer's goroutine, so it does not wait: the
 // rest of a stderr capture still being read is waited for on a goroutine.
@@ -147,10 +162,10 @@ func (c *conn) closed(in, out int64) {
 }
 
 // finish records the end of c. Its slots are given back at once: the
-// connection and its handler are gone, and the row may wait for the next
-// connection's commit, which a socket at its limit could not accept. The
-// connection ends once its row is durable, so that Kill and Close return
-// with the row finished.
+// connection and its handler are gone, and the row may wait for a commit
+// with later connections, which a socket at its limit could not accept.
+// The connection ends once its row is committed, so that Kill and Close
+// return with the row finished.
 func (c *conn) finish() {
 	if c.log != nil {
 		c.rec.Log = c.log.wait()
@@ -166,8 +181,7 @@ func (c *conn) finish() {
 func (c *conn) finished(err error) {
 	a := c.a
 	if err != nil {
-		c.s.setError("record connection: " + err.Error())
-		a.log.Error("record", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
+		c.recordFailed(err)
 	}
 	a.unregister(c)
 	close(c.done)

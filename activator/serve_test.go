@@ -36,9 +36,9 @@ func TestEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := waitChan(t, "BeginConnection", entered)
-	// The row is being written: no handler may exist yet.
+	// The row is being recorded: no handler may exist yet.
 	if !noChildren() {
-		t.Error("a handler runs before its row is committed")
+		t.Error("a handler runs before its row is recorded")
 	}
 	close(release)
 
@@ -180,6 +180,26 @@ func TestBeginFails(t *testing.T) {
 	h.rec.setBegin(nil, nil)
 	if out := roundTrip(t, addr, ""); out != "Hello World\n" {
 		t.Errorf("after the store recovered: %q", out)
+	}
+}
+
+// TestBeginCommitFails: a row that fails to be committed after its handler
+// started does not stop the connection; the socket shows the error and the
+// log has it.
+func TestBeginCommitFails(t *testing.T) {
+	h := start(t, activator.Config{}, handlerSocket("hello", testhandler.Hello))
+	h.rec.setCommit(os.ErrPermission)
+	if out := roundTrip(t, h.addr(t, "hello"), ""); out != "Hello World\n" {
+		t.Fatalf("read %q, want the greeting", out)
+	}
+	eventually(t, "the record error to show", func() bool {
+		return strings.Contains(h.status(t, "hello").Error, "permission denied")
+	})
+	if st := h.status(t, "hello"); st.Accepted != 1 || st.Refused != 0 || st.State != socketd.SocketListening {
+		t.Errorf("status %+v: want 1 accepted, none refused, listening", st)
+	}
+	if !strings.Contains(h.logs.String(), "msg=record") {
+		t.Errorf("the record error is not logged: %s", h.logs)
 	}
 }
 

@@ -58,8 +58,12 @@ var bigHistory struct {
 }
 
 // TestMain removes the benchmarks' history, which outlives any one
-// benchmark's temporary directory so that all of them can share it.
+// benchmark's temporary directory so that all of them can share it. With
+// crashEnv set, the binary is a store that crashes (crashAfterBegins).
 func TestMain(m *testing.M) {
+	if path := os.Getenv(crashEnv); path != "" {
+		crashAfterBegins(path)
+	}
 	code := m.Run()
 	if bigHistory.dir != "" {
 		os.RemoveAll(bigHistory.dir)

@@ -22,8 +22,58 @@ import (
 // If ctx ends while the row is still queued, nothing is written and ctx's
 // error is returned. After Close it returns ErrClosed.
 func (db *DB) BeginConnection(ctx context.Context, c *socketd.Connection) error {
+	r, err := beginRequest(c)
+	if err != nil {
+		return err
+	}
+	saved := *c
+	if err := db.queueBegin(ctx, r, c); err != nil {
+		return fmt.Errorf("begin connection: %w", err)
+	}
+	if err := db.hist.wait(ctx, r); err != nil {
+		*c = saved
+		return fmt.Errorf("begin connection %d: %w", r.c.ID, err)
+	}
+	return nil
+}
+
+// BeginConnectionAsync is BeginConnection for a caller that does not wait
+// for the commit: it sets c.ID, c.State and c.StartedAt as BeginConnection
+// does, writes the row to the begun file, queues it and returns. From then
+// on the row is as safe from a crash of socketd as a commit would make it:
+// if socketd stops before the commit, the next Open adds it to the history,
+// as interrupted.
+//
+// Nobody waits for the row, so it is committed with the next write that
+// someone waits for, or within 20 ms: a busy daemon commits many
+// connections at a time. Reads wait for the rows queued before them.
+//
+// It returns an error, and never calls done, if c is invalid or the store
+// is closed. Otherwise done is called once with the outcome of the commit,
+// on the history writer's goroutine, so it must be quick and must not wait
+// for the history. A failed commit leaves the row in the begun file.
+func (db *DB) BeginConnectionAsync(c *socketd.Connection, done func(error)) error {
+	r, err := beginRequest(c)
+	if err != nil {
+		return err
+	}
+	r.done = nil // answered through then
+	r.then = func(err error) {
+		if err != nil {
+			err = fmt.Errorf("begin connection %d: %w", r.c.ID, err)
+		}
+		done(err)
+	}
+	if err := db.queueBegin(context.Background(), r, c); err != nil {
+		return fmt.Errorf("begin connection: %w", err)
+	}
+	return nil
+}
+
+// beginRequest checks c and makes the request that records it.
+func beginRequest(c *socketd.Connection) (*request, error) {
 	if c == nil {
-		return errors.New("begin connection: no connection")
+		return nil, errors.New("begin connection: no connection")
 	}
 	r := newRequest(opBegin)
 	r.c = *c
@@ -31,17 +81,35 @@ func (db *DB) BeginConnection(ctx context.Context, c *socketd.Connection) error 
 		r.c.State = socketd.ConnRunning
 	}
 	if !r.c.State.Valid() {
-		return fmt.Errorf("begin connection: unknown state %q", r.c.State)
+		return nil, fmt.Errorf("begin connection: unknown state %q", r.c.State)
 	}
-	started := c.StartedAt
-	if started.IsZero() {
-		started = time.Now()
-		r.c.StartedAt = started
+	if r.c.StartedAt.IsZero() {
+		r.c.StartedAt = time.Now()
 	}
-	if err := db.hist.do(ctx, r); err != nil {
-		return fmt.Errorf("begin connection: %w", err)
+	return r, nil
+}
+
+// queueBegin gives r's row the next id, writes it to the begun file and
+// queues it. Ids are handed out in the order rows are queued, which the
+// begun file relies on. It sets c's ID, State and StartedAt to the row's
+// before queueing, since r may be answered at once, and leaves c as it was
+// if r cannot be queued.
+func (db *DB) queueBegin(ctx context.Context, r *request, c *socketd.Connection) error {
+	db.idMu.Lock()
+	defer db.idMu.Unlock()
+	if db.begun.m == nil {
+		return ErrClosed
 	}
-	c.ID, c.State, c.StartedAt = r.id, r.c.State, started
+	r.c.ID = db.lastID + 1
+	db.begun.put(&r.c)
+	saved := *c
+	c.ID, c.State, c.StartedAt = r.c.ID, r.c.State, r.c.StartedAt
+	if err := db.hist.send(ctx, r); err != nil {
+		db.begun.drop(r.c.ID)
+		*c = saved
+		return err
+	}
+	db.lastID = r.c.ID
 	return nil
 }
 
@@ -76,8 +144,8 @@ func (db *DB) FinishConnection(ctx context.Context, c *socketd.Connection) error
 // returns, if c is invalid or the store closed.
 //
 // Nobody waits for the update, so it is committed with the next write that
-// someone waits for (the next connection's BeginConnection), or within 20 ms
-// if none comes: a busy daemon pays one commit per connection, not two.
+// someone waits for, or within 20 ms. Reads wait for the updates queued
+// before them.
 func (db *DB) FinishConnectionAsync(c *socketd.Connection, done func(error)) {
 	r, err := finishRequest(c)
 	if err != nil {
@@ -92,7 +160,9 @@ func (db *DB) FinishConnectionAsync(c *socketd.Connection, done func(error)) {
 		}
 		done(err)
 	}
-	db.hist.queue(r)
+	if err := db.hist.send(context.Background(), r); err != nil {
+		done(fmt.Errorf("finish connection %d: %w", id, err))
+	}
 }
 
 // finishRequest checks c and makes the request that finishes it.
@@ -147,6 +217,9 @@ func (db *DB) ListConnections(ctx context.Context, f socketd.ConnectionFilter) (
 	qs, limit, err := listQueries(f)
 	if err != nil {
 		return nil, "", err
+	}
+	if err := db.hist.flush(ctx); err != nil {
+		return nil, "", fmt.Errorf("list connections: %w", err)
 	}
 	// Several queries read one snapshot, so that no row moves from what
 	// one reads to what another does in between.
@@ -409,6 +482,9 @@ func (w *where) clause() string {
 // GetConnection returns connection id, without its log, or an error with
 // code CodeNotFound.
 func (db *DB) GetConnection(ctx context.Context, id int64) (socketd.Connection, error) {
+	if err := db.hist.flush(ctx); err != nil {
+		return socketd.Connection{}, fmt.Errorf("get connection %d: %w", id, err)
+	}
 	row := db.r.QueryRowContext(ctx, "SELECT "+connColumns+" FROM connections WHERE id = ?", id)
 	c, err := scanConnection(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -424,6 +500,9 @@ func (db *DB) GetConnection(ctx context.Context, id int64) (socketd.Connection, 
 // if it has none, or an error with code CodeNotFound if there is no such
 // connection.
 func (db *DB) ConnectionLog(ctx context.Context, id int64) ([]byte, error) {
+	if err := db.hist.flush(ctx); err != nil {
+		return nil, fmt.Errorf("get connection log %d: %w", id, err)
+	}
 	var log []byte
 	err := db.r.QueryRowContext(ctx,
 		`SELECT l.log FROM connections c LEFT JOIN connection_logs l ON l.connection_id = c.id

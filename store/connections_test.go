@@ -535,6 +535,12 @@ func insertRows(t *testing.T, db *DB, rows []histRow) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	// The store hands out ids after the highest it knows.
+	db.idMu.Lock()
+	for _, r := range rows {
+		db.lastID = max(db.lastID, r.id)
+	}
+	db.idMu.Unlock()
 }
 
 // blockRows is the number of ids a row of connection_blocks summarises

@@ -7,7 +7,9 @@
 // in SQLite's busy handler; the read pool serves concurrent readers, which
 // WAL lets run beside the writer. Connection history is written by one
 // goroutine that commits whatever is queued in one transaction (group
-// commit), so recording keeps up with thousands of connections a second.
+// commit), so recording keeps up with thousands of connections a second;
+// the rows it has yet to commit are kept safe from a crash by the begun
+// file (begun.go).
 package store
 
 import (
@@ -39,6 +41,16 @@ type DB struct {
 	// r takes reads; its connections are query-only.
 	r    *sql.DB
 	hist *writer
+
+	// begun keeps the rows queued for hist safe from a crash (see
+	// begun.go), and locks the database for this DB.
+	begun *begunFile
+	// idMu orders the handing out of connection ids (lastID, the last one
+	// handed out) with the queueing of their rows.
+	idMu   sync.Mutex
+	lastID int64
+	// recovered counts the rows Open added from the begun file.
+	recovered int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -92,6 +104,20 @@ func open(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	begun, lost, err := openBegun(abs + ".begun")
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", abs, err)
+	}
+	db, err := openSQL(ctx, abs, fsys, begun, lost)
+	if err != nil {
+		begun.close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// openSQL is the rest of open, once the begun file is locked.
+func openSQL(ctx context.Context, abs string, fsys fs.FS, begun *begunFile, lost []socketd.Connection) (*DB, error) {
 	w, err := sql.Open("sqlite3", dsn(abs, false))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
@@ -112,6 +138,24 @@ func open(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 		w.Close()
 		return nil, err
 	}
+	recovered, err := recoverBegun(ctx, w, lost)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: recover connections from %s: %w", abs, begun.f.Name(), err)
+	}
+	if err := begun.reset(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", abs, err)
+	}
+	// Ids continue after the highest ever handed out, as AUTOINCREMENT
+	// would, even if the newest rows have been deleted.
+	var lastID int64
+	if err := w.QueryRowContext(ctx, `SELECT max(
+		coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'connections'), 0),
+		coalesce((SELECT max(id) FROM connections), 0))`).Scan(&lastID); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open database %s: %w", abs, err)
+	}
 	r, err := sql.Open("sqlite3", dsn(abs, true))
 	if err != nil {
 		w.Close()
@@ -125,14 +169,19 @@ func open(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
-	hist, err := newWriter(ctx, w)
+	hist, err := newWriter(ctx, w, begun)
 	if err != nil {
 		r.Close()
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
-	return &DB{path: abs, w: w, r: r, hist: hist}, nil
+	return &DB{path: abs, w: w, r: r, hist: hist, begun: begun, lastID: lastID, recovered: recovered}, nil
 }
+
+// Recovered returns how many connections Open added to the history from
+// the begun file, as interrupted: an earlier process began them and stopped
+// before it committed them.
+func (db *DB) Recovered() int64 { return db.recovered }
 
 // Close commits the history writes already queued, stops the writer and
 // closes the database. Writes made after Close return ErrClosed. Close is
@@ -146,6 +195,9 @@ func (db *DB) Close() error {
 		_, _ = db.w.Exec("PRAGMA optimize")
 		rerr := db.r.Close()
 		werr := db.w.Close()
+		db.idMu.Lock() // no begin is between its id and its send
+		db.begun.close()
+		db.idMu.Unlock()
 		switch {
 		case werr != nil:
 			db.closeErr = fmt.Errorf("close database %s: %w", db.path, werr)

@@ -27,10 +27,10 @@ const (
 )
 
 // lazyCommit bounds how long a batch of lazy requests (see
-// FinishConnectionAsync) waits for a request someone waits for. Under load
-// such a request comes within a millisecond and the lazy ones ride along
-// in its commit, so that each connection costs one commit rather than two;
-// when it is quiet they are committed after this delay.
+// BeginConnectionAsync) waits for a request someone waits for: a read, or
+// a write made with BeginConnection or FinishConnection, which then commits
+// them all at once. A busy daemon thus commits the rows of its last 20 ms
+// of connections in one transaction, instead of one or two per connection.
 const lazyCommit = 20 * time.Millisecond
 
 // op is what a request asks the writer to do.
@@ -40,6 +40,7 @@ const (
 	opBegin op = iota + 1
 	opFinish
 	opInterrupt
+	opFlush // writes nothing: its commit is every request queued before it
 )
 
 // A request moves from queued to taken when the writer picks it, or to
@@ -63,7 +64,6 @@ type request struct {
 	then  func(error) // instead of done, for a lazy request nobody waits for
 
 	err        error
-	id         int64 // opBegin: the new row's id
 	durationMS int64 // opFinish: the duration as stored
 	n          int64 // opInterrupt: rows changed
 }
@@ -89,8 +89,12 @@ func (r *request) answer(err error) {
 // queue requests; it commits each batch in one transaction and then answers
 // every caller, so that many callers share one commit.
 type writer struct {
-	db   *sql.DB
-	reqs chan *request
+	db    *sql.DB
+	reqs  chan *request
+	begun *begunFile // emptied of each begun row once it is committed
+
+	// pending counts the requests queued and not yet answered.
+	pending atomic.Int64
 
 	// mu guards closed; senders hold it for reading while they enqueue, so
 	// that close can close reqs once no send is in flight.
@@ -111,9 +115,9 @@ type writer struct {
 }
 
 const (
-	insertSQL = `INSERT INTO connections (socket, state, remote_ip, remote_port, local_ip, local_port,
+	insertSQL = `INSERT INTO connections (id, socket, state, remote_ip, remote_port, local_ip, local_port,
 		pid, started_at, ended_at, duration_ms, exit_code, signal, bytes_in, bytes_out, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// finishSQL keeps a pid recorded earlier when the caller gives none.
 	// It returns nothing: an UPDATE ... RETURNING costs twice a plain one.
 	finishSQL = `UPDATE connections SET state = ?, ended_at = ?, duration_ms = ?,
@@ -130,9 +134,10 @@ var interruptSQL = `UPDATE connections SET state = ?, ended_at = ?,
 	duration_ms = MAX(0, (? - started_at) / 1000000) WHERE ` + stateTerm("state", socketd.ConnRunning)
 
 // newWriter prepares the writer's statements on db and starts it.
-func newWriter(ctx context.Context, db *sql.DB) (*writer, error) {
+func newWriter(ctx context.Context, db *sql.DB, begun *begunFile) (*writer, error) {
 	w := &writer{
 		db:        db,
+		begun:     begun,
 		reqs:      make(chan *request, queueLen),
 		stopped:   make(chan struct{}),
 		lazyDelay: lazyCommit,
@@ -162,26 +167,41 @@ func (w *writer) raw(ctx context.Context, f func(*sqlite3.SQLiteConn) error) err
 	})
 }
 
-// do queues r and waits until it is committed or has failed. If ctx ends
-// while r is still queued, r is withdrawn and ctx's error returned; once the
-// writer has taken r, do waits for the transaction's outcome, which is a
-// batch's commit away, so that the caller learns what was written.
+// do queues r and waits until it is committed or has failed (see wait).
 func (w *writer) do(ctx context.Context, r *request) error {
+	if err := w.send(ctx, r); err != nil {
+		return err
+	}
+	return w.wait(ctx, r)
+}
+
+// send queues r. It returns ctx's error if ctx ends before r could be
+// queued, and ErrClosed after close. Once it has returned nil, r is
+// answered: through r.done, or r.then if set (on the writer's goroutine).
+func (w *writer) send(ctx context.Context, r *request) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	w.mu.RLock()
+	defer w.mu.RUnlock()
 	if w.closed {
-		w.mu.RUnlock()
 		return ErrClosed
 	}
+	w.pending.Add(1)
 	select {
 	case w.reqs <- r:
-		w.mu.RUnlock()
+		return nil
 	case <-ctx.Done():
-		w.mu.RUnlock()
+		w.pending.Add(-1)
 		return ctx.Err()
 	}
+}
+
+// wait waits for the outcome of r, which send queued. If ctx ends while r
+// is still queued, r is withdrawn and ctx's error returned; once the writer
+// has taken r, wait waits for the transaction's outcome, which is a batch's
+// commit away, so that the caller learns what was written.
+func (w *writer) wait(ctx context.Context, r *request) error {
 	select {
 	case err := <-r.done:
 		return err
@@ -193,18 +213,17 @@ func (w *writer) do(ctx context.Context, r *request) error {
 	}
 }
 
-// queue queues lazy request r (r.then set) and returns without waiting;
-// r.then is called on the writer's goroutine once r is committed or has
-// failed, or on the caller's at once after close.
-func (w *writer) queue(r *request) {
-	w.mu.RLock()
-	if w.closed {
-		w.mu.RUnlock()
-		r.then(ErrClosed)
-		return
+// flush returns once every request queued before it has been committed or
+// has failed, or with ctx's error if ctx ends first. Reads call it, so
+// that they see every write made before them.
+func (w *writer) flush(ctx context.Context) error {
+	if w.pending.Load() == 0 {
+		return nil
 	}
-	w.reqs <- r
-	w.mu.RUnlock()
+	// A failed write fails its batch, the flush with it; the flush has done
+	// its work all the same. After close nothing is queued.
+	_ = w.do(ctx, newRequest(opFlush))
+	return ctx.Err()
 }
 
 // close refuses new requests, waits for the writer to commit those already
@@ -282,14 +301,24 @@ func (w *writer) fill(batch *[]*request, urgent bool) (bool, bool) {
 // commit writes the live requests of batch in one transaction and answers
 // each. If a request cannot be written, it alone fails and the others are
 // committed without it.
+//
+// A begun row leaves the begun file once it is committed, or once it is
+// not to be written: withdrawn by its caller, or failed alone. A failed
+// transaction leaves its rows there, for the next start to recover.
 func (w *writer) commit(batch []*request) {
 	live := make([]*request, 0, len(batch))
+	writes := false
 	for _, r := range batch {
 		if r.state.CompareAndSwap(reqQueued, reqTaken) {
 			live = append(live, r)
+			writes = writes || r.op != opFlush
+		} else {
+			w.dropBegun(r)
+			w.pending.Add(-1)
 		}
 	}
-	if len(live) == 0 {
+	if !writes {
+		w.answer(live, nil)
 		return
 	}
 	if w.beforeBatch != nil {
@@ -298,17 +327,36 @@ func (w *writer) commit(batch []*request) {
 	for len(live) > 0 {
 		bad, err := w.exec(live)
 		if err != nil && bad >= 0 {
-			live[bad].answer(err)
+			w.dropBegun(live[bad])
+			w.answer(live[bad:bad+1], err)
 			live = slices.Delete(live, bad, bad+1)
 			continue
 		}
-		for _, r := range live {
-			if err != nil {
-				r.err = err
+		if err == nil {
+			for _, r := range live {
+				w.dropBegun(r)
 			}
-			r.answer(r.err)
 		}
+		w.answer(live, err)
 		return
+	}
+}
+
+// answer answers each of rs with err, if not nil, or its own error.
+func (w *writer) answer(rs []*request, err error) {
+	for _, r := range rs {
+		if err != nil {
+			r.err = err
+		}
+		w.pending.Add(-1)
+		r.answer(r.err)
+	}
+}
+
+// dropBegun empties the begun file's slot of r if r begins a row.
+func (w *writer) dropBegun(r *request) {
+	if r.op == opBegin && w.begun != nil {
+		w.begun.drop(r.c.ID)
 	}
 }
 
@@ -321,8 +369,8 @@ func (w *writer) commit(batch []*request) {
 // It works on the driver's connection, not through database/sql: that
 // gives every transaction a cancellable context, for which the driver runs
 // every statement on a goroutine of its own, and the transaction one more
-// that waits for the context; at one commit per connection served, those
-// goroutines and their wake-ups cost more than the SQL.
+// that waits for the context; at many commits a second, those goroutines
+// and their wake-ups cost more than the SQL.
 func (w *writer) exec(rs []*request) (int, error) {
 	bad := -1
 	err := w.raw(context.Background(), func(c *sqlite3.SQLiteConn) error {
@@ -403,17 +451,14 @@ func (st *stmts) apply(r *request) error {
 	c := &r.c
 	switch r.op {
 	case opBegin:
-		res, err := st.exec(st.insert,
-			c.Socket, string(c.State), c.RemoteIP, int64(c.RemotePort), c.LocalIP, int64(c.LocalPort),
+		_, err := st.exec(st.insert,
+			c.ID, c.Socket, string(c.State), c.RemoteIP, int64(c.RemotePort), c.LocalIP, int64(c.LocalPort),
 			nullInt(c.PID), toNanos(c.StartedAt), nullTime(c.EndedAt), nullInt64(c.DurationMS), nullIntPtr(c.ExitCode),
 			c.Signal, c.BytesIn, c.BytesOut, c.Error)
 		if err != nil {
 			return err
 		}
-		if r.id, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		return st.saveLog(r.id, c.Log)
+		return st.saveLog(c.ID, c.Log)
 	case opFinish:
 		ended := toNanos(*c.EndedAt)
 		if c.DurationMS == nil {
@@ -445,6 +490,8 @@ func (st *stmts) apply(r *request) error {
 		}
 		r.n, err = res.RowsAffected()
 		return err
+	case opFlush:
+		return nil
 	}
 	return fmt.Errorf("unknown history op %d", r.op)
 }

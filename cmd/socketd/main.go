@@ -100,6 +100,9 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.DB = db
+	if n := db.Recovered(); n > 0 {
+		m.Logger.Warn("connections an earlier daemon had not yet recorded added as interrupted", "count", n)
+	}
 	if n, err := db.InterruptRunning(ctx); err != nil {
 		return err
 	} else if n > 0 {
