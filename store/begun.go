@@ -34,7 +34,10 @@ import (
 //
 // A slot is reused begunSlots connections later. By then the row it held is
 // committed: ids are handed out in the order requests are queued, and at
-// most queueLen requests wait in the queue and maxBatch in the writer.
+// most queueLen requests wait in the queue and maxBatch in the writer. A
+// row whose commit failed keeps its slot until a retry commits it, and
+// while one waits to be retried the store takes no new row (see
+// writer.failure); put checks it all the same.
 const (
 	begunSlots    = 8192
 	begunSlotSize = 256
@@ -45,17 +48,23 @@ const (
 var _ = [1]struct{}{}[begunSlots/(queueLen+maxBatch+1)-1]
 
 // A slot holds, little-endian: a CRC-32C of the rest of the slot, the id,
-// the start time in Unix nanoseconds, the remote and local ports, and the
-// socket name, remote and local addresses, each a length byte and bytes
-// (longer strings are cut; a name or address never is). A slot whose CRC
-// does not match, torn by a crash or never written, is empty.
+// the start time in Unix nanoseconds, the remote and local ports, flags,
+// and the socket name, remote and local addresses, each a length byte and
+// bytes (longer strings are cut; a name or address never is). A slot whose
+// CRC does not match, torn by a crash or never written, is empty; a
+// committed row's slot is emptied by zeroing its CRC. A void slot holds an
+// id that was handed out for a row that will never be written: it is not
+// recovered, but no later id may be lower.
 const (
 	slotCRC     = 0
 	slotID      = 4
 	slotStarted = 12
 	slotRPort   = 20
 	slotLPort   = 22
-	slotStrings = 24
+	slotFlags   = 24
+	slotStrings = 25
+
+	flagVoid = 1
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -69,42 +78,62 @@ type begunFile struct {
 }
 
 // openBegun opens and locks the begun file at path, creating it if needed,
-// and returns the connections it holds. It does not map the file: call
-// reset once those connections are in the history.
-func openBegun(path string) (*begunFile, []socketd.Connection, error) {
+// and returns the connections it holds, without the void ones, and the
+// highest id it holds, void or not. It does not map the file: call reset
+// once those connections are in the history.
+func openBegun(path string) (*begunFile, []socketd.Connection, int64, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, nil, fmt.Errorf("%s is locked: another socketd uses this database", path)
+			return nil, nil, 0, fmt.Errorf("%s is locked: another socketd uses this database", path)
 		}
-		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, nil, 0, fmt.Errorf("lock %s: %w", path, err)
 	}
 	buf := make([]byte, begunFileSize)
 	n, err := io.ReadFull(f, buf)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		f.Close()
-		return nil, nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, 0, fmt.Errorf("read %s: %w", path, err)
 	}
-	var cs []socketd.Connection
-	for off := 0; off+begunSlotSize <= n; off += begunSlotSize {
-		if c, ok := decodeSlot(buf[off : off+begunSlotSize]); ok {
+	cs, highest := begunRows(buf[:n])
+	return &begunFile{f: f}, cs, highest, nil
+}
+
+// begunRows decodes the slots of a begun file's content.
+func begunRows(buf []byte) (cs []socketd.Connection, highest int64) {
+	for off := 0; off+begunSlotSize <= len(buf); off += begunSlotSize {
+		c, void, ok := decodeSlot(buf[off : off+begunSlotSize])
+		if !ok {
+			continue
+		}
+		highest = max(highest, c.ID)
+		if !void {
 			cs = append(cs, c)
 		}
 	}
-	return &begunFile{f: f}, cs, nil
+	return cs, highest
 }
 
-// reset empties the file and maps it.
+// reset empties the file and maps it. Its blocks are allocated first: a
+// store into a hole of a mapped file that the disk has no room for kills
+// the process (SIGBUS), while this fails cleanly.
 func (b *begunFile) reset() error {
 	if err := b.f.Truncate(0); err != nil {
 		return err
 	}
-	if err := b.f.Truncate(begunFileSize); err != nil {
-		return err
+	err := unix.Fallocate(int(b.f.Fd()), 0, 0, begunFileSize)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		_, err = b.f.WriteAt(make([]byte, begunFileSize), 0)
+		if err == nil {
+			err = b.f.Sync()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("allocate %s: %w", b.f.Name(), err)
 	}
 	m, err := unix.Mmap(int(b.f.Fd()), 0, begunFileSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
@@ -124,10 +153,16 @@ func (b *begunFile) close() {
 	b.f.Close()
 }
 
+// errBegunFull is put's error when the row a slot holds is not committed.
+var errBegunFull = errors.New("the begun file is full: the history writer is behind")
+
 // put writes c, whose ID is set, to its slot. The CRC is written last, so
 // that a crash in between leaves the slot empty rather than wrong.
-func (b *begunFile) put(c *socketd.Connection) {
+func (b *begunFile) put(c *socketd.Connection) error {
 	s := b.slot(c.ID)
+	if binary.LittleEndian.Uint32(s[slotCRC:]) != 0 && s[slotFlags]&flagVoid == 0 {
+		return errBegunFull
+	}
 	clear(s)
 	binary.LittleEndian.PutUint64(s[slotID:], uint64(c.ID))
 	binary.LittleEndian.PutUint64(s[slotStarted:], uint64(toNanos(c.StartedAt)))
@@ -144,14 +179,23 @@ func (b *begunFile) put(c *socketd.Connection) {
 		rest = rest[1+n:]
 	}
 	binary.LittleEndian.PutUint32(s[slotCRC:], crc32.Checksum(s[slotID:], castagnoli))
+	return nil
 }
 
-// drop empties the slot of id, if it still holds id: its row is committed,
-// or is not to be written after all.
+// drop empties the slot of id, whose row is committed, if it still holds
+// id.
 func (b *begunFile) drop(id int64) {
-	s := b.slot(id)
-	if int64(binary.LittleEndian.Uint64(s[slotID:])) == id {
+	if s := b.slot(id); int64(binary.LittleEndian.Uint64(s[slotID:])) == id {
 		binary.LittleEndian.PutUint32(s[slotCRC:], 0)
+	}
+}
+
+// void marks the slot of id void, if it still holds id: its row will never
+// be written.
+func (b *begunFile) void(id int64) {
+	if s := b.slot(id); int64(binary.LittleEndian.Uint64(s[slotID:])) == id {
+		s[slotFlags] |= flagVoid
+		binary.LittleEndian.PutUint32(s[slotCRC:], crc32.Checksum(s[slotID:], castagnoli))
 	}
 }
 
@@ -160,19 +204,20 @@ func (b *begunFile) slot(id int64) []byte {
 	return b.m[off : off+begunSlotSize : off+begunSlotSize]
 }
 
-// decodeSlot returns the connection s holds, if it holds one.
-func decodeSlot(s []byte) (socketd.Connection, bool) {
+// decodeSlot returns the connection s holds, if it holds one, and whether
+// it is void.
+func decodeSlot(s []byte) (c socketd.Connection, void, ok bool) {
 	if crc32.Checksum(s[slotID:], castagnoli) != binary.LittleEndian.Uint32(s[slotCRC:]) {
-		return socketd.Connection{}, false
+		return socketd.Connection{}, false, false
 	}
-	c := socketd.Connection{
+	c = socketd.Connection{
 		ID:         int64(binary.LittleEndian.Uint64(s[slotID:])),
 		StartedAt:  fromNanos(int64(binary.LittleEndian.Uint64(s[slotStarted:]))),
 		RemotePort: int(binary.LittleEndian.Uint16(s[slotRPort:])),
 		LocalPort:  int(binary.LittleEndian.Uint16(s[slotLPort:])),
 	}
 	if c.ID <= 0 {
-		return socketd.Connection{}, false
+		return socketd.Connection{}, false, false
 	}
 	rest := s[slotStrings:]
 	for _, str := range []*string{&c.Socket, &c.RemoteIP, &c.LocalIP} {
@@ -181,19 +226,20 @@ func decodeSlot(s []byte) (socketd.Connection, bool) {
 		}
 		n := int(rest[0])
 		if 1+n > len(rest) {
-			return socketd.Connection{}, false
+			return socketd.Connection{}, false, false
 		}
 		*str = string(rest[1 : 1+n])
 		rest = rest[1+n:]
 	}
-	return c, true
+	return c, s[slotFlags]&flagVoid != 0, true
 }
 
 // recoverBegun adds to the history each connection of cs that it lacks, as
 // interrupted and ended now: socketd stopped before it committed them. It
-// returns how many it added.
-func recoverBegun(ctx context.Context, w *sql.DB, cs []socketd.Connection) (int64, error) {
-	if len(cs) == 0 {
+// raises the sequence of connection ids to highest, so that no id handed
+// out before is handed out again. It returns how many rows it added.
+func recoverBegun(ctx context.Context, w *sql.DB, cs []socketd.Connection, highest int64) (int64, error) {
+	if highest == 0 {
 		return 0, nil
 	}
 	slices.SortFunc(cs, func(a, b socketd.Connection) int { return cmp.Compare(a.ID, b.ID) })
@@ -219,6 +265,15 @@ func recoverBegun(ctx context.Context, w *sql.DB, cs []socketd.Connection) (int6
 			return 0, err
 		}
 		added += n
+	}
+	// The table has AUTOINCREMENT, so SQLite keeps its sequence in
+	// sqlite_sequence, which ordinary statements may change.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sqlite_sequence (name, seq)
+		SELECT 'connections', 0 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'connections')`); err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'connections'`, highest); err != nil {
+		return 0, err
 	}
 	return added, tx.Commit()
 }

@@ -10,11 +10,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mattn/go-sqlite3"
 
 	"github.com/socketd/socketd"
 )
@@ -187,32 +190,57 @@ func TestBegunSlot(t *testing.T) {
 	long := strings.Repeat("x", 300)
 	in := socketd.Connection{ID: begunSlots + 5, Socket: "s", RemoteIP: long, RemotePort: 65535,
 		LocalIP: "::1", LocalPort: 1, StartedAt: time.Unix(1700000000, 123).UTC()}
-	b.put(&in)
+	if err := b.put(&in); err != nil {
+		t.Fatal(err)
+	}
 	s := b.slot(in.ID)
-	got, ok := decodeSlot(s)
+	got, void, ok := decodeSlot(s)
 	want := in
 	// The socket takes two bytes, the address's length one: the address
 	// gets the rest, the local address nothing.
 	want.RemoteIP = long[:begunSlotSize-slotStrings-2-1]
 	want.LocalIP = ""
-	if !ok || !reflect.DeepEqual(got, want) {
-		t.Fatalf("slot gave %+v, %v; want %+v", got, ok, want)
+	if !ok || void || !reflect.DeepEqual(got, want) {
+		t.Fatalf("slot gave %+v, void %v, %v; want %+v", got, void, ok, want)
+	}
+	next := in
+	next.ID += begunSlots
+	if err := b.put(&next); !errors.Is(err, errBegunFull) {
+		t.Errorf("put over a row not committed: %v, want errBegunFull", err)
 	}
 	s[begunSlotSize-1] ^= 1 // torn
-	if _, ok := decodeSlot(s); ok {
+	if _, _, ok := decodeSlot(s); ok {
 		t.Error("a torn slot decoded")
 	}
-	if _, ok := decodeSlot(make([]byte, begunSlotSize)); ok {
+	if _, _, ok := decodeSlot(make([]byte, begunSlotSize)); ok {
 		t.Error("an empty slot decoded")
 	}
-	b.put(&in)
-	b.drop(in.ID + 1) // another id: keeps it
-	if _, ok := decodeSlot(s); !ok {
-		t.Error("drop of another id emptied the slot")
+
+	if err := b.put(&in); err == nil {
+		t.Error("put over a torn slot: want errBegunFull (it may be a row)")
 	}
-	b.drop(in.ID)
-	if _, ok := decodeSlot(s); ok {
+	clear(s)
+	if err := b.put(&in); err != nil {
+		t.Fatal(err)
+	}
+	b.void(in.ID + 1) // another id: keeps it
+	b.drop(in.ID + 1)
+	if _, void, ok := decodeSlot(s); !ok || void {
+		t.Error("void or drop of another id changed the slot")
+	}
+	b.void(in.ID)
+	if got, void, ok := decodeSlot(s); !ok || !void || got.ID != in.ID {
+		t.Errorf("a void slot gave %+v, void %v, %v", got, void, ok)
+	}
+	if err := b.put(&next); err != nil {
+		t.Errorf("put over a void slot: %v", err)
+	}
+	b.drop(next.ID)
+	if _, _, ok := decodeSlot(s); ok {
 		t.Error("a dropped slot decoded")
+	}
+	if err := b.put(&in); err != nil {
+		t.Errorf("put over a dropped slot: %v", err)
 	}
 }
 
@@ -224,12 +252,7 @@ func begunIn(t *testing.T, path string) []socketd.Connection {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cs []socketd.Connection
-	for off := 0; off+begunSlotSize <= len(buf); off += begunSlotSize {
-		if c, ok := decodeSlot(buf[off : off+begunSlotSize]); ok {
-			cs = append(cs, c)
-		}
-	}
+	cs, _ := begunRows(buf)
 	return cs
 }
 
@@ -243,4 +266,196 @@ func openPath(t *testing.T, path string) *DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// setWritable makes the writer's connection refuse writes, or take them
+// again: SQLite then fails every transaction as a full or read-only disk
+// would.
+func setWritable(t *testing.T, db *DB, writable bool) {
+	t.Helper()
+	q := "PRAGMA query_only = 1"
+	if writable {
+		q = "PRAGMA query_only = 0"
+	}
+	err := db.hist.raw(testCtx(t), func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec(q, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailedCommitRetried: rows begun without waiting whose transaction
+// fails stay in the begun file and are retried until they are committed;
+// meanwhile new rows are refused, so that no handler starts that might stay
+// unrecorded.
+func TestFailedCommitRetried(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "socketd.db")
+	db := openPath(t, path)
+	setWritable(t, db, false)
+	begun, finished := make(chan error, 1), make(chan error, 1)
+	a := &socketd.Connection{Socket: "retried"}
+	if err := db.BeginConnectionAsync(a, func(err error) { begun <- err }); err != nil {
+		t.Fatal(err)
+	}
+	a.State = socketd.ConnExited
+	db.FinishConnectionAsync(a, func(err error) { finished <- err })
+
+	// Rows begun until the writer has met the failure join the retry.
+	accepted := []int64{a.ID}
+	var refused error
+	deadline := time.Now().Add(10 * time.Second)
+	for refused == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		c := &socketd.Connection{Socket: "more"}
+		if refused = db.BeginConnectionAsync(c, func(error) {}); refused == nil {
+			accepted = append(accepted, c.ID)
+		}
+	}
+	if refused == nil || !strings.Contains(refused.Error(), "history cannot be written") {
+		t.Fatalf("begin while the history fails: %v, want it refused", refused)
+	}
+	select {
+	case err := <-begun:
+		t.Fatalf("begin reported (%v) while its commit fails", err)
+	default:
+	}
+	var held []int64
+	for _, c := range begunIn(t, path) {
+		held = append(held, c.ID)
+	}
+	slices.Sort(held)
+	if !slices.Equal(held, accepted) {
+		t.Fatalf("begun file holds %v, want %v", held, accepted)
+	}
+	// Reads still work, and see what is committed.
+	if _, err := db.GetConnection(testCtx(t), a.ID); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Fatalf("read while failing: %v, want not found", err)
+	}
+
+	setWritable(t, db, true)
+	for _, ch := range []chan error{begun, finished} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("after the disk recovered: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the failed rows were not retried")
+		}
+	}
+	if got := mustGet(t, db, a.ID); got.State != socketd.ConnExited {
+		t.Errorf("row %+v, want exited", got)
+	}
+	for _, id := range accepted[1:] {
+		if got := mustGet(t, db, id); got.State != socketd.ConnRunning {
+			t.Errorf("row %+v, want running", got)
+		}
+	}
+	if cs := begunIn(t, path); len(cs) != 0 {
+		t.Errorf("begun file holds %+v after the retry", cs)
+	}
+	last := accepted[len(accepted)-1]
+	b := &socketd.Connection{Socket: "after"}
+	if err := db.BeginConnectionAsync(b, func(error) {}); err != nil || b.ID != last+1 {
+		t.Errorf("begin after recovery: id %d, %v; want %d", b.ID, err, last+1)
+	}
+}
+
+// TestCloseWhileFailing: Close reports the rows it could not commit as
+// failed and leaves them in the begun file, from which the next Open
+// recovers them.
+func TestCloseWhileFailing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "socketd.db")
+	db := openPath(t, path)
+	setWritable(t, db, false)
+	begun := make(chan error, 1)
+	a := &socketd.Connection{Socket: "kept"}
+	if err := db.BeginConnectionAsync(a, func(err error) { begun <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-begun; err == nil {
+		t.Fatal("a row Close could not commit was reported committed")
+	}
+	db = openPath(t, path)
+	if got := mustGet(t, db, a.ID); got.State != socketd.ConnInterrupted || got.Error != recoveredError {
+		t.Errorf("row after reopening: %+v, want it recovered", got)
+	}
+}
+
+// TestWithdrawnIDNotReused: the id of a row withdrawn before its commit is
+// never handed out again, across a restart too, though no row holds it.
+func TestWithdrawnIDNotReused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "socketd.db")
+	db := openPath(t, path)
+	a := &socketd.Connection{Socket: "kept"}
+	if err := db.BeginConnection(testCtx(t), a); err != nil {
+		t.Fatal(err)
+	}
+	sizes, release := holdWriter(db)
+	held := make(chan error, 1)
+	go func() { held <- db.BeginConnection(testCtx(t), &socketd.Connection{Socket: "held"}) }()
+	<-sizes
+	ctx, cancel := context.WithTimeout(testCtx(t), 20*time.Millisecond)
+	defer cancel()
+	if err := db.BeginConnection(ctx, &socketd.Connection{Socket: "withdrawn"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("withdrawn begin: %v", err)
+	}
+	release()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	// The held row is a.ID+1, the withdrawn one a.ID+2. Delete the held
+	// one, so that no row is left above a.
+	if _, err := db.w.Exec(`DELETE FROM connections WHERE id = ?`, a.ID+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openPath(t, path)
+	c := &socketd.Connection{Socket: "next"}
+	if err := db.BeginConnection(testCtx(t), c); err != nil {
+		t.Fatal(err)
+	}
+	if c.ID != a.ID+3 {
+		t.Errorf("next id %d, want %d: ids handed out before were given again", c.ID, a.ID+3)
+	}
+}
+
+// TestFinishOfLostRowWritesNothing: a row that fails alone (another program
+// wrote its id) fails its begin, and its finish writes nothing rather than
+// change the other program's row.
+func TestFinishOfLostRowWritesNothing(t *testing.T) {
+	db := openTest(t)
+	if _, err := db.w.Exec(`INSERT INTO connections (id, socket, state, started_at) VALUES (1, 'other', 'running', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	begun, finished := make(chan error, 1), make(chan error, 1)
+	c := &socketd.Connection{Socket: "lost"}
+	if err := db.BeginConnectionAsync(c, func(err error) { begun <- err }); err != nil || c.ID != 1 {
+		t.Fatalf("begin: id %d, %v; want the taken id 1", c.ID, err)
+	}
+	c.State = socketd.ConnExited
+	db.FinishConnectionAsync(c, func(err error) { finished <- err })
+	if err := <-begun; err == nil || !strings.Contains(err.Error(), "UNIQUE") {
+		t.Errorf("begin of a taken id: %v, want the constraint", err)
+	}
+	if err := <-finished; socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("finish of the lost row: %v, want not found", err)
+	}
+	if got := mustGet(t, db, 1); got.Socket != "other" || got.State != socketd.ConnRunning {
+		t.Errorf("the other program's row became %+v", got)
+	}
+	if cs := begunIn(t, db.path); len(cs) != 0 {
+		t.Errorf("begun file holds %+v, want the lost row void", cs)
+	}
+	next := &socketd.Connection{Socket: "next"}
+	if err := db.BeginConnection(testCtx(t), next); err != nil || next.ID != 2 {
+		t.Errorf("next begin: id %d, %v; want 2", next.ID, err)
+	}
 }

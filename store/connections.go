@@ -48,10 +48,14 @@ func (db *DB) BeginConnection(ctx context.Context, c *socketd.Connection) error 
 // someone waits for, or within 20 ms: a busy daemon commits many
 // connections at a time. Reads wait for the rows queued before them.
 //
-// It returns an error, and never calls done, if c is invalid or the store
-// is closed. Otherwise done is called once with the outcome of the commit,
-// on the history writer's goroutine, so it must be quick and must not wait
-// for the history. A failed commit leaves the row in the begun file.
+// It returns an error, and never calls done, if c is invalid, the store is
+// closed, or the history cannot be written: after a failed transaction,
+// until a retry commits its rows. Otherwise done is called once with the
+// outcome of the commit, on the history writer's goroutine, so it must be
+// quick and must not wait for the history. A row whose transaction fails
+// is retried every second until it is committed; if Close comes first,
+// done reports the failure and the row stays in the begun file, for the
+// next Open.
 func (db *DB) BeginConnectionAsync(c *socketd.Connection, done func(error)) error {
 	r, err := beginRequest(c)
 	if err != nil {
@@ -100,12 +104,17 @@ func (db *DB) queueBegin(ctx context.Context, r *request, c *socketd.Connection)
 	if db.begun.m == nil {
 		return ErrClosed
 	}
+	if err := db.hist.failure(); err != nil {
+		return fmt.Errorf("the history cannot be written: %w", err)
+	}
 	r.c.ID = db.lastID + 1
-	db.begun.put(&r.c)
+	if err := db.begun.put(&r.c); err != nil {
+		return err
+	}
 	saved := *c
 	c.ID, c.State, c.StartedAt = r.c.ID, r.c.State, r.c.StartedAt
 	if err := db.hist.send(ctx, r); err != nil {
-		db.begun.drop(r.c.ID)
+		db.begun.drop(r.c.ID) // the id is handed out again
 		*c = saved
 		return err
 	}

@@ -104,11 +104,19 @@ func open(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	begun, lost, err := openBegun(abs + ".begun")
+	// The begun file locks the database: resolve links, so that two paths
+	// to one database lock one file.
+	if real, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		abs = filepath.Join(real, filepath.Base(abs))
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	begun, lost, highest, err := openBegun(abs + ".begun")
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
-	db, err := openSQL(ctx, abs, fsys, begun, lost)
+	db, err := openSQL(ctx, abs, fsys, begun, lost, highest)
 	if err != nil {
 		begun.close()
 		return nil, err
@@ -117,7 +125,7 @@ func open(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 }
 
 // openSQL is the rest of open, once the begun file is locked.
-func openSQL(ctx context.Context, abs string, fsys fs.FS, begun *begunFile, lost []socketd.Connection) (*DB, error) {
+func openSQL(ctx context.Context, abs string, fsys fs.FS, begun *begunFile, lost []socketd.Connection, highest int64) (*DB, error) {
 	w, err := sql.Open("sqlite3", dsn(abs, false))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
@@ -138,17 +146,19 @@ func openSQL(ctx context.Context, abs string, fsys fs.FS, begun *begunFile, lost
 		w.Close()
 		return nil, err
 	}
-	recovered, err := recoverBegun(ctx, w, lost)
+	recovered, err := recoverBegun(ctx, w, lost, highest)
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("open database %s: recover connections from %s: %w", abs, begun.f.Name(), err)
+		return nil, fmt.Errorf("open database %s: add the connections of %s, which an earlier process had not committed, to the history: %w",
+			abs, begun.f.Name(), err)
 	}
 	if err := begun.reset(); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
-	// Ids continue after the highest ever handed out, as AUTOINCREMENT
-	// would, even if the newest rows have been deleted.
+	// Ids continue after the highest ever handed out, even if the newest
+	// rows have been deleted. The store hands them out itself (see
+	// queueBegin), AUTOINCREMENT only keeps the high-water mark.
 	var lastID int64
 	if err := w.QueryRowContext(ctx, `SELECT max(
 		coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'connections'), 0),

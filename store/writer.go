@@ -33,6 +33,10 @@ const (
 // of connections in one transaction, instead of one or two per connection.
 const lazyCommit = 20 * time.Millisecond
 
+// retryDelay is how often a failed transaction's lazy requests are tried
+// again. Meanwhile the store takes no new row (see failure).
+const retryDelay = time.Second
+
 // op is what a request asks the writer to do.
 type op uint8
 
@@ -96,6 +100,15 @@ type writer struct {
 	// pending counts the requests queued and not yet answered.
 	pending atomic.Int64
 
+	// retry holds the lazy requests of failed transactions, oldest first:
+	// they go first into the next, which run starts after retryDelay at
+	// the latest. failing is the last failure while retry is not empty.
+	retry   []*request
+	failing atomic.Pointer[error]
+	// lost holds the ids of rows begun lazily that failed alone, until
+	// their finish comes: it must not update whatever row has that id.
+	lost map[int64]struct{}
+
 	// mu guards closed; senders hold it for reading while they enqueue, so
 	// that close can close reqs once no send is in flight.
 	mu      sync.RWMutex
@@ -141,6 +154,7 @@ func newWriter(ctx context.Context, db *sql.DB, begun *begunFile) (*writer, erro
 		reqs:      make(chan *request, queueLen),
 		stopped:   make(chan struct{}),
 		lazyDelay: lazyCommit,
+		lost:      map[int64]struct{}{},
 	}
 	// Prepare now, so that a schema the statements do not fit stops Open.
 	if err := w.raw(ctx, func(c *sqlite3.SQLiteConn) error { return w.st.prepare(c) }); err != nil {
@@ -244,39 +258,77 @@ func (w *writer) close() {
 
 // run is the writer goroutine. It takes the first queued request, drains
 // what else is queued up to maxBatch, and commits them together; a batch of
-// lazy requests only first waits up to lazyCommit for one that is not. It
-// returns once reqs is closed and empty.
+// lazy requests only first waits up to lazyCommit for one that is not.
+// Requests to retry go first, and are retried after retryDelay if nothing
+// comes. It returns once reqs is closed and empty, after a last try of what
+// is to retry.
 func (w *writer) run() {
 	defer close(w.stopped)
 	batch := make([]*request, 0, maxBatch)
-	lazy := time.NewTimer(time.Hour)
-	lazy.Stop()
-	for r := range w.reqs {
-		batch = append(batch[:0], r)
-		urgent, open := w.fill(&batch, !r.lazy())
-		if !urgent && open {
-			lazy.Reset(w.lazyDelay)
-		wait:
-			for len(batch) < maxBatch {
-				select {
-				case r, ok := <-w.reqs:
-					if !ok {
-						break wait
-					}
-					batch = append(batch, r)
-					if !r.lazy() {
-						w.fill(&batch, true)
-						break wait
-					}
-				case <-lazy.C:
-					break wait
-				}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for open := true; open; {
+		var r *request
+		if len(w.retry) == 0 {
+			r, open = <-w.reqs
+		} else {
+			timer.Reset(retryDelay)
+			select {
+			case r, open = <-w.reqs:
+			case <-timer.C:
 			}
-			lazy.Stop()
+			timer.Stop()
+		}
+		retrying := len(w.retry) > 0
+		batch = append(batch[:0], w.retry...)
+		clear(w.retry)
+		w.retry = w.retry[:0]
+		if r != nil {
+			batch = append(batch, r)
+			var urgent bool
+			urgent, open = w.fill(&batch, !r.lazy())
+			if !urgent && open && !retrying {
+				open = w.waitUrgent(&batch, timer)
+			}
 		}
 		w.commit(batch)
 		clear(batch) // drop the references until the slots are reused
 	}
+	if len(w.retry) > 0 {
+		batch = append(batch[:0], w.retry...)
+		w.retry = nil
+		w.commit(batch)
+	}
+	// Still failing: the rows stay in the begun file for the next start.
+	for _, r := range w.retry {
+		w.pending.Add(-1)
+		r.answer(*w.failing.Load())
+	}
+	w.retry = nil
+}
+
+// waitUrgent adds requests to a batch of lazy ones as they come, for up to
+// lazyDelay, until one is not lazy or the batch is full. It reports whether
+// reqs is still open.
+func (w *writer) waitUrgent(batch *[]*request, timer *time.Timer) bool {
+	timer.Reset(w.lazyDelay)
+	defer timer.Stop()
+	for len(*batch) < maxBatch {
+		select {
+		case r, ok := <-w.reqs:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, r)
+			if !r.lazy() {
+				_, open := w.fill(batch, true)
+				return open
+			}
+		case <-timer.C:
+			return true
+		}
+	}
+	return true
 }
 
 // fill adds to batch what is queued, without waiting, up to maxBatch. It
@@ -299,21 +351,25 @@ func (w *writer) fill(batch *[]*request, urgent bool) (bool, bool) {
 }
 
 // commit writes the live requests of batch in one transaction and answers
-// each. If a request cannot be written, it alone fails and the others are
-// committed without it.
+// each. If a request cannot be written through its own fault, it alone
+// fails and the others are committed without it. If the transaction
+// fails, the requests someone waits for fail, and the lazy ones are kept
+// to retry.
 //
-// A begun row leaves the begun file once it is committed, or once it is
-// not to be written: withdrawn by its caller, or failed alone. A failed
-// transaction leaves its rows there, for the next start to recover.
+// A begun row leaves the begun file once it is committed; one that will
+// not be written (withdrawn by its caller, failed alone, or failed with a
+// caller waiting) is marked void there, which keeps its id from being
+// handed out again. A row kept to retry stays as it is, for the next start
+// to recover should socketd stop first.
 func (w *writer) commit(batch []*request) {
 	live := make([]*request, 0, len(batch))
 	writes := false
 	for _, r := range batch {
-		if r.state.CompareAndSwap(reqQueued, reqTaken) {
+		if r.state.Load() == reqTaken || r.state.CompareAndSwap(reqQueued, reqTaken) {
 			live = append(live, r)
 			writes = writes || r.op != opFlush
 		} else {
-			w.dropBegun(r)
+			w.voidBegun(r)
 			w.pending.Add(-1)
 		}
 	}
@@ -327,19 +383,53 @@ func (w *writer) commit(batch []*request) {
 	for len(live) > 0 {
 		bad, err := w.exec(live)
 		if err != nil && bad >= 0 {
-			w.dropBegun(live[bad])
+			r := live[bad]
+			w.voidBegun(r)
+			if r.op == opBegin && r.lazy() {
+				w.lost[r.c.ID] = struct{}{}
+			}
 			w.answer(live[bad:bad+1], err)
 			live = slices.Delete(live, bad, bad+1)
 			continue
 		}
-		if err == nil {
-			for _, r := range live {
-				w.dropBegun(r)
+		if err != nil {
+			w.failed(live, err)
+			return
+		}
+		w.failing.Store(nil)
+		for _, r := range live {
+			if r.op == opBegin && r.err == nil {
+				w.begun.drop(r.c.ID)
 			}
 		}
-		w.answer(live, err)
+		w.answer(live, nil)
 		return
 	}
+}
+
+// failed handles the requests of a transaction that failed with err.
+func (w *writer) failed(rs []*request, err error) {
+	for _, r := range rs {
+		if r.lazy() {
+			w.retry = append(w.retry, r)
+			continue
+		}
+		w.voidBegun(r)
+		w.answer([]*request{r}, err)
+	}
+	if len(w.retry) > 0 {
+		w.failing.Store(&err)
+	}
+}
+
+// failure returns why the history cannot be written now, or nil. While it
+// is not nil the store takes no new row, so that no handler starts whose
+// row might never be committed.
+func (w *writer) failure() error {
+	if err := w.failing.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // answer answers each of rs with err, if not nil, or its own error.
@@ -348,23 +438,27 @@ func (w *writer) answer(rs []*request, err error) {
 		if err != nil {
 			r.err = err
 		}
+		if r.op == opFinish {
+			delete(w.lost, r.c.ID) // its row's last request
+		}
 		w.pending.Add(-1)
 		r.answer(r.err)
 	}
 }
 
-// dropBegun empties the begun file's slot of r if r begins a row.
-func (w *writer) dropBegun(r *request) {
-	if r.op == opBegin && w.begun != nil {
-		w.begun.drop(r.c.ID)
+// voidBegun marks the begun file's slot of r void if r begins a row.
+func (w *writer) voidBegun(r *request) {
+	if r.op == opBegin {
+		w.begun.void(r.c.ID)
 	}
 }
 
 // exec applies rs in one transaction and commits it. An *socketd.Error from
 // a request (a connection not found) fails that request only: it has
-// written nothing, so the transaction goes on. Any other error rolls the
-// transaction back and is returned with the index of the request at fault,
-// or -1 if the transaction itself failed.
+// written nothing, so the transaction goes on. A constraint the request
+// breaks rolls the transaction back and is returned with the request's
+// index. Any other error rolls it back and is returned with -1: it is the
+// database's, not the request's.
 //
 // It works on the driver's connection, not through database/sql: that
 // gives every transaction a cancellable context, for which the driver runs
@@ -382,11 +476,14 @@ func (w *writer) exec(rs []*request) (int, error) {
 			return err
 		}
 		for i, r := range rs {
-			r.err = w.st.apply(r)
+			r.err = w.apply(r)
 			var se *socketd.Error
 			if r.err != nil && !errors.As(r.err, &se) {
 				tx.Rollback()
-				bad = i
+				var sqe sqlite3.Error
+				if errors.As(r.err, &sqe) && sqe.Code == sqlite3.ErrConstraint {
+					bad = i
+				}
 				return r.err
 			}
 		}
@@ -445,6 +542,17 @@ func (st *stmts) exec(s driver.Stmt, args ...driver.Value) (driver.Result, error
 	}
 	defer clear(st.args) // keep no reference to the request's data
 	return s.(driver.StmtExecContext).ExecContext(context.Background(), st.args)
+}
+
+// apply writes r. A finish of a row whose begin failed alone writes
+// nothing: the id may be another's.
+func (w *writer) apply(r *request) error {
+	if r.op == opFinish {
+		if _, ok := w.lost[r.c.ID]; ok {
+			return socketd.Errorf(socketd.CodeNotFound, "connection %d: its row could not be written", r.c.ID)
+		}
+	}
+	return w.st.apply(r)
 }
 
 func (st *stmts) apply(r *request) error {

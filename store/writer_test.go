@@ -402,7 +402,7 @@ func TestFinishAsyncAlone(t *testing.T) {
 }
 
 // committedState reads the state of row id as committed, without waiting
-// for the writes queued, as reads through the store do.
+// for the writes queued, unlike reads through the store.
 func committedState(t *testing.T, db *DB, id int64) socketd.ConnectionState {
 	t.Helper()
 	var state socketd.ConnectionState
