@@ -93,8 +93,13 @@ func (r *request) answer(err error) {
 // queue requests; it commits each batch in one transaction and then answers
 // every caller, so that many callers share one commit.
 type writer struct {
-	db    *sql.DB
-	reqs  chan *request
+	db   *sql.DB
+	reqs chan *request
+	// wake tells the writer, waiting to commit lazy requests, to commit
+	// now: a request someone waits for is queued, or the queue is full, or
+	// close has come. Lazy requests do not wake it, so that a busy daemon
+	// wakes it once a commit rather than at every connection.
+	wake chan struct{}
 	begun *begunFile // emptied of each begun row once it is committed
 
 	// pending counts the requests queued and not yet answered.
@@ -152,6 +157,7 @@ func newWriter(ctx context.Context, db *sql.DB, begun *begunFile) (*writer, erro
 		db:        db,
 		begun:     begun,
 		reqs:      make(chan *request, queueLen),
+		wake:      make(chan struct{}, 1),
 		stopped:   make(chan struct{}),
 		lazyDelay: lazyCommit,
 		lost:      map[int64]struct{}{},
@@ -204,10 +210,21 @@ func (w *writer) send(ctx context.Context, r *request) error {
 	w.pending.Add(1)
 	select {
 	case w.reqs <- r:
-		return nil
 	case <-ctx.Done():
 		w.pending.Add(-1)
 		return ctx.Err()
+	}
+	if !r.lazy() || len(w.reqs) >= maxBatch {
+		w.signal()
+	}
+	return nil
+}
+
+// signal wakes the writer if it waits to commit lazy requests.
+func (w *writer) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -249,6 +266,7 @@ func (w *writer) close() {
 		close(w.reqs)
 	}
 	w.mu.Unlock()
+	w.signal()
 	<-w.stopped
 	_ = w.raw(context.Background(), func(*sqlite3.SQLiteConn) error {
 		w.st.close()
@@ -284,10 +302,16 @@ func (w *writer) run() {
 		clear(w.retry)
 		w.retry = w.retry[:0]
 		if r != nil {
+			// A signal already given is for a request queued before
+			// this one, which fill takes, or for one that is gone.
+			select {
+			case <-w.wake:
+			default:
+			}
 			batch = append(batch, r)
 			var urgent bool
 			urgent, open = w.fill(&batch, !r.lazy())
-			if !urgent && open && !retrying {
+			if !urgent && open && !retrying && len(batch) < maxBatch {
 				open = w.waitUrgent(&batch, timer)
 			}
 		}
@@ -307,28 +331,18 @@ func (w *writer) run() {
 	w.retry = nil
 }
 
-// waitUrgent adds requests to a batch of lazy ones as they come, for up to
-// lazyDelay, until one is not lazy or the batch is full. It reports whether
-// reqs is still open.
+// waitUrgent waits up to lazyDelay, or until signalled (see wake), and then
+// adds to a batch of lazy requests what has been queued meanwhile. It
+// reports whether reqs is still open.
 func (w *writer) waitUrgent(batch *[]*request, timer *time.Timer) bool {
 	timer.Reset(w.lazyDelay)
-	defer timer.Stop()
-	for len(*batch) < maxBatch {
-		select {
-		case r, ok := <-w.reqs:
-			if !ok {
-				return false
-			}
-			*batch = append(*batch, r)
-			if !r.lazy() {
-				_, open := w.fill(batch, true)
-				return open
-			}
-		case <-timer.C:
-			return true
-		}
+	select {
+	case <-w.wake:
+	case <-timer.C:
 	}
-	return true
+	timer.Stop()
+	_, open := w.fill(batch, false)
+	return open
 }
 
 // fill adds to batch what is queued, without waiting, up to maxBatch. It
