@@ -99,7 +99,7 @@ type writer struct {
 	// now: a request someone waits for is queued, or the queue is full, or
 	// close has come. Lazy requests do not wake it, so that a busy daemon
 	// wakes it once a commit rather than at every connection.
-	wake chan struct{}
+	wake  chan struct{}
 	begun *begunFile // emptied of each begun row once it is committed
 
 	// pending counts the requests queued and not yet answered.
