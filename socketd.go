@@ -30,8 +30,21 @@ type Socket struct {
 	IgnoreExitStatus bool `json:"ignore_exit_status"`
 	// Stderr is where the handler's standard error goes: StderrLog,
 	// StderrNull or StderrSocket.
-	Stderr  string `json:"stderr"`
-	Enabled bool   `json:"enabled"`
+	Stderr string `json:"stderr"`
+	// User and Group are systemd's User= and Group=, a name or a number:
+	// the handler runs as them. With User alone, the group is the user's
+	// primary group. Empty: socketd's.
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
+	// SupplementaryGroups are systemd's SupplementaryGroups=: once User,
+	// Group or these are set, the handler's only supplementary groups.
+	SupplementaryGroups []string `json:"supplementary_groups,omitempty"`
+	// UMask is systemd's UMask=, in octal; empty is 0022.
+	UMask string `json:"umask,omitempty"`
+	// Nice is systemd's Nice=, from -20 to 19; nil keeps socketd's.
+	Nice *int `json:"nice,omitempty"`
+
+	Enabled bool `json:"enabled"`
 
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	UpdatedAt time.Time `json:"updated_at,omitzero"`

@@ -24,6 +24,7 @@ const (
 	maxArgs        = 1024
 	maxEnv         = 1024
 	maxStringLen   = 4096
+	maxGroups      = 1024
 )
 
 // NamePattern is the regular expression every socket name matches.
@@ -176,6 +177,30 @@ func (s *Socket) Validate() error {
 	case StderrLog, StderrNull, StderrSocket:
 	default:
 		add("/stderr", "must be one of log, null, socket")
+	}
+	if u := s.User; u != "" {
+		if _, _, _, err := resolveUser(u, s.Group != ""); err != nil {
+			add("/user", "%v", err)
+		}
+	}
+	if g := s.Group; g != "" {
+		if _, err := lookupGroup(g); err != nil {
+			add("/group", "%v", err)
+		}
+	}
+	if len(s.SupplementaryGroups) > maxGroups {
+		add("/supplementary_groups", "has more than %d groups", maxGroups)
+	}
+	for i, g := range s.SupplementaryGroups {
+		if _, err := lookupGroup(g); err != nil {
+			add(fmt.Sprintf("/supplementary_groups/%d", i), "%v", err)
+		}
+	}
+	if _, err := ParseUMask(s.UMask); err != nil {
+		add("/umask", "%v", err)
+	}
+	if n := s.Nice; n != nil && (*n < -20 || *n > 19) {
+		add("/nice", "must be from -20 to 19")
 	}
 	if len(fs) > 0 {
 		return &Error{Code: CodeInvalid, Message: "the socket definition is not valid", Fields: fs}

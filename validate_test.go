@@ -42,6 +42,12 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 	s.Command = []string{"sh", "-c", "echo Hello World"}
 	s.Environment = map[string]string{"GREETING": "hi"}
 	s.WorkingDirectory = "/"
+	nice := -5
+	s.User, s.Group, s.SupplementaryGroups, s.UMask, s.Nice = "nobody", "0", []string{"root", "4242"}, "0077", &nice
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s.User, s.Group = "4242", "4243" // numbers the user database lacks, with a group
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +96,16 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"relative workdir", func(s *socketd.Socket) { s.WorkingDirectory = "tmp" }, "/working_directory"},
 		{"missing workdir", func(s *socketd.Socket) { s.WorkingDirectory = "/nonexistent" }, "/working_directory"},
 		{"bad stderr", func(s *socketd.Socket) { s.Stderr = "file" }, "/stderr"},
+		{"unknown user", func(s *socketd.Socket) { s.User = "no-such-user-here" }, "/user"},
+		{"user id unknown without group", func(s *socketd.Socket) { s.User = "4242" }, "/user"},
+		{"user id -1", func(s *socketd.Socket) { s.User, s.Group = "4294967295", "0" }, "/user"},
+		{"user id 65535", func(s *socketd.Socket) { s.User, s.Group = "65535", "0" }, "/user"},
+		{"unknown group", func(s *socketd.Socket) { s.Group = "no-such-group-here" }, "/group"},
+		{"unknown supplementary group", func(s *socketd.Socket) { s.SupplementaryGroups = []string{"0", "no-such-group-here"} }, "/supplementary_groups/1"},
+		{"umask not octal", func(s *socketd.Socket) { s.UMask = "0999" }, "/umask"},
+		{"umask too wide", func(s *socketd.Socket) { s.UMask = "1777" }, "/umask"},
+		{"nice too high", func(s *socketd.Socket) { n := 20; s.Nice = &n }, "/nice"},
+		{"nice too low", func(s *socketd.Socket) { n := -21; s.Nice = &n }, "/nice"},
 		{"empty PATH finds nothing", func(s *socketd.Socket) {
 			s.Command = []string{"sh"}
 			s.Environment = map[string]string{"PATH": dir}

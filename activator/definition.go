@@ -14,10 +14,12 @@ import (
 // connection of the socket needs is computed once, when it is installed.
 // It is never modified after that, except for the command path cache.
 type definition struct {
-	sock socketd.Socket // a private copy, compared with the next listing
-	env  []string       // the environment without the per-connection variables
-	dir  string         // the working directory: "/" unless the definition sets one
-	path atomic.Pointer[string]
+	sock  socketd.Socket // a private copy, compared with the next listing
+	env   []string       // the environment without the per-connection variables
+	dir   string         // the working directory: "/" unless the definition sets one
+	umask uint32
+	path  atomic.Pointer[string]
+	creds atomic.Pointer[socketd.Credentials] // once resolved; nil: socketd's own
 }
 
 func newDefinition(s *socketd.Socket) *definition {
@@ -25,7 +27,14 @@ func newDefinition(s *socketd.Socket) *definition {
 	d.sock.Listen = slices.Clone(s.Listen)
 	d.sock.Command = slices.Clone(s.Command)
 	d.sock.Environment = maps.Clone(s.Environment)
+	d.sock.SupplementaryGroups = slices.Clone(s.SupplementaryGroups)
+	if s.Nice != nil {
+		n := *s.Nice
+		d.sock.Nice = &n
+	}
 	d.sock.Status = nil
+	// Validate checked it; a definition stored before keeps the default.
+	d.umask, _ = socketd.ParseUMask(s.UMask)
 	// Not socketd's own: "/" as systemd and inetd use, so that a handler
 	// neither depends on nor pins where the daemon was started.
 	d.dir = s.WorkingDirectory
@@ -55,6 +64,7 @@ func newDefinition(s *socketd.Socket) *definition {
 	// Resolve now, so that the first connection does not pay for it; an
 	// error is reported by the spawn that needs the path.
 	_, _ = d.command()
+	_, _ = d.credentials()
 	return d
 }
 
@@ -65,7 +75,36 @@ func (d *definition) same(s *socketd.Socket) bool {
 		maps.Equal(d.sock.Environment, s.Environment) &&
 		d.sock.WorkingDirectory == s.WorkingDirectory &&
 		d.sock.IgnoreExitStatus == s.IgnoreExitStatus &&
-		d.sock.Stderr == s.Stderr
+		d.sock.Stderr == s.Stderr &&
+		d.sock.User == s.User && d.sock.Group == s.Group &&
+		slices.Equal(d.sock.SupplementaryGroups, s.SupplementaryGroups) &&
+		d.sock.UMask == s.UMask &&
+		(d.sock.Nice == nil) == (s.Nice == nil) && (s.Nice == nil || *d.sock.Nice == *s.Nice)
+}
+
+// noCreds marks a definition that changes no credentials.
+var noCreds = &socketd.Credentials{}
+
+// credentials returns the user and groups the handler runs as, nil for
+// socketd's own. Like the command's path, they are looked up once; a
+// failure is retried at the next connection.
+func (d *definition) credentials() (*socketd.Credentials, error) {
+	if c := d.creds.Load(); c != nil {
+		if c == noCreds {
+			return nil, nil
+		}
+		return c, nil
+	}
+	c, err := d.sock.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		d.creds.Store(noCreds)
+	} else {
+		d.creds.Store(c)
+	}
+	return c, nil
 }
 
 // command returns the absolute path of the handler program. A path once

@@ -249,6 +249,22 @@ func (r *fakeRecorder) row(t *testing.T, id int64) socketd.Connection {
 	return c
 }
 
+// rowOf waits for a finished row of socket and returns it.
+func (r *fakeRecorder) rowOf(t *testing.T, socket string) socketd.Connection {
+	t.Helper()
+	var c socketd.Connection
+	r.waitFor(t, "a finished row of "+socket, func() bool {
+		for _, row := range r.finished {
+			if row.Socket == socket {
+				c = row
+				return true
+			}
+		}
+		return false
+	})
+	return c
+}
+
 // nthBegun waits until n connections have begun and returns the nth id.
 func (r *fakeRecorder) nthBegun(t *testing.T, n int) int64 {
 	t.Helper()

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -88,6 +89,29 @@ static int sd_child(void *arg) {
 	if ((r = sd_syscall(SYS_setpgid, 0, 0, 0, 0, 0)) < 0) {
 		return sd_child_fail(p, SD_STEP_SETPGID, r);
 	}
+
+	// Nice first: raising priority needs the privileges dropped next.
+	// Then groups before the uid, which takes the right to change them.
+	// The kernel's calls change this thread only, which is the whole
+	// process here; the C library's would signal every thread.
+	sd_attrs *a = &p->attrs;
+	if (a->set_nice && (r = sd_syscall(SYS_setpriority, PRIO_PROCESS, 0, a->nice, 0, 0)) < 0) {
+		return sd_child_fail(p, SD_STEP_NICE, r);
+	}
+	if (a->umask >= 0) {
+		sd_syscall(SYS_umask, a->umask, 0, 0, 0, 0);
+	}
+	if (a->set_groups && (r = sd_syscall(SYS_setgroups, a->ngroups, (long)a->groups, 0, 0, 0)) < 0) {
+		return sd_child_fail(p, SD_STEP_SETGROUPS, r);
+	}
+	if (a->set_gid && (r = sd_syscall(SYS_setresgid, a->gid, a->gid, a->gid, 0, 0)) < 0) {
+		return sd_child_fail(p, SD_STEP_SETGID, r);
+	}
+	if (a->set_uid && (r = sd_syscall(SYS_setresuid, a->uid, a->uid, a->uid, 0, 0)) < 0) {
+		return sd_child_fail(p, SD_STEP_SETUID, r);
+	}
+
+	// After the credentials: changing them clears the parent-death signal.
 	if (p->pdeathsig) {
 		if ((r = sd_syscall(SYS_prctl, PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0)) < 0) {
 			return sd_child_fail(p, SD_STEP_PDEATHSIG, r);
@@ -135,10 +159,12 @@ static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 // sd_proc_new copies what the child needs into one allocation: blob holds
 // the path, argc arguments, envc environment entries and, if has_dir, the
-// working directory, each NUL-terminated. It returns NULL if out of memory.
+// working directory, each NUL-terminated; groups holds attrs->ngroups
+// groups. It returns NULL if out of memory.
 sd_proc *sd_proc_new(const char *blob, size_t len, int argc, int envc, int has_dir,
-		const int *fds, int nfds, int pdeathsig) {
-	size_t off_fds = align16(sizeof(sd_proc));
+		const int *fds, int nfds, int pdeathsig, const sd_attrs *attrs, const unsigned int *groups) {
+	size_t off_groups = align16(sizeof(sd_proc));
+	size_t off_fds = off_groups + align16(attrs->ngroups * sizeof(unsigned int));
 	size_t off_argv = off_fds + align16(nfds * sizeof(int));
 	size_t off_envp = off_argv + align16((argc + 1) * sizeof(char *));
 	size_t off_blob = off_envp + align16((envc + 1) * sizeof(char *));
@@ -149,6 +175,11 @@ sd_proc *sd_proc_new(const char *blob, size_t len, int argc, int envc, int has_d
 	}
 	sd_proc *p = (sd_proc *)m;
 	memset(p, 0, sizeof(*p));
+	p->attrs = *attrs;
+	if (attrs->ngroups > 0) {
+		memcpy(m + off_groups, groups, attrs->ngroups * sizeof(unsigned int));
+	}
+	p->attrs.groups = (const unsigned int *)(m + off_groups);
 	p->fds = (int *)(m + off_fds);
 	memcpy(p->fds, fds, nfds * sizeof(int));
 	p->nfds = nfds;

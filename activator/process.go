@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"syscall"
 	"unsafe"
+
+	"github.com/socketd/socketd"
 )
 
 // process is a handler started by startProcess. It owns memory the child
@@ -40,6 +42,10 @@ type procAttr struct {
 	env  []string
 	dir  string // "" for socketd's own
 	fds  []int  // fds[i] becomes the child's fd i
+	// creds, if not nil, are the user and groups it runs as.
+	creds *socketd.Credentials
+	umask uint32
+	nice  *int // nil: socketd's
 }
 
 // startProcess starts a handler in its own process group with the parent
@@ -74,8 +80,30 @@ func startProcess(a *procAttr) (*process, error) {
 	if len(fds) > 0 {
 		fdp = &fds[0]
 	}
+	attrs := C.sd_attrs{umask: C.int(a.umask)}
+	if n := a.nice; n != nil {
+		attrs.set_nice, attrs.nice = 1, C.int(*n)
+	}
+	var groups []C.uint
+	if c := a.creds; c != nil {
+		attrs.set_groups, attrs.ngroups = 1, C.int(len(c.Groups))
+		for _, g := range c.Groups {
+			groups = append(groups, C.uint(g))
+		}
+		if c.SetGID {
+			attrs.set_gid, attrs.gid = 1, C.uint(c.GID)
+		}
+		if c.SetUID {
+			attrs.set_uid, attrs.uid = 1, C.uint(c.UID)
+		}
+	}
+	var gp *C.uint
+	if len(groups) > 0 {
+		gp = &groups[0]
+	}
 	p := C.sd_proc_new((*C.char)(unsafe.Pointer(&blob[0])), C.size_t(len(blob)),
-		C.int(len(a.argv)), C.int(len(a.env)), C.int(hasDir), fdp, C.int(len(fds)), C.int(syscall.SIGKILL))
+		C.int(len(a.argv)), C.int(len(a.env)), C.int(hasDir), fdp, C.int(len(fds)), C.int(syscall.SIGKILL),
+		&attrs, gp)
 	if p == nil {
 		return nil, syscall.ENOMEM
 	}
@@ -103,6 +131,14 @@ func (p *process) execErr() error {
 		what = "chdir " + C.GoString(p.p.dir)
 	case C.SD_STEP_EXEC:
 		what = "exec " + C.GoString(p.p.path)
+	case C.SD_STEP_NICE:
+		what = "set nice"
+	case C.SD_STEP_SETGROUPS:
+		what = "set supplementary groups"
+	case C.SD_STEP_SETGID:
+		what = "set group"
+	case C.SD_STEP_SETUID:
+		what = "set user"
 	}
 	return fmt.Errorf("%s: %w", what, syscall.Errno(p.p.err_errno))
 }

@@ -13,7 +13,26 @@ enum {
 	SD_STEP_DUP,
 	SD_STEP_CHDIR,
 	SD_STEP_EXEC,
+	SD_STEP_NICE,
+	SD_STEP_SETGROUPS,
+	SD_STEP_SETGID,
+	SD_STEP_SETUID,
 };
+
+// What the child changes about itself before it executes, besides its fds
+// and directory: the one place where a handler's privileges are dropped.
+typedef struct sd_attrs {
+	int set_groups; // set the supplementary groups to groups
+	int ngroups;
+	const unsigned int *groups; // set by sd_proc_new
+	int set_gid; // set the real, effective and saved gid to gid
+	unsigned int gid;
+	int set_uid; // likewise the uid, after the groups
+	unsigned int uid;
+	int umask; // -1: unchanged
+	int set_nice;
+	int nice;
+} sd_attrs;
 
 typedef struct sd_proc {
 	// Set by sd_proc_new, read by the child.
@@ -25,6 +44,7 @@ typedef struct sd_proc {
 	int *fds;        // fds[i] becomes the child's fd i
 	int pdeathsig;
 	int ppid;
+	sd_attrs attrs; // its groups point into the allocation
 
 	// Written by the child only when it fails before execve, read by the
 	// parent only after the child has exited.
@@ -39,6 +59,6 @@ typedef struct sd_proc {
 } sd_proc;
 
 sd_proc *sd_proc_new(const char *blob, size_t len, int argc, int envc, int has_dir,
-		const int *fds, int nfds, int pdeathsig);
+		const int *fds, int nfds, int pdeathsig, const sd_attrs *attrs, const unsigned int *groups);
 int sd_proc_start(sd_proc *p);
 void sd_proc_free(sd_proc *p);

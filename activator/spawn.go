@@ -19,6 +19,11 @@ func (c *conn) run() bool {
 		c.spawnFailed(err)
 		return false
 	}
+	creds, err := def.credentials()
+	if err != nil {
+		c.spawnFailed(err)
+		return false
+	}
 	c.mu.Lock()
 	stopping := c.stopping
 	c.mu.Unlock()
@@ -52,11 +57,14 @@ func (c *conn) run() bool {
 	}
 
 	proc, err := startProcess(&procAttr{
-		path: path,
-		argv: def.sock.Command,
-		env:  def.environ(&c.rec),
-		dir:  def.dir,
-		fds:  []int{c.fd, c.fd, stderr},
+		path:  path,
+		argv:  def.sock.Command,
+		env:   def.environ(&c.rec),
+		dir:   def.dir,
+		fds:   []int{c.fd, c.fd, stderr},
+		creds: creds,
+		umask: def.umask,
+		nice:  def.sock.Nice,
 	})
 	if logR >= 0 {
 		// Only the handler may hold the write end, or the capture never

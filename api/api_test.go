@@ -505,6 +505,20 @@ func TestPatchMerge(t *testing.T) {
 	if got.Description != "" || got.Stderr != socketd.StderrLog {
 		t.Errorf("null did not reset: description %q, stderr %q", got.Description, got.Stderr)
 	}
+	got, err = h.c.PatchSocket(h.ctx(), "m", json.RawMessage(`{"user": "nobody", "supplementary_groups": ["0"], "umask": "0027", "nice": 3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.User != "nobody" || len(got.SupplementaryGroups) != 1 || got.UMask != "0027" || got.Nice == nil || *got.Nice != 3 {
+		t.Errorf("credentials patched to user %q, groups %v, umask %q, nice %v", got.User, got.SupplementaryGroups, got.UMask, got.Nice)
+	}
+	got, err = h.c.PatchSocket(h.ctx(), "m", json.RawMessage(`{"user": null, "supplementary_groups": null, "umask": null, "nice": null}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.User != "" || got.SupplementaryGroups != nil || got.UMask != "" || got.Nice != nil {
+		t.Errorf("null did not reset: user %q, groups %v, umask %q, nice %v", got.User, got.SupplementaryGroups, got.UMask, got.Nice)
+	}
 	resp, out := h.do(request{method: "PATCH", path: "/v1/sockets/m", contentType: "application/json",
 		body: strings.NewReader(`{"ignore_exit_status": true, "listen": ["127.0.0.1:0", "[::1]:0"]}`)})
 	if resp.StatusCode != http.StatusOK {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -429,6 +430,55 @@ func TestKill9AndRestart(t *testing.T) {
 	_, again := openHanging(t, c, addr, "hang")
 	if again.ID == row.ID {
 		t.Fatal("no new connection row after restart")
+	}
+}
+
+// TestKill9KillsHandlerOfAnotherUser: a handler that runs as another user
+// (whose credentials change cleared the parent-death signal, which the new
+// process arms again) dies with its daemon too.
+func TestKill9KillsHandlerOfAnotherUser(t *testing.T) {
+	testhandler.RequireRoot(t)
+	dir := t.TempDir()
+	addr := testhandler.FreePort(t)
+	d := startDaemon(t, dir)
+	c := d.client(t, dir)
+	s := socketd.NewSocket()
+	s.Name = "other"
+	s.Listen = []string{addr}
+	s.Command = []string{"/bin/sleep", "300"}
+	s.User = "nobody"
+	if _, _, err := c.PutSocket(ctxT(t), s); err != nil {
+		t.Fatal(err)
+	}
+	openHanging(t, c, addr, "other")
+	// The running row has no pid yet: find the handler among the daemon's
+	// children.
+	pid := 0
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", d.cmd.Process.Pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, p := range strings.Fields(string(b)) {
+			pid, _ = strconv.Atoi(p)
+		}
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil || !strings.Contains(string(status), "\nUid:\t65534\t") {
+		t.Fatalf("handler %d: %v\n%s", pid, err, status)
+	}
+
+	d.cmd.Process.Kill()
+	<-d.done
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Gone, or a zombie nobody reaps (this machine's PID 1 may not).
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(stat), ") Z ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("handler %d outlived its daemon: %s", pid, stat)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -34,3 +34,19 @@ func FreePort(t testing.TB) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// StrictEnv, when set (CI sets it), turns a test's skip for something the
+// machine lacks into a failure, so that nothing silently stops being tested.
+const StrictEnv = "SOCKETD_TEST_STRICT"
+
+// RequireRoot skips t unless it runs as root, or fails it under StrictEnv.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv(StrictEnv) != "" {
+		t.Fatalf("this test needs root (%s forbids skipping it)", StrictEnv)
+	}
+	t.Skip("this test needs root: it changes the handler's user and groups")
+}

@@ -1,0 +1,132 @@
+package socketd
+
+import (
+	"fmt"
+	"os/user"
+	"strconv"
+)
+
+// Credentials are the user and groups a handler runs as, resolved from a
+// definition's User, Group and SupplementaryGroups (see Socket.Credentials).
+type Credentials struct {
+	SetUID bool // UID applies; else the handler keeps socketd's user
+	UID    uint32
+	SetGID bool // GID applies; else it keeps socketd's group
+	GID    uint32
+	// Groups are the handler's only supplementary groups: socketd's own
+	// are dropped.
+	Groups []uint32
+}
+
+// Credentials resolves s's User, Group and SupplementaryGroups as systemd
+// does User=, Group= and SupplementaryGroups=: with User alone the group is
+// the user's primary group, and once any of them is set the handler's
+// supplementary groups are exactly those listed. It returns nil if none is
+// set: the handler runs as socketd does. Names and numbers are looked up in
+// the user database now, so a user removed since the definition was saved
+// is an error here.
+func (s *Socket) Credentials() (*Credentials, error) {
+	if s.User == "" && s.Group == "" && len(s.SupplementaryGroups) == 0 {
+		return nil, nil
+	}
+	c := &Credentials{Groups: []uint32{}}
+	if s.User != "" {
+		uid, gid, hasGID, err := resolveUser(s.User, s.Group != "")
+		if err != nil {
+			return nil, err
+		}
+		c.SetUID, c.UID, c.SetGID, c.GID = true, uid, hasGID, gid
+	}
+	if s.Group != "" {
+		gid, err := lookupGroup(s.Group)
+		if err != nil {
+			return nil, err
+		}
+		c.SetGID, c.GID = true, gid
+	}
+	for _, g := range s.SupplementaryGroups {
+		gid, err := lookupGroup(g)
+		if err != nil {
+			return nil, err
+		}
+		c.Groups = append(c.Groups, gid)
+	}
+	return c, nil
+}
+
+// resolveUser returns the uid of user name or number s and, if the user
+// database knows it, its primary gid. A number the database does not know
+// is a user only if the definition sets the group (haveGroup).
+func resolveUser(s string, haveGroup bool) (uid, gid uint32, hasGID bool, err error) {
+	uid, gid, err = lookupUser(s)
+	switch {
+	case err == nil:
+		return uid, gid, true, nil
+	case isID(s) && haveGroup:
+		uid, err = parseID(s)
+		return uid, 0, false, err
+	}
+	return 0, 0, false, err
+}
+
+// lookupUser returns the uid and primary gid of user name or number s.
+func lookupUser(s string) (uid, gid uint32, err error) {
+	var u *user.User
+	if isID(s) {
+		if _, err := parseID(s); err != nil {
+			return 0, 0, err
+		}
+		u, err = user.LookupId(s)
+		if err != nil {
+			return 0, 0, fmt.Errorf("user %s is not in the user database: set group too", s)
+		}
+	} else if u, err = user.Lookup(s); err != nil {
+		return 0, 0, fmt.Errorf("no user %q", s)
+	}
+	if uid, err = parseID(u.Uid); err != nil {
+		return 0, 0, err
+	}
+	if gid, err = parseID(u.Gid); err != nil {
+		return 0, 0, err
+	}
+	return uid, gid, nil
+}
+
+// lookupGroup returns the gid of group name or number s. A number need not
+// be in the group database.
+func lookupGroup(s string) (uint32, error) {
+	if isID(s) {
+		return parseID(s)
+	}
+	g, err := user.LookupGroup(s)
+	if err != nil {
+		return 0, fmt.Errorf("no group %q", s)
+	}
+	return parseID(g.Gid)
+}
+
+// isID reports whether s is written as a number.
+func isID(s string) bool { return isDigits(s) }
+
+// parseID parses a uid or gid. 65535 and 4294967295 are refused, as
+// systemd refuses them: the kernel and old tools use them for "none".
+func parseID(s string) (uint32, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 65535 || n == 4294967295 {
+		return 0, fmt.Errorf("%q is not a valid user or group id", s)
+	}
+	return uint32(n), nil
+}
+
+// ParseUMask parses an octal umask such as "0027"; "" is systemd's default,
+// 0022.
+func ParseUMask(s string) (uint32, error) {
+	if s == "" {
+		return 0o022, nil
+	}
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o777 {
+		return 0, fmt.Errorf("%q is not an octal mode from 0000 to 0777", s)
+	}
+	return uint32(n), nil
+}
