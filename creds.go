@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os/user"
 	"strconv"
+	"syscall"
+	"time"
 )
 
 // Credentials are the user and groups a handler runs as, resolved from a
@@ -129,4 +131,40 @@ func ParseUMask(s string) (uint32, error) {
 		return 0, fmt.Errorf("%q is not an octal mode from 0000 to 0777", s)
 	}
 	return uint32(n), nil
+}
+
+// killSignals are the signals a definition's KillSignal may name, as
+// systemd's KillSignal= takes them, with or without "SIG".
+var killSignals = map[string]syscall.Signal{
+	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGHUP": syscall.SIGHUP,
+	"SIGQUIT": syscall.SIGQUIT, "SIGKILL": syscall.SIGKILL, "SIGUSR1": syscall.SIGUSR1,
+	"SIGUSR2": syscall.SIGUSR2, "SIGABRT": syscall.SIGABRT, "SIGALRM": syscall.SIGALRM,
+	"SIGPIPE": syscall.SIGPIPE, "SIGCONT": syscall.SIGCONT, "SIGWINCH": syscall.SIGWINCH,
+}
+
+// ParseKillSignal returns the signal s names; "" is SIGTERM.
+func ParseKillSignal(s string) (syscall.Signal, error) {
+	if s == "" {
+		return syscall.SIGTERM, nil
+	}
+	if sig, ok := killSignals[s]; ok {
+		return sig, nil
+	}
+	if sig, ok := killSignals["SIG"+s]; ok {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("%q is not one of SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGKILL, SIGUSR1, SIGUSR2, SIGABRT, SIGALRM, SIGPIPE, SIGCONT, SIGWINCH", s)
+}
+
+// ParseDuration parses a definition's duration, a Go duration such as
+// "30s" or "1m30s"; "" is zero, which means the default.
+func ParseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration such as \"30s\" or \"1m30s\"", s)
+	}
+	return d, nil
 }

@@ -43,6 +43,20 @@ type Socket struct {
 	UMask string `json:"umask,omitempty"`
 	// Nice is systemd's Nice=, from -20 to 19; nil keeps socketd's.
 	Nice *int `json:"nice,omitempty"`
+	// PassEnvironment is systemd's PassEnvironment=: variables of socketd's
+	// own environment the handler gets too (those socketd lacks are left
+	// out; Environment wins over them).
+	PassEnvironment []string `json:"pass_environment,omitempty"`
+	// RuntimeMax is systemd's RuntimeMaxSec=, a duration such as "30s":
+	// a handler still running after it is stopped (KillSignal, then
+	// SIGKILL after TimeoutStop) and recorded as killed. Empty: no limit.
+	RuntimeMax string `json:"runtime_max,omitempty"`
+	// KillSignal is systemd's KillSignal=, the signal that stops a handler
+	// and what it leaves behind; empty is SIGTERM.
+	KillSignal string `json:"kill_signal,omitempty"`
+	// TimeoutStop is systemd's TimeoutStopSec=: how long after KillSignal
+	// SIGKILL follows. Empty: the daemon's --stop-timeout.
+	TimeoutStop string `json:"timeout_stop,omitempty"`
 
 	Enabled bool `json:"enabled"`
 

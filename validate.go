@@ -202,6 +202,25 @@ func (s *Socket) Validate() error {
 	if n := s.Nice; n != nil && (*n < -20 || *n > 19) {
 		add("/nice", "must be from -20 to 19")
 	}
+	if len(s.PassEnvironment) > maxEnv {
+		add("/pass_environment", "has more than %d variables", maxEnv)
+	}
+	for i, k := range s.PassEnvironment {
+		if k == "" || strings.ContainsAny(k, "=\x00") || len(k) > maxStringLen {
+			add(fmt.Sprintf("/pass_environment/%d", i), "is not a valid variable name")
+		} else if slices.Contains(ReservedEnvironment, k) {
+			add(fmt.Sprintf("/pass_environment/%d", i), "is set by socketd for each connection and cannot be passed")
+		}
+	}
+	if _, err := ParseDuration(s.RuntimeMax); err != nil {
+		add("/runtime_max", "%v", err)
+	}
+	if _, err := ParseDuration(s.TimeoutStop); err != nil {
+		add("/timeout_stop", "%v", err)
+	}
+	if _, err := ParseKillSignal(s.KillSignal); err != nil {
+		add("/kill_signal", "%v", err)
+	}
 	if len(fs) > 0 {
 		return &Error{Code: CodeInvalid, Message: "the socket definition is not valid", Fields: fs}
 	}

@@ -44,6 +44,7 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 	s.WorkingDirectory = "/"
 	nice := -5
 	s.User, s.Group, s.SupplementaryGroups, s.UMask, s.Nice = "nobody", "0", []string{"root", "4242"}, "0077", &nice
+	s.PassEnvironment, s.RuntimeMax, s.KillSignal, s.TimeoutStop = []string{"LANG", "TZ"}, "1m30s", "HUP", "5s"
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +107,11 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"umask too wide", func(s *socketd.Socket) { s.UMask = "1777" }, "/umask"},
 		{"nice too high", func(s *socketd.Socket) { n := 20; s.Nice = &n }, "/nice"},
 		{"nice too low", func(s *socketd.Socket) { n := -21; s.Nice = &n }, "/nice"},
+		{"pass reserved variable", func(s *socketd.Socket) { s.PassEnvironment = []string{"HOME", "REMOTE_ADDR"} }, "/pass_environment/1"},
+		{"pass bad variable name", func(s *socketd.Socket) { s.PassEnvironment = []string{"A=B"} }, "/pass_environment/0"},
+		{"runtime_max not a duration", func(s *socketd.Socket) { s.RuntimeMax = "5 minutes" }, "/runtime_max"},
+		{"negative timeout_stop", func(s *socketd.Socket) { s.TimeoutStop = "-1s" }, "/timeout_stop"},
+		{"unknown kill_signal", func(s *socketd.Socket) { s.KillSignal = "SIGFOO" }, "/kill_signal"},
 		{"empty PATH finds nothing", func(s *socketd.Socket) {
 			s.Command = []string{"sh"}
 			s.Environment = map[string]string{"PATH": dir}

@@ -62,7 +62,7 @@ type Config struct {
 	Logger   *slog.Logger
 
 	ResyncInterval time.Duration // safety-net reconcile; default 30s
-	StopTimeout    time.Duration // SIGTERM -> SIGKILL grace; default 10s
+	StopTimeout    time.Duration // kill signal -> SIGKILL grace unless a definition sets one; default 10s
 	LingerTimeout  time.Duration // drain after handler exit; default 2s
 	MaxChildren    int           // global cap on live handlers; slot taken before accept; default 1024
 }

@@ -1,8 +1,10 @@
 package activator_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/activator"
@@ -79,4 +81,80 @@ func TestHandlerCredentials(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStopOptions: runtime_max stops a handler that runs too long and says
+// so in its row; kill_signal is the signal a kill sends; timeout_stop
+// replaces the daemon's stop timeout; pass_environment hands the handler
+// variables of socketd's own environment.
+func TestStopOptions(t *testing.T) {
+	t.Setenv("SOCKETD_TEST_PASSED", "from socketd")
+	t.Setenv("SOCKETD_TEST_OVERRIDDEN", "from socketd")
+	limited := handlerSocket("limited", testhandler.ReadyHang)
+	limited.RuntimeMax = "200ms"
+	intsig := handlerSocket("intsig", testhandler.ReadyHang)
+	intsig.KillSignal = "INT"
+	quick := handlerSocket("quick", testhandler.TrapTerm)
+	quick.TimeoutStop = "100ms"
+	env := handlerSocket("env", testhandler.Environ, "SOCKETD_TEST_OVERRIDDEN", "from the definition")
+	env.PassEnvironment = []string{"SOCKETD_TEST_PASSED", "SOCKETD_TEST_OVERRIDDEN", "SOCKETD_TEST_ABSENT"}
+	for _, s := range []socketd.Socket{limited, intsig, quick, env} {
+		if err := s.Validate(); err != nil {
+			t.Fatalf("%s: %v", s.Name, err)
+		}
+	}
+	h := start(t, activator.Config{StopTimeout: time.Minute}, limited, intsig, quick, env)
+
+	t.Run("runtime_max", func(t *testing.T) {
+		c := dial(t, h.addr(t, "limited"))
+		if got := readLine(t, c); got != "ready" {
+			t.Fatalf("read %q", got)
+		}
+		row := h.rec.rowOf(t, "limited")
+		if row.State != socketd.ConnKilled || row.Signal != "SIGTERM" || !strings.Contains(row.Error, "runtime_max (200ms)") ||
+			row.DurationMS == nil || *row.DurationMS < 200 {
+			t.Errorf("row %s, signal %s, error %q, duration %v ms; want killed by SIGTERM after 200 ms, saying why",
+				row.State, row.Signal, row.Error, row.DurationMS)
+		}
+	})
+	for _, tc := range []struct{ name, signal string }{{"intsig", "SIGINT"}, {"quick", "SIGKILL"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, h.addr(t, tc.name))
+			if got := readLine(t, c); got != "ready" {
+				t.Fatalf("read %q", got)
+			}
+			var id int64
+			h.rec.waitFor(t, "the row of "+tc.name, func() bool {
+				for _, b := range h.rec.begun {
+					if b.Socket == tc.name {
+						id = b.ID
+						return true
+					}
+				}
+				return false
+			})
+			began := time.Now()
+			if err := h.a.Kill(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(began); took > 20*time.Second {
+				t.Errorf("Kill took %v: the definition's timeout_stop was not used", took)
+			}
+			row := h.rec.row(t, id)
+			if row.State != socketd.ConnKilled || row.Signal != tc.signal || row.Error != "" {
+				t.Errorf("row %s, signal %s, error %q; want killed by %s", row.State, row.Signal, row.Error, tc.signal)
+			}
+		})
+	}
+	t.Run("pass_environment", func(t *testing.T) {
+		out := roundTrip(t, h.addr(t, "env"), "")
+		for _, want := range []string{"SOCKETD_TEST_PASSED=from socketd", "SOCKETD_TEST_OVERRIDDEN=from the definition"} {
+			if !strings.Contains(out, want+"\n") {
+				t.Errorf("environment lacks %s:\n%s", want, out)
+			}
+		}
+		if strings.Count(out, "SOCKETD_TEST_OVERRIDDEN=") != 1 || strings.Contains(out, "SOCKETD_TEST_ABSENT") {
+			t.Errorf("environment:\n%s", out)
+		}
+	})
 }

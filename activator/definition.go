@@ -2,10 +2,14 @@ package activator
 
 import (
 	"maps"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/socketd/socketd"
 )
@@ -18,8 +22,13 @@ type definition struct {
 	env   []string       // the environment without the per-connection variables
 	dir   string         // the working directory: "/" unless the definition sets one
 	umask uint32
-	path  atomic.Pointer[string]
-	creds atomic.Pointer[socketd.Credentials] // once resolved; nil: socketd's own
+	// killSignal, stopTimeout (0: the activator's) and runtimeMax (0: none)
+	// are the definition's, parsed.
+	killSignal  unix.Signal
+	stopTimeout time.Duration
+	runtimeMax  time.Duration
+	path        atomic.Pointer[string]
+	creds       atomic.Pointer[socketd.Credentials] // once resolved; nil: socketd's own
 }
 
 func newDefinition(s *socketd.Socket) *definition {
@@ -33,8 +42,16 @@ func newDefinition(s *socketd.Socket) *definition {
 		d.sock.Nice = &n
 	}
 	d.sock.Status = nil
-	// Validate checked it; a definition stored before keeps the default.
+	d.sock.PassEnvironment = slices.Clone(s.PassEnvironment)
+	// Validate checked these; a definition stored before keeps the
+	// defaults.
 	d.umask, _ = socketd.ParseUMask(s.UMask)
+	d.killSignal, _ = socketd.ParseKillSignal(s.KillSignal)
+	if d.killSignal == 0 {
+		d.killSignal = unix.SIGTERM
+	}
+	d.stopTimeout, _ = socketd.ParseDuration(s.TimeoutStop)
+	d.runtimeMax, _ = socketd.ParseDuration(s.RuntimeMax)
 	// Not socketd's own: "/" as systemd and inetd use, so that a handler
 	// neither depends on nor pins where the daemon was started.
 	d.dir = s.WorkingDirectory
@@ -52,7 +69,14 @@ func newDefinition(s *socketd.Socket) *definition {
 		}
 	}
 	sort.Strings(keys)
-	d.env = make([]string, 0, len(keys)+3)
+	d.env = make([]string, 0, len(keys)+len(s.PassEnvironment)+3)
+	for _, k := range s.PassEnvironment {
+		// Values as socketd has them now; Environment wins.
+		_, set := s.Environment[k]
+		if v, ok := os.LookupEnv(k); ok && !set && !slices.Contains(socketd.ReservedEnvironment, k) {
+			d.env = append(d.env, k+"="+v)
+		}
+	}
 	for _, k := range keys {
 		d.env = append(d.env, k+"="+s.Environment[k])
 	}
@@ -79,6 +103,9 @@ func (d *definition) same(s *socketd.Socket) bool {
 		d.sock.User == s.User && d.sock.Group == s.Group &&
 		slices.Equal(d.sock.SupplementaryGroups, s.SupplementaryGroups) &&
 		d.sock.UMask == s.UMask &&
+		slices.Equal(d.sock.PassEnvironment, s.PassEnvironment) &&
+		d.sock.RuntimeMax == s.RuntimeMax && d.sock.KillSignal == s.KillSignal &&
+		d.sock.TimeoutStop == s.TimeoutStop &&
 		(d.sock.Nice == nil) == (s.Nice == nil) && (s.Nice == nil || *d.sock.Nice == *s.Nice)
 }
 

@@ -11,8 +11,9 @@ import (
 	"github.com/socketd/socketd"
 )
 
-// Kill terminates the handler of running connection id: SIGTERM to its
-// process group, SIGKILL after StopTimeout. It returns once the handler is
+// Kill terminates the handler of running connection id: its definition's
+// kill signal (SIGTERM) to its process group, SIGKILL after its timeout_stop
+// (StopTimeout). It returns once the handler is
 // gone and the row is finished with state killed, or when ctx is done. It
 // returns an *socketd.Error with CodeNotFound if no such connection runs.
 func (a *Activator) Kill(ctx context.Context, id int64) error {
@@ -46,26 +47,41 @@ func (c *conn) stop() {
 }
 
 // started records the handler's pid, and stops it at once if a stop was
-// asked for while it was being spawned.
+// asked for while it was being spawned. It arms the definition's
+// runtime_max.
 func (c *conn) started(pid int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pid = pid
 	if c.stopping {
 		c.terminateLocked()
+		return
+	}
+	if d := c.def.runtimeMax; d > 0 {
+		c.runtimeTimer = time.AfterFunc(d, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if !c.stopping && !c.exited {
+				c.stopping = true
+				c.stopReason = fmt.Sprintf("ran longer than runtime_max (%s)", c.def.sock.RuntimeMax)
+				c.terminateLocked()
+			}
+		})
 	}
 }
 
-// terminateLocked sends SIGTERM to the handler's group and arms SIGKILL.
-// The caller holds c.mu, so the group is signalled only while its leader is
-// not yet reaped and the id cannot belong to anyone else.
+// terminateLocked sends the definition's kill signal (SIGTERM by default)
+// to the handler's group and arms SIGKILL. The caller holds c.mu, so the
+// group is signalled only while its leader is not yet reaped and the id
+// cannot belong to anyone else.
 func (c *conn) terminateLocked() {
 	if c.exited {
 		return
 	}
-	_ = unix.Kill(-c.pid, unix.SIGTERM)
-	c.killAt = time.Now().Add(c.a.cfg.StopTimeout)
-	c.killTimer = time.AfterFunc(c.a.cfg.StopTimeout, func() {
+	_ = unix.Kill(-c.pid, c.def.killSignal)
+	timeout := c.a.stopTimeout(c.def)
+	c.killAt = time.Now().Add(timeout)
+	c.killTimer = time.AfterFunc(timeout, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if !c.exited {
@@ -139,24 +155,24 @@ const (
 
 // endGroup ends what handler c, just reaped, left running in its process
 // group, as systemd's KillMode=control-group stops a connection's unit when
-// its main process exits: SIGTERM now (unless a stop sent it already),
-// SIGKILL at killAt (zero: StopTimeout from now) if anything is still left
-// then. It does not wait: the connection's row does not depend on it.
+// its main process exits: the kill signal now (unless a stop sent it
+// already), SIGKILL at killAt (zero: the stop timeout from now) if anything
+// is still left then. It does not wait: the connection's row does not depend on it.
 //
 // The handler is reaped first, because while it is a zombie it is itself a
 // member and the group never looks empty. In the common case the group is
 // empty and this is one signal failing with ESRCH.
 func (a *Activator) endGroup(c *conn, g group, killAt time.Time) {
-	sig := unix.SIGTERM
+	sig := c.def.killSignal
 	if !killAt.IsZero() {
-		sig = 0 // stopped: the whole group had its SIGTERM then
+		sig = 0 // stopped: the whole group had its kill signal then
 	}
 	if g.signal(sig) != nil {
 		g.close()
 		return
 	}
 	if killAt.IsZero() {
-		killAt = time.Now().Add(a.cfg.StopTimeout)
+		killAt = time.Now().Add(a.stopTimeout(c.def))
 	}
 	// The caller is counted in wg, so Close cannot have finished waiting.
 	a.wg.Add(1)
@@ -189,6 +205,15 @@ func (a *Activator) watchGroup(g group, killAt time.Time, socket string, connID 
 		poll = min(2*poll, leftoverPollMax)
 		t.Reset(min(poll, time.Until(killAt)))
 	}
+}
+
+// stopTimeout is how long after its kill signal a handler of d gets
+// SIGKILL: the definition's timeout_stop, else StopTimeout.
+func (a *Activator) stopTimeout(d *definition) time.Duration {
+	if d.stopTimeout > 0 {
+		return d.stopTimeout
+	}
+	return a.cfg.StopTimeout
 }
 
 func isClosed(ch <-chan struct{}) bool {

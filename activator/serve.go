@@ -32,7 +32,11 @@ type conn struct {
 	stopping  bool       // Kill or Close asked the handler to stop
 	killAt    time.Time  // when the group it signalled gets SIGKILL; zero until then
 	killTimer *time.Timer
-	proc      *process // the handler, once started
+	// runtimeTimer stops the handler at the definition's runtime_max;
+	// stopReason says why a stop came from socketd itself.
+	runtimeTimer *time.Timer
+	stopReason   string
+	proc         *process // the handler, once started
 }
 
 // maxIdleWorkers bounds the goroutines that wait for the next connection

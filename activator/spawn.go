@@ -112,7 +112,10 @@ func (c *conn) handleExit() {
 	if c.killTimer != nil {
 		c.killTimer.Stop()
 	}
-	stopped, killAt := c.stopping, c.killAt
+	if c.runtimeTimer != nil {
+		c.runtimeTimer.Stop()
+	}
+	stopped, killAt, reason := c.stopping, c.killAt, c.stopReason
 	logFD := c.logFD
 	c.logFD = -1
 	c.mu.Unlock()
@@ -152,6 +155,9 @@ func (c *conn) handleExit() {
 			c.rec.Signal = unix.SignalName(ws.Signal())
 		}
 		c.rec.State = exitState(ws, stopped, def.sock.IgnoreExitStatus)
+		if c.rec.State == socketd.ConnKilled && reason != "" {
+			c.rec.Error = reason
+		}
 		if c.rec.State == socketd.ConnKilled {
 			// The connection is being torn down on purpose: close at
 			// once, after what the peer has already sent.
