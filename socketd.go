@@ -28,8 +28,16 @@ type Socket struct {
 	// IgnoreExitStatus is systemd's "-" prefix on ExecStart=: a non-zero exit
 	// is recorded as exited, not failed.
 	IgnoreExitStatus bool `json:"ignore_exit_status"`
+	// StandardInput is systemd's StandardInput=: StdinSocket (the
+	// connection is stdin; empty means this) or StdinNull (stdin is
+	// /dev/null and the connection is fd 3, with LISTEN_FDS=1, as systemd
+	// passes it to an Accept=yes service without StandardInput=socket).
+	StandardInput string `json:"standard_input,omitempty"`
+	// StandardOutput is StdoutSocket, StdoutNull or StdoutLog (captured
+	// like stderr); empty is socket when stdin is the socket, else log.
+	StandardOutput string `json:"standard_output,omitempty"`
 	// Stderr is where the handler's standard error goes: StderrLog,
-	// StderrNull or StderrSocket.
+	// StderrNull, StderrSocket or StderrInherit (where stdout goes).
 	Stderr string `json:"stderr"`
 	// User and Group are systemd's User= and Group=, a name or a number:
 	// the handler runs as them. With User alone, the group is the user's
@@ -73,7 +81,40 @@ const (
 	StderrLog    = "log"    // captured, bounded, stored with the connection
 	StderrNull   = "null"   // /dev/null
 	StderrSocket = "socket" // the connection itself, as inetd does
+	// StderrInherit sends stderr where stdout goes, as systemd's
+	// StandardError=inherit.
+	StderrInherit = "inherit"
 )
+
+// Standard input and output of a handler (StandardInput, StandardOutput).
+const (
+	StdinSocket  = "socket"
+	StdinNull    = "null"
+	StdoutSocket = "socket"
+	StdoutNull   = "null"
+	StdoutLog    = "log"
+)
+
+// Stdin returns where the handler's stdin comes from: StdinSocket or
+// StdinNull.
+func (s *Socket) Stdin() string {
+	if s.StandardInput == "" {
+		return StdinSocket
+	}
+	return s.StandardInput
+}
+
+// Stdout returns where the handler's stdout goes, with the default filled
+// in.
+func (s *Socket) Stdout() string {
+	switch {
+	case s.StandardOutput != "":
+		return s.StandardOutput
+	case s.Stdin() == StdinSocket:
+		return StdoutSocket
+	}
+	return StdoutLog
+}
 
 // NewSocket returns a definition holding the defaults, ready to have JSON
 // decoded over it: fields the input leaves out keep their default.
@@ -144,6 +185,7 @@ var ReservedEnvironment = []string{
 	"REMOTE_ADDR", "REMOTE_PORT", // systemd
 	"PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT", // UCSPI, as tcpserver
 	"SOCKETD_SOCKET", "SOCKETD_CONNECTION_ID",
+	"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", // sd_listen_fds(3), with standard_input null
 }
 
 // Connection is one accepted connection and what became of its handler.

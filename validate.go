@@ -174,9 +174,19 @@ func (s *Socket) Validate() error {
 		}
 	}
 	switch s.Stderr {
-	case StderrLog, StderrNull, StderrSocket:
+	case StderrLog, StderrNull, StderrSocket, StderrInherit:
 	default:
-		add("/stderr", "must be one of log, null, socket")
+		add("/stderr", "must be one of log, null, socket, inherit")
+	}
+	switch s.StandardInput {
+	case "", StdinSocket, StdinNull:
+	default:
+		add("/standard_input", "must be socket or null")
+	}
+	switch s.StandardOutput {
+	case "", StdoutSocket, StdoutNull, StdoutLog:
+	default:
+		add("/standard_output", "must be one of socket, null, log")
 	}
 	if u := s.User; u != "" {
 		if _, _, _, err := resolveUser(u, s.Group != ""); err != nil {

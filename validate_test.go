@@ -112,6 +112,9 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"runtime_max not a duration", func(s *socketd.Socket) { s.RuntimeMax = "5 minutes" }, "/runtime_max"},
 		{"negative timeout_stop", func(s *socketd.Socket) { s.TimeoutStop = "-1s" }, "/timeout_stop"},
 		{"unknown kill_signal", func(s *socketd.Socket) { s.KillSignal = "SIGFOO" }, "/kill_signal"},
+		{"bad standard_input", func(s *socketd.Socket) { s.StandardInput = "tty" }, "/standard_input"},
+		{"bad standard_output", func(s *socketd.Socket) { s.StandardOutput = "journal" }, "/standard_output"},
+		{"reserved LISTEN_FDS", func(s *socketd.Socket) { s.Environment = map[string]string{"LISTEN_FDS": "2"} }, "/environment/LISTEN_FDS"},
 		{"empty PATH finds nothing", func(s *socketd.Socket) {
 			s.Command = []string{"sh"}
 			s.Environment = map[string]string{"PATH": dir}

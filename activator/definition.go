@@ -22,6 +22,8 @@ type definition struct {
 	env   []string       // the environment without the per-connection variables
 	dir   string         // the working directory: "/" unless the definition sets one
 	umask uint32
+	// stdin and stdout are the definition's, with the defaults filled in.
+	stdin, stdout string
 	// killSignal, stopTimeout (0: the activator's) and runtimeMax (0: none)
 	// are the definition's, parsed.
 	killSignal  unix.Signal
@@ -46,6 +48,7 @@ func newDefinition(s *socketd.Socket) *definition {
 	// Validate checked these; a definition stored before keeps the
 	// defaults.
 	d.umask, _ = socketd.ParseUMask(s.UMask)
+	d.stdin, d.stdout = s.Stdin(), s.Stdout()
 	d.killSignal, _ = socketd.ParseKillSignal(s.KillSignal)
 	if d.killSignal == 0 {
 		d.killSignal = unix.SIGTERM
@@ -84,6 +87,10 @@ func newDefinition(s *socketd.Socket) *definition {
 		d.env = append(d.env, "PATH="+socketd.DefaultPath)
 	}
 	d.env = append(d.env, "PROTO=TCP", "SOCKETD_SOCKET="+s.Name)
+	if d.stdin == socketd.StdinNull {
+		// sd_listen_fds(3): the connection is fd 3.
+		d.env = append(d.env, "LISTEN_FDS=1", "LISTEN_FDNAMES=connection")
+	}
 
 	// Resolve now, so that the first connection does not pay for it; an
 	// error is reported by the spawn that needs the path.
@@ -103,6 +110,7 @@ func (d *definition) same(s *socketd.Socket) bool {
 		d.sock.User == s.User && d.sock.Group == s.Group &&
 		slices.Equal(d.sock.SupplementaryGroups, s.SupplementaryGroups) &&
 		d.sock.UMask == s.UMask &&
+		d.sock.StandardInput == s.StandardInput && d.sock.StandardOutput == s.StandardOutput &&
 		slices.Equal(d.sock.PassEnvironment, s.PassEnvironment) &&
 		d.sock.RuntimeMax == s.RuntimeMax && d.sock.KillSignal == s.KillSignal &&
 		d.sock.TimeoutStop == s.TimeoutStop &&
@@ -153,9 +161,9 @@ func (d *definition) command() (string, error) {
 // definition's, PATH if it sets none, and the connection's variables.
 func (d *definition) environ(c *socketd.Connection) []string {
 	rport := strconv.Itoa(c.RemotePort)
-	env := make([]string, len(d.env), len(d.env)+7)
+	env := make([]string, len(d.env), len(d.env)+8)
 	copy(env, d.env)
-	return append(env,
+	env = append(env,
 		"REMOTE_ADDR="+c.RemoteIP,
 		"REMOTE_PORT="+rport,
 		"TCPREMOTEIP="+c.RemoteIP,
@@ -164,4 +172,13 @@ func (d *definition) environ(c *socketd.Connection) []string {
 		"TCPLOCALPORT="+strconv.Itoa(c.LocalPort),
 		"SOCKETD_CONNECTION_ID="+strconv.FormatInt(c.ID, 10),
 	)
+	if d.stdin == socketd.StdinNull {
+		// Room for the pid, which the new process writes itself (see
+		// procAttr.listenPID).
+		env = append(env, listenPIDVar)
+	}
+	return env
 }
+
+// listenPIDVar is LISTEN_PID with room for any pid.
+const listenPIDVar = "LISTEN_PID=0000000000"

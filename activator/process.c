@@ -111,6 +111,22 @@ static int sd_child(void *arg) {
 		return sd_child_fail(p, SD_STEP_SETUID, r);
 	}
 
+	if (p->listen_pid) {
+		// sd_listen_fds(3) checks that LISTEN_PID is its own pid.
+		long pid = sd_syscall(SYS_getpid, 0, 0, 0, 0, 0);
+		char digits[20];
+		int n = 0;
+		do {
+			digits[n++] = '0' + pid % 10;
+			pid /= 10;
+		} while (pid > 0);
+		char *d = p->listen_pid;
+		while (n > 0) {
+			*d++ = digits[--n];
+		}
+		*d = 0;
+	}
+
 	// After the credentials: changing them clears the parent-death signal.
 	if (p->pdeathsig) {
 		if ((r = sd_syscall(SYS_prctl, PR_SET_PDEATHSIG, p->pdeathsig, 0, 0, 0)) < 0) {
@@ -201,6 +217,10 @@ sd_proc *sd_proc_new(const char *blob, size_t len, int argc, int envc, int has_d
 		s += strlen(s) + 1;
 	}
 	p->envp[envc] = NULL;
+	p->listen_pid = NULL;
+	if (attrs->listen_pid_env >= 0 && attrs->listen_pid_env < envc) {
+		p->listen_pid = strchr(p->envp[attrs->listen_pid_env], '=') + 1;
+	}
 	p->dir = has_dir ? s : NULL;
 
 	p->stack_top = (char *)((uintptr_t)(m + off_stack + SD_STACK) & ~(uintptr_t)15);

@@ -46,6 +46,10 @@ type procAttr struct {
 	creds *socketd.Credentials
 	umask uint32
 	nice  *int // nil: socketd's
+	// listenPID says that the last entry of env is LISTEN_PID with room
+	// for the digits, which the new process fills in with its own pid, as
+	// sd_listen_fds(3) checks it: no one knows the pid before.
+	listenPID bool
 }
 
 // startProcess starts a handler in its own process group with the parent
@@ -100,6 +104,11 @@ func startProcess(a *procAttr) (*process, error) {
 	var gp *C.uint
 	if len(groups) > 0 {
 		gp = &groups[0]
+	}
+	if a.listenPID {
+		attrs.listen_pid_env = C.int(len(a.env) - 1)
+	} else {
+		attrs.listen_pid_env = -1
 	}
 	p := C.sd_proc_new((*C.char)(unsafe.Pointer(&blob[0])), C.size_t(len(blob)),
 		C.int(len(a.argv)), C.int(len(a.env)), C.int(hasDir), fdp, C.int(len(fds)), C.int(syscall.SIGKILL),

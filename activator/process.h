@@ -32,6 +32,9 @@ typedef struct sd_attrs {
 	int umask; // -1: unchanged
 	int set_nice;
 	int nice;
+	// The index of the environment entry "LISTEN_PID=" followed by ten
+	// digits, which the child overwrites with its pid; -1: none.
+	int listen_pid_env;
 } sd_attrs;
 
 typedef struct sd_proc {
@@ -45,6 +48,7 @@ typedef struct sd_proc {
 	int pdeathsig;
 	int ppid;
 	sd_attrs attrs; // its groups point into the allocation
+	char *listen_pid; // the digits of LISTEN_PID, or NULL
 
 	// Written by the child only when it fails before execve, read by the
 	// parent only after the child has exited.

@@ -32,13 +32,35 @@ func (c *conn) run() bool {
 		return false
 	}
 
-	stderr, logR := -1, -1
+	// The handler's fds 0, 1, 2 and, with stdin null, the connection as
+	// fd 3; logW is the write end of the log's pipe where one goes.
+	const logW = -2
+	fds := make([]int, 3, 4)
+	fds[0] = c.fd
+	if def.stdin == socketd.StdinNull {
+		fds[0] = c.a.devNull
+		fds = append(fds, c.fd)
+	}
+	switch def.stdout {
+	case socketd.StdoutNull:
+		fds[1] = c.a.devNull
+	case socketd.StdoutLog:
+		fds[1] = logW
+	default: // socketd.StdoutSocket
+		fds[1] = c.fd
+	}
 	switch def.sock.Stderr {
 	case socketd.StderrNull:
-		stderr = c.a.devNull
+		fds[2] = c.a.devNull
 	case socketd.StderrSocket:
-		stderr = c.fd
+		fds[2] = c.fd
+	case socketd.StderrInherit:
+		fds[2] = fds[1]
 	default: // socketd.StderrLog
+		fds[2] = logW
+	}
+	stderr, logR := -1, -1
+	if fds[1] == logW || fds[2] == logW {
 		// socketd's end is non-blocking, for reading without waiting;
 		// the handler's must block, as every program expects.
 		var p [2]int
@@ -54,17 +76,24 @@ func (c *conn) run() bool {
 			return false
 		}
 		logR, stderr = p[0], p[1]
+		for i, fd := range fds {
+			if fd == logW {
+				fds[i] = stderr
+			}
+		}
 	}
 
 	proc, err := startProcess(&procAttr{
-		path:  path,
-		argv:  def.sock.Command,
-		env:   def.environ(&c.rec),
-		dir:   def.dir,
-		fds:   []int{c.fd, c.fd, stderr},
-		creds: creds,
-		umask: def.umask,
-		nice:  def.sock.Nice,
+		path: path,
+		argv: def.sock.Command,
+		env:  def.environ(&c.rec),
+		dir:  def.dir,
+		fds:  fds,
+		// With the connection as fd 3, LISTEN_PID is the last variable.
+		listenPID: def.stdin == socketd.StdinNull,
+		creds:     creds,
+		umask:     def.umask,
+		nice:      def.sock.Nice,
 	})
 	if logR >= 0 {
 		// Only the handler may hold the write end, or the capture never

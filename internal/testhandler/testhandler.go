@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/activation"
 )
 
 // Env is the environment variable that selects the handler.
@@ -43,6 +45,11 @@ const (
 	Spawn     = "spawn"     // starts a "hang" grandchild in its group, writes its pid, exits
 	SpawnTrap = "spawntrap" // starts a "trapterm" grandchild in its group, writes its pid once SIGTERM is trapped, exits
 	Cwd       = "cwd"       // writes its working directory and a newline
+	// SDListen takes its connection as systemd passes it to an Accept=yes
+	// service without StandardInput=socket, through go-systemd's
+	// activation (which checks LISTEN_PID against its own pid): it writes
+	// to it the fds' names and whether stdin is empty, then echoes.
+	SDListen = "sdlisten"
 )
 
 // StderrSize is the environment variable that makes the "stderr" handler
@@ -78,6 +85,19 @@ func run(name string) error {
 		return err
 	case Hello:
 		_, err := os.Stdout.WriteString("Hello World\n")
+		return err
+	case SDListen:
+		files := activation.Files(true)
+		if len(files) != 1 {
+			return fmt.Errorf("activation: %d files (LISTEN_PID=%s, pid %d, LISTEN_FDS=%s)",
+				len(files), os.Getenv("LISTEN_PID"), os.Getpid(), os.Getenv("LISTEN_FDS"))
+		}
+		n, _ := os.Stdin.Read(make([]byte, 1))
+		f := files[0]
+		if _, err := fmt.Fprintf(f, "name=%s stdin=%d\n", f.Name(), n); err != nil {
+			return err
+		}
+		_, err := io.Copy(f, f)
 		return err
 	case FD3Echo:
 		f := os.NewFile(3, "fd3")
