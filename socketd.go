@@ -21,6 +21,8 @@ type Socket struct {
 	Listen []string `json:"listen"`
 	// Accept is systemd's Accept=: true runs one process per connection.
 	Accept bool `json:"accept"`
+	// The options of the listening sockets, as flat fields.
+	SocketOptions
 	// Command is the argv of the handler. No shell is involved.
 	Command          []string          `json:"command"`
 	Environment      map[string]string `json:"environment,omitempty"`

@@ -134,6 +134,11 @@ func (s *Socket) Validate() error {
 	for i, j := range listenOverlaps(s.Listen, parsed) {
 		add(fmt.Sprintf("/listen/%d", i), "%s", j)
 	}
+	ipv6 := false
+	for _, la := range parsed {
+		ipv6 = ipv6 || !la.addr.IsValid() || la.addr.Is6()
+	}
+	s.SocketOptions.validate(add, ipv6)
 	if !s.Accept {
 		add("/accept", "accept: false (one service for the whole socket) is not supported yet; use true")
 	}

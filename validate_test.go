@@ -45,6 +45,9 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 	nice := -5
 	s.User, s.Group, s.SupplementaryGroups, s.UMask, s.Nice = "nobody", "0", []string{"root", "4242"}, "0077", &nice
 	s.PassEnvironment, s.RuntimeMax, s.KillSignal, s.TimeoutStop = []string{"LANG", "TZ"}, "1m30s", "HUP", "5s"
+	s.SocketOptions = socketd.SocketOptions{Backlog: 128, BindIPv6Only: socketd.BindIPv6Both, ReusePort: true,
+		KeepAlive: true, KeepAliveTime: "5m", KeepAliveInterval: "30s", KeepAliveProbes: 5, NoDelay: true,
+		DeferAccept: "3s", FreeBind: true, ReceiveBuffer: 1 << 20, SendBuffer: 1 << 20, BindToDevice: "lo"}
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +116,19 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"negative timeout_stop", func(s *socketd.Socket) { s.TimeoutStop = "-1s" }, "/timeout_stop"},
 		{"unknown kill_signal", func(s *socketd.Socket) { s.KillSignal = "SIGFOO" }, "/kill_signal"},
 		{"bad standard_input", func(s *socketd.Socket) { s.StandardInput = "tty" }, "/standard_input"},
+		{"keep_alive_time without keep_alive", func(s *socketd.Socket) { s.KeepAliveTime = "1m" }, "/keep_alive_time"},
+		{"keep_alive_probes without keep_alive", func(s *socketd.Socket) { s.KeepAliveProbes = 3 }, "/keep_alive_probes"},
+		{"keep_alive_interval too short", func(s *socketd.Socket) { s.KeepAlive, s.KeepAliveInterval = true, "10ms" }, "/keep_alive_interval"},
+		{"keep_alive_probes too many", func(s *socketd.Socket) { s.KeepAlive, s.KeepAliveProbes = true, 128 }, "/keep_alive_probes"},
+		{"bind_ipv6_only on IPv4 only", func(s *socketd.Socket) { s.Listen, s.BindIPv6Only = []string{"127.0.0.1:0"}, socketd.BindIPv6Only }, "/bind_ipv6_only"},
+		{"bad bind_ipv6_only", func(s *socketd.Socket) { s.BindIPv6Only = "v6" }, "/bind_ipv6_only"},
+		{"negative backlog", func(s *socketd.Socket) { s.Backlog = -1 }, "/backlog"},
+		{"huge backlog", func(s *socketd.Socket) { s.Backlog = 1 << 20 }, "/backlog"},
+		{"negative buffer", func(s *socketd.Socket) { s.ReceiveBuffer = -1 }, "/receive_buffer"},
+		{"huge buffer", func(s *socketd.Socket) { s.SendBuffer = 1 << 31 }, "/send_buffer"},
+		{"defer_accept not a duration", func(s *socketd.Socket) { s.DeferAccept = "soon" }, "/defer_accept"},
+		{"bad device name", func(s *socketd.Socket) { s.BindToDevice = "eth0/1" }, "/bind_to_device"},
+		{"long device name", func(s *socketd.Socket) { s.BindToDevice = "abcdefghijklmnop" }, "/bind_to_device"},
 		{"bad standard_output", func(s *socketd.Socket) { s.StandardOutput = "journal" }, "/standard_output"},
 		{"reserved LISTEN_FDS", func(s *socketd.Socket) { s.Environment = map[string]string{"LISTEN_FDS": "2"} }, "/environment/LISTEN_FDS"},
 		{"empty PATH finds nothing", func(s *socketd.Socket) {

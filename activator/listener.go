@@ -1,6 +1,8 @@
 package activator
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -10,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socketd/socketd"
 )
 
 // Accept error backoff, for errors that would repeat at once (out of file
@@ -19,9 +23,17 @@ const (
 	acceptBackoffMax = time.Second
 )
 
+// listenSpec is what a listener is bound for: a listen address, as
+// ParseListen gives it, and the socket's options. A change of either binds
+// anew.
+type listenSpec struct {
+	addr string
+	opts socketd.SocketOptions
+}
+
 // listener is one bound address of a socket and its accept loop.
 type listener struct {
-	spec  string         // the listen address it serves, as ParseListen gives it
+	spec  listenSpec
 	addr  string         // the address actually bound, for status
 	local netip.AddrPort // every connection's local address, unless bound to a wildcard
 	f     *os.File       // the listening socket
@@ -39,15 +51,36 @@ type listener struct {
 }
 
 // listen binds spec. net.Listen does the binding (dual stack for a bare
-// port, SO_REUSEADDR, the backlog); the socket is then kept as an *os.File,
-// because a net.Listener's RawConn cannot wait for readiness while an
-// *os.File's can, and that is what accept4 on the raw fd needs.
-func listen(spec string) (*listener, error) {
-	ln, err := net.Listen("tcp", spec)
+// port, SO_REUSEADDR, the backlog), with the options set before the bind;
+// the socket is then kept as an *os.File, because a net.Listener's RawConn
+// cannot wait for readiness while an *os.File's can, and that is what
+// accept4 on the raw fd needs.
+func listen(spec listenSpec) (*listener, error) {
+	var optErr error
+	lc := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
+		if err := c.Control(func(fd uintptr) { optErr = setOptions(int(fd), network, &spec.opts) }); err != nil {
+			return err
+		}
+		return optErr
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", spec.addr)
 	if err != nil {
 		return nil, err
 	}
 	tl := ln.(*net.TCPListener)
+	if b := spec.opts.Backlog; b > 0 {
+		// listen(2) again sets the queue's length.
+		rc, err := tl.SyscallConn()
+		if err == nil {
+			if err = rc.Control(func(fd uintptr) { optErr = unix.Listen(int(fd), b) }); err == nil {
+				err = optErr
+			}
+		}
+		if err != nil {
+			tl.Close()
+			return nil, fmt.Errorf("backlog %d: %w", b, err)
+		}
+	}
 	// File returns a non-blocking duplicate registered with the netpoller.
 	f, err := tl.File()
 	tl.Close()
@@ -65,6 +98,50 @@ func listen(spec string) (*listener, error) {
 	}
 	l.try = l.tryAccept
 	return l, nil
+}
+
+// setOptions sets o on listening socket fd before it is bound. Go has made
+// an IPv6 socket dual stack, unless it binds an IPv6 address only.
+func setOptions(fd int, network string, o *socketd.SocketOptions) error {
+	type opt struct {
+		name            string
+		level, opt, val int
+		on              bool
+	}
+	opts := []opt{
+		{"reuse_port", unix.SOL_SOCKET, unix.SO_REUSEPORT, 1, o.ReusePort},
+		{"free_bind", unix.SOL_IP, unix.IP_FREEBIND, 1, o.FreeBind},
+		{"keep_alive", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1, o.KeepAlive},
+		{"keep_alive_time", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, socketd.Seconds(o.KeepAliveTime), o.KeepAliveTime != ""},
+		{"keep_alive_interval", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, socketd.Seconds(o.KeepAliveInterval), o.KeepAliveInterval != ""},
+		{"keep_alive_probes", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, o.KeepAliveProbes, o.KeepAliveProbes > 0},
+		{"no_delay", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1, o.NoDelay},
+		{"defer_accept", unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, socketd.Seconds(o.DeferAccept), o.DeferAccept != ""},
+		{"receive_buffer", unix.SOL_SOCKET, unix.SO_RCVBUF, o.ReceiveBuffer, o.ReceiveBuffer > 0},
+		{"send_buffer", unix.SOL_SOCKET, unix.SO_SNDBUF, o.SendBuffer, o.SendBuffer > 0},
+	}
+	if network == "tcp6" {
+		switch o.BindIPv6Only {
+		case socketd.BindIPv6Both:
+			opts = append(opts, opt{"bind_ipv6_only", unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0, true})
+		case socketd.BindIPv6Only:
+			opts = append(opts, opt{"bind_ipv6_only", unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1, true})
+		}
+	}
+	for _, x := range opts {
+		if !x.on {
+			continue
+		}
+		if err := unix.SetsockoptInt(fd, x.level, x.opt, x.val); err != nil {
+			return fmt.Errorf("%s: %w", x.name, err)
+		}
+	}
+	if d := o.BindToDevice; d != "" {
+		if err := unix.BindToDevice(fd, d); err != nil {
+			return fmt.Errorf("bind_to_device %s: %w", d, err)
+		}
+	}
+	return nil
 }
 
 // close stops the accept loop and closes the listening socket. Accepted

@@ -31,7 +31,7 @@ type socket struct {
 	slots chan struct{}
 
 	// Guarded by Activator.reconcileMu.
-	specs     []string      // wanted listen addresses, as ParseListen gives them
+	specs     []listenSpec  // wanted listeners
 	listeners []*listener   // listeners[i] serves specs[i]; nil while not bound
 	backoff   time.Duration // the delay before retryAt; zero after a success
 	retryAt   time.Time     // when to retry binding; zero when no retry is due
@@ -90,7 +90,7 @@ func (s *socket) setError(msg string) {
 
 // setSpecs makes specs the wanted listen addresses: listeners for addresses
 // still wanted are kept, the others closed. The caller holds reconcileMu.
-func (s *socket) setSpecs(specs []string) {
+func (s *socket) setSpecs(specs []listenSpec) {
 	old := s.listeners
 	s.listeners = make([]*listener, len(specs))
 	for i, spec := range specs {
@@ -199,20 +199,20 @@ func (a *Activator) prepare(d *socketd.Socket) *socket {
 	return s
 }
 
-func parseSpecs(d *socketd.Socket) ([]string, error) {
+func parseSpecs(d *socketd.Socket) ([]listenSpec, error) {
 	if !d.Accept {
 		return nil, fmt.Errorf("accept: false is not supported")
 	}
 	if len(d.Listen) == 0 {
 		return nil, fmt.Errorf("no listen address")
 	}
-	specs := make([]string, len(d.Listen))
+	specs := make([]listenSpec, len(d.Listen))
 	for i, l := range d.Listen {
 		la, err := socketd.ParseListen(l)
 		if err != nil {
 			return nil, fmt.Errorf("listen %d: %w", i, err)
 		}
-		specs[i] = la.Address
+		specs[i] = listenSpec{addr: la.Address, opts: d.SocketOptions}
 	}
 	return specs, nil
 }

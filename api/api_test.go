@@ -512,6 +512,13 @@ func TestPatchMerge(t *testing.T) {
 	if got.User != "nobody" || len(got.SupplementaryGroups) != 1 || got.UMask != "0027" || got.Nice == nil || *got.Nice != 3 {
 		t.Errorf("credentials patched to user %q, groups %v, umask %q, nice %v", got.User, got.SupplementaryGroups, got.UMask, got.Nice)
 	}
+	got, err = h.c.PatchSocket(h.ctx(), "m", json.RawMessage(`{"keep_alive": true, "keep_alive_time": "5m", "backlog": 64, "bind_to_device": "lo"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.KeepAlive || got.KeepAliveTime != "5m" || got.Backlog != 64 || got.BindToDevice != "lo" {
+		t.Errorf("socket options patched to %+v", got.SocketOptions)
+	}
 	got, err = h.c.PatchSocket(h.ctx(), "m", json.RawMessage(`{"user": null, "supplementary_groups": null, "umask": null, "nice": null}`))
 	if err != nil {
 		t.Fatal(err)

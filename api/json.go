@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"reflect"
@@ -67,7 +68,11 @@ func jsonFieldNames(t reflect.Type) map[string]bool {
 	names := map[string]bool{}
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if f.IsExported() && name != "-" && name != "" {
+		switch {
+		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+			// encoding/json flattens an embedded struct's fields.
+			maps.Copy(names, jsonFieldNames(f.Type))
+		case f.IsExported() && name != "-" && name != "":
 			names[name] = true
 		}
 	}
@@ -119,11 +124,12 @@ func decodeSocket(body []byte, offsets bool) (socketd.Socket, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		// The path of a field in socketInput starts with the embedded
-		// struct's name, which the client never sees.
+		// The path of a field in socketInput starts with the names of the
+		// embedded structs, which the client never sees.
 		var typ *json.UnmarshalTypeError
 		if errors.As(err, &typ) {
 			typ.Field = strings.TrimPrefix(typ.Field, "Socket.")
+			typ.Field = strings.TrimPrefix(typ.Field, "SocketOptions.")
 		}
 		return socketd.Socket{}, jsonError(err, offsets)
 	}

@@ -42,11 +42,17 @@ const StrictEnv = "SOCKETD_TEST_STRICT"
 // RequireRoot skips t unless it runs as root, or fails it under StrictEnv.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
+	if os.Geteuid() != 0 {
+		Require(t, "root")
 	}
+}
+
+// Require skips t, which needs what, missing here, or fails it under
+// StrictEnv.
+func Require(t testing.TB, what string) {
+	t.Helper()
 	if os.Getenv(StrictEnv) != "" {
-		t.Fatalf("this test needs root (%s forbids skipping it)", StrictEnv)
+		t.Fatalf("this test needs %s (%s forbids skipping it)", what, StrictEnv)
 	}
-	t.Skip("this test needs root: it changes the handler's user and groups")
+	t.Skipf("this test needs %s", what)
 }

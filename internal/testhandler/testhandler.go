@@ -50,6 +50,10 @@ const (
 	// activation (which checks LISTEN_PID against its own pid): it writes
 	// to it the fds' names and whether stdin is empty, then echoes.
 	SDListen = "sdlisten"
+	// SockOpts writes the options of its connection (stdin): keep-alive
+	// and its time, interval and probes, no-delay, receive and send
+	// buffers.
+	SockOpts = "sockopts"
 )
 
 // StderrSize is the environment variable that makes the "stderr" handler
@@ -85,6 +89,20 @@ func run(name string) error {
 		return err
 	case Hello:
 		_, err := os.Stdout.WriteString("Hello World\n")
+		return err
+	case SockOpts:
+		get := func(level, opt int) int {
+			v, err := syscall.GetsockoptInt(0, level, opt)
+			if err != nil {
+				return -1
+			}
+			return v
+		}
+		_, err := fmt.Printf("keepalive=%d idle=%d intvl=%d cnt=%d nodelay=%d rcvbuf=%d sndbuf=%d\n",
+			get(syscall.SOL_SOCKET, syscall.SO_KEEPALIVE), get(syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE),
+			get(syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL), get(syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT),
+			get(syscall.IPPROTO_TCP, syscall.TCP_NODELAY), get(syscall.SOL_SOCKET, syscall.SO_RCVBUF),
+			get(syscall.SOL_SOCKET, syscall.SO_SNDBUF))
 		return err
 	case SDListen:
 		files := activation.Files(true)

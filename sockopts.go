@@ -1,0 +1,126 @@
+package socketd
+
+import (
+	"strings"
+	"time"
+)
+
+// SocketOptions are the options of a socket's listening sockets, as the
+// [Socket] section of a systemd socket unit has them. Connections inherit
+// those that apply to them (keep-alive, no-delay, buffers). The zero value
+// leaves everything to the kernel's defaults.
+type SocketOptions struct {
+	// Backlog is Backlog=, the length of the queue of connections not yet
+	// accepted; 0 is the kernel's maximum (net.core.somaxconn).
+	Backlog int `json:"backlog,omitempty"`
+	// BindIPv6Only is BindIPv6Only=: BindIPv6Default (the kernel's
+	// setting), BindIPv6Both (an IPv6 wildcard takes IPv4 too) or
+	// BindIPv6Only.
+	BindIPv6Only string `json:"bind_ipv6_only,omitempty"`
+	// ReusePort is ReusePort=: SO_REUSEPORT.
+	ReusePort bool `json:"reuse_port,omitempty"`
+	// KeepAlive is KeepAlive=: TCP keep-alive probes on connections, after
+	// KeepAliveTime of silence (KeepAliveTimeSec=), every KeepAliveInterval
+	// (KeepAliveIntervalSec=), KeepAliveProbes times (KeepAliveProbes=);
+	// the kernel's defaults where empty.
+	KeepAlive         bool   `json:"keep_alive,omitempty"`
+	KeepAliveTime     string `json:"keep_alive_time,omitempty"`
+	KeepAliveInterval string `json:"keep_alive_interval,omitempty"`
+	KeepAliveProbes   int    `json:"keep_alive_probes,omitempty"`
+	// NoDelay is NoDelay=: TCP_NODELAY.
+	NoDelay bool `json:"no_delay,omitempty"`
+	// DeferAccept is DeferAcceptSec=, a duration: a connection is accepted
+	// once the client has sent something, or after this long.
+	DeferAccept string `json:"defer_accept,omitempty"`
+	// FreeBind is FreeBind=: bind an address the host does not have (yet).
+	FreeBind bool `json:"free_bind,omitempty"`
+	// ReceiveBuffer and SendBuffer are ReceiveBuffer= and SendBuffer=, in
+	// bytes (the kernel doubles them for its bookkeeping).
+	ReceiveBuffer int `json:"receive_buffer,omitempty"`
+	SendBuffer    int `json:"send_buffer,omitempty"`
+	// BindToDevice is BindToDevice=: only this network interface.
+	BindToDevice string `json:"bind_to_device,omitempty"`
+}
+
+// BindIPv6Only values.
+const (
+	BindIPv6Default = "default"
+	BindIPv6Both    = "both"
+	BindIPv6Only    = "ipv6-only"
+)
+
+// Bounds the kernel sets on socket options.
+const (
+	maxBacklog        = 65535
+	maxKeepAlive      = 32767 * time.Second // MAX_TCP_KEEPIDLE and MAX_TCP_KEEPINTVL
+	maxKeepAliveCount = 127                 // MAX_TCP_KEEPCNT
+	maxBuffer         = 1 << 30
+	maxDeviceName     = 15 // IFNAMSIZ less the NUL
+)
+
+// validate adds a problem with o to add, with pointers at the fields.
+// ipv6 says whether the socket listens on any IPv6 address.
+func (o *SocketOptions) validate(add func(pointer, format string, args ...any), ipv6 bool) {
+	if o.Backlog < 0 || o.Backlog > maxBacklog {
+		add("/backlog", "must be from 1 to %d, or 0 for the kernel's maximum", maxBacklog)
+	}
+	switch o.BindIPv6Only {
+	case "", BindIPv6Default:
+	case BindIPv6Both, BindIPv6Only:
+		if !ipv6 {
+			add("/bind_ipv6_only", "applies to IPv6 addresses, and listen has none")
+		}
+	default:
+		add("/bind_ipv6_only", "must be one of default, both, ipv6-only")
+	}
+	for _, f := range []struct{ pointer, value string }{
+		{"/keep_alive_time", o.KeepAliveTime}, {"/keep_alive_interval", o.KeepAliveInterval},
+	} {
+		if f.value == "" {
+			continue
+		}
+		if !o.KeepAlive {
+			add(f.pointer, "needs keep_alive: true")
+		}
+		if d, err := ParseDuration(f.value); err != nil {
+			add(f.pointer, "%v", err)
+		} else if d < time.Second || d > maxKeepAlive {
+			add(f.pointer, "must be from 1s to %s", maxKeepAlive)
+		}
+	}
+	if o.KeepAliveProbes != 0 {
+		if !o.KeepAlive {
+			add("/keep_alive_probes", "needs keep_alive: true")
+		}
+		if o.KeepAliveProbes < 1 || o.KeepAliveProbes > maxKeepAliveCount {
+			add("/keep_alive_probes", "must be from 1 to %d", maxKeepAliveCount)
+		}
+	}
+	if d, err := ParseDuration(o.DeferAccept); err != nil {
+		add("/defer_accept", "%v", err)
+	} else if d > maxKeepAlive {
+		add("/defer_accept", "must be at most %s", maxKeepAlive)
+	}
+	for _, f := range []struct {
+		pointer string
+		value   int
+	}{{"/receive_buffer", o.ReceiveBuffer}, {"/send_buffer", o.SendBuffer}} {
+		if f.value < 0 || f.value > maxBuffer {
+			add(f.pointer, "must be from 1 to %d bytes, or 0 for the kernel's default", maxBuffer)
+		}
+	}
+	if d := o.BindToDevice; d != "" &&
+		(len(d) > maxDeviceName || d == "." || d == ".." || strings.ContainsAny(d, "/: \t\n\x00")) {
+		add("/bind_to_device", "is not a network interface name")
+	}
+}
+
+// Seconds returns a duration the options hold (validated) in whole
+// seconds, at least one if not zero, as the kernel takes them.
+func Seconds(s string) int {
+	d, err := ParseDuration(s)
+	if err != nil || d == 0 {
+		return 0
+	}
+	return max(1, int((d+time.Second-1)/time.Second))
+}
