@@ -37,7 +37,10 @@ func ValidName(name string) bool { return nameRE.MatchString(name) }
 
 // ListenAddr is a parsed listen entry, ready for net.Listen.
 type ListenAddr struct {
-	Network string // "tcp"
+	// Network is "tcp4" for an IPv4 address, "tcp6" for an IPv6 one, "tcp"
+	// for a bare port: Go would otherwise listen on 0.0.0.0 with a dual
+	// stack IPv6 socket, which systemd does not.
+	Network string
 	Address string // host:port for net.Listen; "" host means every address
 }
 
@@ -54,7 +57,11 @@ func ParseListen(s string) (ListenAddr, error) {
 	if !l.addr.IsValid() {
 		return ListenAddr{Network: "tcp", Address: ":" + strconv.Itoa(int(l.port))}, nil
 	}
-	return ListenAddr{Network: "tcp", Address: netip.AddrPortFrom(l.addr, l.port).String()}, nil
+	network := "tcp6"
+	if l.addr.Is4() {
+		network = "tcp4"
+	}
+	return ListenAddr{Network: network, Address: netip.AddrPortFrom(l.addr, l.port).String()}, nil
 }
 
 // listen is a parsed listen entry: an address (the zero Addr for every
@@ -86,6 +93,19 @@ func parseListen(s string) (listen, error) {
 // wildcard reports whether l listens on every address: a bare port,
 // 0.0.0.0 or [::].
 func (l listen) wildcard() bool { return !l.addr.IsValid() || l.addr.IsUnspecified() }
+
+// families returns the address families l takes connections from: bit 1
+// IPv4, bit 2 IPv6. An IPv6 wildcard or a bare port takes IPv4 too unless
+// the socket is IPv6-only; an IPv4-mapped IPv6 address is IPv4.
+func (l listen) families(v6only bool) int {
+	switch {
+	case l.addr.Is4() || l.addr.Is4In6():
+		return 1
+	case l.wildcard() && !v6only:
+		return 3
+	}
+	return 2
+}
 
 func parsePort(s string) (int, error) {
 	if !isDigits(s) {
@@ -131,7 +151,7 @@ func (s *Socket) Validate() error {
 		}
 		parsed[i] = la
 	}
-	for i, j := range listenOverlaps(s.Listen, parsed) {
+	for i, j := range listenOverlaps(s.Listen, parsed, s.BindIPv6Only == BindIPv6Only) {
 		add(fmt.Sprintf("/listen/%d", i), "%s", j)
 	}
 	ipv6 := false
@@ -306,7 +326,7 @@ func checkExecutable(path string) error {
 // wildcard takes the port on every address. Port 0 never overlaps: each
 // entry gets a port of its own. parsed holds the entries of list that parse;
 // the result maps an entry's index to the reason.
-func listenOverlaps(list []string, parsed map[int]listen) map[int]string {
+func listenOverlaps(list []string, parsed map[int]listen, v6only bool) map[int]string {
 	out := map[int]string{}
 	for i := range list {
 		a, ok := parsed[i]
@@ -322,7 +342,7 @@ func listenOverlaps(list []string, parsed map[int]listen) map[int]string {
 				out[i] = fmt.Sprintf("repeats /listen/%d", j)
 				break
 			}
-			if a.wildcard() || b.wildcard() {
+			if (a.wildcard() || b.wildcard()) && a.families(v6only)&b.families(v6only) != 0 {
 				out[i] = fmt.Sprintf("overlaps /listen/%d: a wildcard address takes port %d on every address", j, a.port)
 				break
 			}

@@ -23,8 +23,15 @@ func TestParseListen(t *testing.T) {
 	}
 	for in, want := range good {
 		la, err := socketd.ParseListen(in)
-		if err != nil || la.Network != "tcp" || la.Address != want {
-			t.Errorf("ParseListen(%q) = %+v, %v; want tcp %s", in, la, err, want)
+		network := "tcp6"
+		switch {
+		case strings.HasPrefix(want, ":"):
+			network = "tcp"
+		case !strings.HasPrefix(want, "["):
+			network = "tcp4"
+		}
+		if err != nil || la.Network != network || la.Address != want {
+			t.Errorf("ParseListen(%q) = %+v, %v; want %s %s", in, la, err, network, want)
 		}
 	}
 	for _, in := range []string{"", "65536", "99999", "99999999999999999999", "-1", "host.example:80",
@@ -48,6 +55,10 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 	s.SocketOptions = socketd.SocketOptions{Backlog: 128, BindIPv6Only: socketd.BindIPv6Both, ReusePort: true,
 		KeepAlive: true, KeepAliveTime: "5m", KeepAliveInterval: "30s", KeepAliveProbes: 5, NoDelay: true,
 		DeferAccept: "3s", FreeBind: true, ReceiveBuffer: 1 << 20, SendBuffer: 1 << 20, BindToDevice: "lo"}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s.Listen, s.BindIPv6Only = []string{"[::]:80", "0.0.0.0:80", "81"}, socketd.BindIPv6Only // two families
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -27,8 +27,8 @@ const (
 // ParseListen gives it, and the socket's options. A change of either binds
 // anew.
 type listenSpec struct {
-	addr string
-	opts socketd.SocketOptions
+	network, addr string
+	opts          socketd.SocketOptions
 }
 
 // listener is one bound address of a socket and its accept loop.
@@ -63,7 +63,7 @@ func listen(spec listenSpec) (*listener, error) {
 		}
 		return optErr
 	}}
-	ln, err := lc.Listen(context.Background(), "tcp", spec.addr)
+	ln, err := lc.Listen(context.Background(), spec.network, spec.addr)
 	if err != nil {
 		return nil, err
 	}

@@ -212,7 +212,7 @@ func parseSpecs(d *socketd.Socket) ([]listenSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen %d: %w", i, err)
 		}
-		specs[i] = listenSpec{addr: la.Address, opts: d.SocketOptions}
+		specs[i] = listenSpec{network: la.Network, addr: la.Address, opts: d.SocketOptions}
 	}
 	return specs, nil
 }

@@ -29,6 +29,13 @@ func TestSocketOptions(t *testing.T) {
 	v6only.Listen, v6only.BindIPv6Only = []string{"[::]:0"}, socketd.BindIPv6Only
 	both := handlerSocket("both", testhandler.Hello)
 	both.Listen, both.BindIPv6Only = []string{"[::]:0"}, socketd.BindIPv6Both
+	// With ipv6-only, the IPv6 and IPv4 wildcards of one port are two
+	// listeners; an IPv4 wildcard never takes IPv6.
+	_, port, _ := net.SplitHostPort(testhandler.FreePort(t))
+	split := handlerSocket("split", testhandler.Hello)
+	split.Listen, split.BindIPv6Only = []string{"[::]:" + port, "0.0.0.0:" + port}, socketd.BindIPv6Only
+	v4 := handlerSocket("v4", testhandler.Hello)
+	v4.Listen = []string{"0.0.0.0:0"}
 	freeBind := handlerSocket("freebind", testhandler.Hello)
 	freeBind.Listen, freeBind.FreeBind = []string{"192.0.2.1:0"}, true
 	deferred := handlerSocket("deferred", testhandler.Echo)
@@ -37,7 +44,7 @@ func TestSocketOptions(t *testing.T) {
 	device.BindToDevice = "lo"
 	noDevice := handlerSocket("nodevice", testhandler.Hello)
 	noDevice.BindToDevice = "nosuchdev0"
-	all := []socketd.Socket{opts, v6only, both, freeBind, deferred, device, noDevice}
+	all := []socketd.Socket{opts, v6only, both, split, v4, freeBind, deferred, device, noDevice}
 	for _, s := range all {
 		if err := s.Validate(); err != nil {
 			t.Fatalf("%s: %v", s.Name, err)
@@ -95,6 +102,19 @@ func TestSocketOptions(t *testing.T) {
 			if err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Errorf("%s over IPv4: %v, want refused", tc.name, err)
 			}
+		}
+		if st := h.status(t, "split"); len(st.Listening) != 2 {
+			t.Fatalf("split listens on %v, want both wildcards", st.Listening)
+		}
+		for _, addr := range []string{"[::1]:" + port, "127.0.0.1:" + port} {
+			if out := roundTrip(t, addr, ""); out != "Hello World\n" {
+				t.Errorf("split over %s: %q", addr, out)
+			}
+		}
+		_, v4port, _ := net.SplitHostPort(h.addr(t, "v4"))
+		if c, err := net.DialTimeout("tcp", "[::1]:"+v4port, 5*time.Second); err == nil {
+			c.Close()
+			t.Error("an IPv4 wildcard took an IPv6 connection")
 		}
 	})
 	t.Run("free_bind", func(t *testing.T) {
