@@ -20,10 +20,12 @@ type Credentials struct {
 	Groups []uint32
 }
 
-// Credentials resolves s's User, Group and SupplementaryGroups as systemd
-// does User=, Group= and SupplementaryGroups=: with User alone the group is
-// the user's primary group, and once any of them is set the handler's
-// supplementary groups are exactly those listed. It returns nil if none is
+// Credentials resolves s's User, Group and SupplementaryGroups, as
+// systemd's User=, Group= and SupplementaryGroups=: with User alone the
+// group is the user's primary group. Unlike systemd, which adds the user's
+// groups from the group database, once any of them is set the handler's
+// supplementary groups are exactly those listed: least privilege, and what
+// the definition says is all the handler gets. It returns nil if none is
 // set: the handler runs as socketd does. Names and numbers are looked up in
 // the user database now, so a user removed since the definition was saved
 // is an error here.

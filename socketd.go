@@ -47,7 +47,9 @@ type Socket struct {
 	User  string `json:"user,omitempty"`
 	Group string `json:"group,omitempty"`
 	// SupplementaryGroups are systemd's SupplementaryGroups=: once User,
-	// Group or these are set, the handler's only supplementary groups.
+	// Group or these are set, the handler's only supplementary groups (the
+	// user's memberships in the group database are not added, unlike
+	// systemd's User=).
 	SupplementaryGroups []string `json:"supplementary_groups,omitempty"`
 	// UMask is systemd's UMask=, in octal; empty is 0022.
 	UMask string `json:"umask,omitempty"`
@@ -57,9 +59,10 @@ type Socket struct {
 	// own environment the handler gets too (those socketd lacks are left
 	// out; Environment wins over them).
 	PassEnvironment []string `json:"pass_environment,omitempty"`
-	// RuntimeMax is systemd's RuntimeMaxSec=, a duration such as "30s":
-	// a handler still running after it is stopped (KillSignal, then
-	// SIGKILL after TimeoutStop) and recorded as killed. Empty: no limit.
+	// RuntimeMax is systemd's RuntimeMaxSec=, a duration such as "30s": a
+	// handler still running after it is stopped (KillSignal, then SIGKILL
+	// after TimeoutStop), and its row is killed, saying why. Empty or zero:
+	// no limit.
 	RuntimeMax string `json:"runtime_max,omitempty"`
 	// KillSignal is systemd's KillSignal=, the signal that stops a handler
 	// and what it leaves behind; empty is SIGTERM.

@@ -37,9 +37,10 @@ func ValidName(name string) bool { return nameRE.MatchString(name) }
 
 // ListenAddr is a parsed listen entry, ready for net.Listen.
 type ListenAddr struct {
-	// Network is "tcp4" for an IPv4 address, "tcp6" for an IPv6 one, "tcp"
-	// for a bare port: Go would otherwise listen on 0.0.0.0 with a dual
-	// stack IPv6 socket, which systemd does not.
+	// Network is "tcp4" for an IPv4 address (an IPv4-mapped one too, then
+	// unmapped), "tcp6" for an IPv6 one, "tcp" for a bare port and the IPv6
+	// wildcard, which take IPv4 too: Go would otherwise listen on 0.0.0.0
+	// with a dual-stack IPv6 socket, which systemd does not.
 	Network string
 	Address string // host:port for net.Listen; "" host means every address
 }
@@ -57,11 +58,16 @@ func ParseListen(s string) (ListenAddr, error) {
 	if !l.addr.IsValid() {
 		return ListenAddr{Network: "tcp", Address: ":" + strconv.Itoa(int(l.port))}, nil
 	}
-	network := "tcp6"
-	if l.addr.Is4() {
-		network = "tcp4"
+	addr, network := l.addr, "tcp6"
+	switch {
+	case addr.Is4() || addr.Is4In6():
+		addr, network = addr.Unmap(), "tcp4"
+	case addr.IsUnspecified():
+		// Go gives the IPv6 wildcard a dual-stack socket only as "tcp",
+		// as the kernel's default does; bind_ipv6_only may change it.
+		network = "tcp"
 	}
-	return ListenAddr{Network: network, Address: netip.AddrPortFrom(l.addr, l.port).String()}, nil
+	return ListenAddr{Network: network, Address: netip.AddrPortFrom(addr, l.port).String()}, nil
 }
 
 // listen is a parsed listen entry: an address (the zero Addr for every
@@ -213,10 +219,24 @@ func (s *Socket) Validate() error {
 	default:
 		add("/standard_output", "must be one of socket, null, log")
 	}
+	// Changing them needs root (CAP_SETUID, CAP_SETGID, CAP_SYS_NICE):
+	// without it every connection would fail.
+	notRoot := os.Geteuid() != 0
 	if u := s.User; u != "" {
 		if _, _, _, err := resolveUser(u, s.Group != ""); err != nil {
 			add("/user", "%v", err)
+		} else if notRoot {
+			add("/user", "needs socketd to run as root")
 		}
+	}
+	if notRoot && s.Group != "" {
+		add("/group", "needs socketd to run as root")
+	}
+	if notRoot && len(s.SupplementaryGroups) > 0 {
+		add("/supplementary_groups", "needs socketd to run as root")
+	}
+	if n := s.Nice; notRoot && n != nil && *n < 0 {
+		add("/nice", "below 0 needs socketd to run as root")
 	}
 	if g := s.Group; g != "" {
 		if _, err := lookupGroup(g); err != nil {
@@ -241,17 +261,24 @@ func (s *Socket) Validate() error {
 		add("/pass_environment", "has more than %d variables", maxEnv)
 	}
 	for i, k := range s.PassEnvironment {
-		if k == "" || strings.ContainsAny(k, "=\x00") || len(k) > maxStringLen {
+		switch {
+		case k == "" || strings.ContainsAny(k, "=\x00") || len(k) > maxStringLen:
 			add(fmt.Sprintf("/pass_environment/%d", i), "is not a valid variable name")
-		} else if slices.Contains(ReservedEnvironment, k) {
+		case slices.Contains(ReservedEnvironment, k):
 			add(fmt.Sprintf("/pass_environment/%d", i), "is set by socketd for each connection and cannot be passed")
+		case k == "PATH":
+			add(fmt.Sprintf("/pass_environment/%d", i), "cannot be passed: set PATH in environment, where the command is looked up")
+		case slices.Contains(s.PassEnvironment[:i], k):
+			add(fmt.Sprintf("/pass_environment/%d", i), "repeats %s", k)
 		}
 	}
 	if _, err := ParseDuration(s.RuntimeMax); err != nil {
 		add("/runtime_max", "%v", err)
 	}
-	if _, err := ParseDuration(s.TimeoutStop); err != nil {
+	if d, err := ParseDuration(s.TimeoutStop); err != nil {
 		add("/timeout_stop", "%v", err)
+	} else if s.TimeoutStop != "" && d == 0 {
+		add("/timeout_stop", "must be more than zero (leave it out for the daemon's --stop-timeout)")
 	}
 	if _, err := ParseKillSignal(s.KillSignal); err != nil {
 		add("/kill_signal", "%v", err)

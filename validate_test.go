@@ -3,9 +3,11 @@ package socketd_test
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/socketd/socketd"
@@ -19,13 +21,13 @@ func TestParseListen(t *testing.T) {
 		"0.0.0.0:80":           "0.0.0.0:80",
 		"[::1]:13063":          "[::1]:13063",
 		"[::]:13063":           "[::]:13063",
-		"[::ffff:127.0.0.1]:7": "[::ffff:127.0.0.1]:7",
+		"[::ffff:127.0.0.1]:7": "127.0.0.1:7",
 	}
 	for in, want := range good {
 		la, err := socketd.ParseListen(in)
 		network := "tcp6"
 		switch {
-		case strings.HasPrefix(want, ":"):
+		case strings.HasPrefix(want, ":") || strings.HasPrefix(want, "[::]:"):
 			network = "tcp"
 		case !strings.HasPrefix(want, "["):
 			network = "tcp4"
@@ -50,7 +52,10 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 	s.Environment = map[string]string{"GREETING": "hi"}
 	s.WorkingDirectory = "/"
 	nice := -5
-	s.User, s.Group, s.SupplementaryGroups, s.UMask, s.Nice = "nobody", "0", []string{"root", "4242"}, "0077", &nice
+	s.UMask = "0077"
+	if os.Geteuid() == 0 { // else they are a 422: see TestValidateNeedsRoot
+		s.User, s.Group, s.SupplementaryGroups, s.Nice = "nobody", "0", []string{"root", "4242"}, &nice
+	}
 	s.PassEnvironment, s.RuntimeMax, s.KillSignal, s.TimeoutStop = []string{"LANG", "TZ"}, "1m30s", "HUP", "5s"
 	s.SocketOptions = socketd.SocketOptions{Backlog: 128, BindIPv6Only: socketd.BindIPv6Both, ReusePort: true,
 		KeepAlive: true, KeepAliveTime: "5m", KeepAliveInterval: "30s", KeepAliveProbes: 5, NoDelay: true,
@@ -62,9 +67,11 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	s.User, s.Group = "4242", "4243" // numbers the user database lacks, with a group
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
+	if os.Geteuid() == 0 {
+		s.User, s.Group = "4242", "4243" // numbers the user database lacks, with a group
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if !socketd.ValidName(strings.Repeat("a", 63)) || !socketd.ValidName("0.x-y_z") {
 		t.Error("a name of 63 characters, or of digits, dots, dashes and underscores, is refused")
@@ -123,8 +130,11 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"nice too low", func(s *socketd.Socket) { n := -21; s.Nice = &n }, "/nice"},
 		{"pass reserved variable", func(s *socketd.Socket) { s.PassEnvironment = []string{"HOME", "REMOTE_ADDR"} }, "/pass_environment/1"},
 		{"pass bad variable name", func(s *socketd.Socket) { s.PassEnvironment = []string{"A=B"} }, "/pass_environment/0"},
+		{"pass PATH", func(s *socketd.Socket) { s.PassEnvironment = []string{"PATH"} }, "/pass_environment/0"},
+		{"pass twice", func(s *socketd.Socket) { s.PassEnvironment = []string{"LANG", "TZ", "LANG"} }, "/pass_environment/2"},
 		{"runtime_max not a duration", func(s *socketd.Socket) { s.RuntimeMax = "5 minutes" }, "/runtime_max"},
 		{"negative timeout_stop", func(s *socketd.Socket) { s.TimeoutStop = "-1s" }, "/timeout_stop"},
+		{"zero timeout_stop", func(s *socketd.Socket) { s.TimeoutStop = "0s" }, "/timeout_stop"},
 		{"unknown kill_signal", func(s *socketd.Socket) { s.KillSignal = "SIGFOO" }, "/kill_signal"},
 		{"bad standard_input", func(s *socketd.Socket) { s.StandardInput = "tty" }, "/standard_input"},
 		{"keep_alive_time without keep_alive", func(s *socketd.Socket) { s.KeepAliveTime = "1m" }, "/keep_alive_time"},
@@ -183,5 +193,50 @@ func TestErrorCode(t *testing.T) {
 	wrapped := errors.Join(errors.New("context"), socketd.Errorf(socketd.CodeNotFound, "no socket %q", "x"))
 	if got := socketd.ErrorCode(wrapped); got != socketd.CodeNotFound {
 		t.Errorf("wrapped code = %q", got)
+	}
+}
+
+// TestValidateNeedsRoot: a definition that changes the handler's user,
+// groups or raises its priority needs socketd to run as root; as another
+// user it is a 422, not a failure at every connection. As root, the test
+// runs itself again as nobody.
+func TestValidateNeedsRoot(t *testing.T) {
+	if os.Geteuid() == 0 {
+		runAsNobody(t, "TestValidateNeedsRoot")
+		return
+	}
+	nice := -1
+	s := socketd.NewSocket()
+	s.Name, s.Listen, s.Command = "x", []string{"0"}, []string{"/bin/sh"}
+	s.User, s.Group, s.SupplementaryGroups, s.Nice = "nobody", "0", []string{"0"}, &nice
+	var e *socketd.Error
+	if err := s.Validate(); !errors.As(err, &e) || len(e.Fields) != 4 {
+		t.Fatalf("Validate = %v, want the four fields refused", err)
+	}
+}
+
+// runAsNobody runs test name of this binary as user nobody, from a copy
+// nobody can read, and fails t if it fails.
+func runAsNobody(t *testing.T, name string) {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "test")
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^"+name+"$", "-test.count=1")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("as nobody: %v\n%s", err, out)
 	}
 }

@@ -256,12 +256,12 @@ func (a *Activator) Status(name string) (socketd.SocketStatus, bool) {
 }
 
 // Close stops the resync, closes every listener, terminates the running
-// handlers (SIGTERM, then SIGKILL after StopTimeout) and waits until every
-// connection's row is finished and every process group a handler left
-// behind is empty or has had its SIGKILL (at most StopTimeout after its
-// SIGTERM), or until ctx is done: then the leftover groups are killed at
-// once, so that none outlives the daemon. It is safe to call more than once; every call
-// waits the same way.
+// handlers (their kill signal, SIGTERM by default, then SIGKILL after their
+// stop timeout) and waits until every connection's row is finished and
+// every process group a handler left behind is empty or has had its
+// SIGKILL, or until ctx is done: then the running handlers' groups and the
+// leftover ones are killed at once, so that none outlives the daemon. It is
+// safe to call more than once; every call waits the same way.
 func (a *Activator) Close(ctx context.Context) error {
 	a.closeOnce.Do(func() {
 		a.cancel()
@@ -305,7 +305,14 @@ func (a *Activator) Close(ctx context.Context) error {
 	case <-a.finished:
 		return nil
 	case <-ctx.Done():
-		a.hurryOnce.Do(func() { close(a.hurry) })
+		a.hurryOnce.Do(func() {
+			close(a.hurry)
+			a.connMu.Lock()
+			for _, c := range a.conns {
+				c.kill()
+			}
+			a.connMu.Unlock()
+		})
 		return fmt.Errorf("close activator: %w", ctx.Err())
 	}
 }

@@ -2,6 +2,7 @@ package activator_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +158,25 @@ func TestStopOptions(t *testing.T) {
 			t.Errorf("environment:\n%s", out)
 		}
 	})
+}
+
+// TestCloseOutOfTimeKillsRunning: when Close runs out of time before a
+// handler's own stop timeout, the handler is killed at once.
+func TestCloseOutOfTimeKillsRunning(t *testing.T) {
+	slow := handlerSocket("slow", testhandler.TrapTerm)
+	slow.TimeoutStop = "1h"
+	h := start(t, activator.Config{}, slow)
+	c := dial(t, h.addr(t, "slow"))
+	if got := readLine(t, c); got != "ready" {
+		t.Fatalf("read %q", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := h.a.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close: %v, want its deadline", err)
+	}
+	row := h.rec.rowOf(t, "slow")
+	if row.State != socketd.ConnKilled || row.Signal != "SIGKILL" {
+		t.Errorf("row %s by %s, want killed by SIGKILL", row.State, row.Signal)
+	}
 }

@@ -70,6 +70,16 @@ func (c *conn) started(pid int) {
 	}
 }
 
+// kill sends SIGKILL to the handler's group at once, when Close runs out of
+// time before the handler's stop timeout has.
+func (c *conn) kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pid != 0 && !c.exited {
+		_ = unix.Kill(-c.pid, unix.SIGKILL)
+	}
+}
+
 // terminateLocked sends the definition's kill signal (SIGTERM by default)
 // to the handler's group and arms SIGKILL. The caller holds c.mu, so the
 // group is signalled only while its leader is not yet reaped and the id
@@ -81,13 +91,7 @@ func (c *conn) terminateLocked() {
 	_ = unix.Kill(-c.pid, c.def.killSignal)
 	timeout := c.a.stopTimeout(c.def)
 	c.killAt = time.Now().Add(timeout)
-	c.killTimer = time.AfterFunc(timeout, func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if !c.exited {
-			_ = unix.Kill(-c.pid, unix.SIGKILL)
-		}
-	})
+	c.killTimer = time.AfterFunc(timeout, c.kill)
 }
 
 // group is the process group of a handler that has been reaped: its id (the

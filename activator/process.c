@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -60,6 +61,11 @@ struct sd_sigaction {
 	uint64_t mask;
 };
 
+// sd_has_tty says whether socketd has a controlling terminal, which a
+// handler must let go of (see sd_child). Read once at start (sd_init_pid):
+// a daemon does not gain one.
+static int sd_has_tty;
+
 static int sd_child_fail(sd_proc *p, int step, long ret) {
 	p->err_errno = (int)-ret;
 	p->err_step = step;
@@ -86,8 +92,20 @@ static int sd_child(void *arg) {
 
 	// The parent makes the group too (see sd_proc_start); either may come
 	// first, and once the handler has executed only its own call counts.
+	// Not a session of its own: the scheduler's autogroups would then give
+	// every handler as much CPU as socketd and all its other handlers.
 	if ((r = sd_syscall(SYS_setpgid, 0, 0, 0, 0, 0)) < 0) {
 		return sd_child_fail(p, SD_STEP_SETPGID, r);
+	}
+	// Without a session of its own it would share socketd's controlling
+	// terminal, if socketd has one (started from a root shell, say), which
+	// a process may open whatever its user: let go of it.
+	if (sd_has_tty) {
+		long fd = sd_syscall(SYS_openat, AT_FDCWD, (long)"/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC, 0, 0);
+		if (fd >= 0) {
+			sd_syscall(SYS_ioctl, fd, TIOCNOTTY, 0, 0, 0);
+			sd_syscall(SYS_close, fd, 0, 0, 0, 0);
+		}
 	}
 
 	// Nice first: raising priority needs the privileges dropped next.
@@ -106,6 +124,11 @@ static int sd_child(void *arg) {
 	}
 	if (a->set_gid && (r = sd_syscall(SYS_setresgid, a->gid, a->gid, a->gid, 0, 0)) < 0) {
 		return sd_child_fail(p, SD_STEP_SETGID, r);
+	}
+	if (a->set_uid) {
+		// A setresuid from one unprivileged user to another keeps the
+		// ambient capabilities socketd may have been given.
+		sd_syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 	}
 	if (a->set_uid && (r = sd_syscall(SYS_setresuid, a->uid, a->uid, a->uid, 0, 0)) < 0) {
 		return sd_child_fail(p, SD_STEP_SETUID, r);
@@ -169,7 +192,14 @@ static int sd_child(void *arg) {
 // sd_pid is socketd's pid, read once at start: socketd never forks.
 static int sd_pid;
 
-__attribute__((constructor)) static void sd_init_pid(void) { sd_pid = getpid(); }
+__attribute__((constructor)) static void sd_init_pid(void) {
+	sd_pid = getpid();
+	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd >= 0) {
+		sd_has_tty = 1;
+		close(fd);
+	}
+}
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 

@@ -52,9 +52,9 @@ type procAttr struct {
 	listenPID bool
 }
 
-// startProcess starts a handler in its own process group with the parent
-// death signal SIGKILL. It returns as soon as the child exists: whether the
-// exec succeeded is known once it has exited (execErr).
+// startProcess starts a handler in its own process group, without
+// socketd's controlling terminal, with the parent death signal SIGKILL. It returns as soon as the child exists:
+// whether the exec succeeded is known once it has exited (execErr).
 func startProcess(a *procAttr) (*process, error) {
 	n := len(a.path) + 1 + len(a.dir) + 1
 	for _, s := range a.argv {

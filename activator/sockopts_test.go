@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -29,6 +30,10 @@ func TestSocketOptions(t *testing.T) {
 	v6only.Listen, v6only.BindIPv6Only = []string{"[::]:0"}, socketd.BindIPv6Only
 	both := handlerSocket("both", testhandler.Hello)
 	both.Listen, both.BindIPv6Only = []string{"[::]:0"}, socketd.BindIPv6Both
+	dual := handlerSocket("dual", testhandler.Hello)
+	dual.Listen = []string{"[::]:0"} // the default: the kernel's, dual stack here
+	mapped := handlerSocket("mapped", testhandler.Hello)
+	mapped.Listen = []string{"[::ffff:127.0.0.1]:0"}
 	// With ipv6-only, the IPv6 and IPv4 wildcards of one port are two
 	// listeners; an IPv4 wildcard never takes IPv6.
 	_, port, _ := net.SplitHostPort(testhandler.FreePort(t))
@@ -44,7 +49,7 @@ func TestSocketOptions(t *testing.T) {
 	device.BindToDevice = "lo"
 	noDevice := handlerSocket("nodevice", testhandler.Hello)
 	noDevice.BindToDevice = "nosuchdev0"
-	all := []socketd.Socket{opts, v6only, both, split, v4, freeBind, deferred, device, noDevice}
+	all := []socketd.Socket{opts, v6only, both, dual, mapped, split, v4, freeBind, deferred, device, noDevice}
 	for _, s := range all {
 		if err := s.Validate(); err != nil {
 			t.Fatalf("%s: %v", s.Name, err)
@@ -87,7 +92,7 @@ func TestSocketOptions(t *testing.T) {
 		for _, tc := range []struct {
 			name string
 			v4   bool
-		}{{"v6only", false}, {"both", true}} {
+		}{{"v6only", false}, {"both", true}, {"dual", kernelDualStack(t)}} {
 			_, port, _ := net.SplitHostPort(h.addr(t, tc.name))
 			if out := roundTrip(t, "[::1]:"+port, ""); out != "Hello World\n" {
 				t.Errorf("%s over IPv6: %q", tc.name, out)
@@ -110,6 +115,9 @@ func TestSocketOptions(t *testing.T) {
 			if out := roundTrip(t, addr, ""); out != "Hello World\n" {
 				t.Errorf("split over %s: %q", addr, out)
 			}
+		}
+		if out := roundTrip(t, h.addr(t, "mapped"), ""); out != "Hello World\n" {
+			t.Errorf("an IPv4-mapped address: %q", out)
 		}
 		_, v4port, _ := net.SplitHostPort(h.addr(t, "v4"))
 		if c, err := net.DialTimeout("tcp", "[::1]:"+v4port, 5*time.Second); err == nil {
@@ -145,6 +153,16 @@ func TestSocketOptions(t *testing.T) {
 			t.Errorf("status %+v: want failed, naming the device", st)
 		}
 	})
+}
+
+// kernelDualStack reports whether an IPv6 wildcard takes IPv4 by default
+// here (net.ipv6.bindv6only).
+func kernelDualStack(t *testing.T) bool {
+	b, err := os.ReadFile("/proc/sys/net/ipv6/bindv6only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b)) == "0"
 }
 
 // countBegun returns how many rows of socket have begun.

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/api"
 	"github.com/socketd/socketd/internal/apitest"
@@ -311,8 +313,18 @@ var startedRE = regexp.MustCompile(`api=http://(\S+)`)
 // it logs its API address.
 func startDaemon(t *testing.T, dataDir string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, dataDir, nil)
+}
+
+// startDaemonWith is startDaemon with setup, if not nil, applied to the
+// command first.
+func startDaemonWith(t *testing.T, dataDir string, setup func(*exec.Cmd)) *daemon {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "--api-addr", "127.0.0.1:0", "--data-dir", dataDir, "--stop-timeout", "2s")
 	cmd.Env = append(os.Environ(), "SOCKETD_TEST_DAEMON=1")
+	if setup != nil {
+		setup(cmd)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -452,18 +464,23 @@ func TestKill9KillsHandlerOfAnotherUser(t *testing.T) {
 	}
 	openHanging(t, c, addr, "other")
 	// The running row has no pid yet: find the handler among the daemon's
-	// children.
+	// children, once it runs as nobody.
 	pid := 0
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", d.cmd.Process.Pid))
-	for _, f := range tasks {
-		b, _ := os.ReadFile(f)
-		for _, p := range strings.Fields(string(b)) {
-			pid, _ = strconv.Atoi(p)
+	for deadline := time.Now().Add(10 * time.Second); pid == 0; {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", d.cmd.Process.Pid))
+		for _, f := range tasks {
+			b, _ := os.ReadFile(f)
+			for _, p := range strings.Fields(string(b)) {
+				status, _ := os.ReadFile("/proc/" + p + "/status")
+				if strings.Contains(string(status), "\nUid:\t65534\t") {
+					pid, _ = strconv.Atoi(p)
+				}
+			}
 		}
-	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil || !strings.Contains(string(status), "\nUid:\t65534\t") {
-		t.Fatalf("handler %d: %v\n%s", pid, err, status)
+		if pid == 0 && time.Now().After(deadline) {
+			t.Fatal("no child of the daemon runs as nobody")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	d.cmd.Process.Kill()
@@ -479,6 +496,59 @@ func TestKill9KillsHandlerOfAnotherUser(t *testing.T) {
 			t.Fatalf("handler %d outlived its daemon: %s", pid, stat)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHandlerHasNoTerminal: socketd started from a terminal (here a
+// pseudo-terminal that is its controlling terminal) does not hand it to its
+// handlers, which could open it whatever their user.
+func TestHandlerHasNoTerminal(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		testhandler.Require(t, "a pseudo-terminal (/dev/ptmx)")
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	go io.Copy(io.Discard, ptmx) // keep the terminal from filling up
+
+	dir := t.TempDir()
+	addr := testhandler.FreePort(t)
+	d := startDaemonWith(t, dir, func(cmd *exec.Cmd) {
+		cmd.Stdin = pts
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	})
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	if f := strings.Fields(string(stat)); err != nil || len(f) < 7 || f[6] == "0" {
+		t.Fatalf("the daemon has no controlling terminal: %s", stat)
+	}
+	c := d.client(t, dir)
+	s := socketd.NewSocket()
+	s.Name = "tty"
+	s.Listen = []string{addr}
+	s.Command = []string{"/bin/sh", "-c", `if (exec 3<>/dev/tty) 2>/dev/null; then echo tty; else echo none; fi; cut -d' ' -f7 /proc/$$/stat`}
+	if _, _, err := c.PutSocket(ctxT(t), s); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	out, _ := io.ReadAll(conn)
+	if string(out) != "none\n0\n" {
+		t.Errorf("handler: %q, want no terminal to open and tty_nr 0", out)
 	}
 }
 
