@@ -66,7 +66,7 @@ func resolveUser(s string, haveGroup bool) (uid, gid uint32, hasGID bool, err er
 	switch {
 	case err == nil:
 		return uid, gid, true, nil
-	case isID(s) && haveGroup:
+	case isDigits(s) && haveGroup:
 		uid, err = parseID(s)
 		return uid, 0, false, err
 	}
@@ -76,7 +76,7 @@ func resolveUser(s string, haveGroup bool) (uid, gid uint32, hasGID bool, err er
 // lookupUser returns the uid and primary gid of user name or number s.
 func lookupUser(s string) (uid, gid uint32, err error) {
 	var u *user.User
-	if isID(s) {
+	if isDigits(s) {
 		if _, err := parseID(s); err != nil {
 			return 0, 0, err
 		}
@@ -99,7 +99,7 @@ func lookupUser(s string) (uid, gid uint32, err error) {
 // lookupGroup returns the gid of group name or number s. A number need not
 // be in the group database.
 func lookupGroup(s string) (uint32, error) {
-	if isID(s) {
+	if isDigits(s) {
 		return parseID(s)
 	}
 	g, err := user.LookupGroup(s)
@@ -108,9 +108,6 @@ func lookupGroup(s string) (uint32, error) {
 	}
 	return parseID(g.Gid)
 }
-
-// isID reports whether s is written as a number.
-func isID(s string) bool { return isDigits(s) }
 
 // parseID parses a uid or gid. 65535 and 4294967295 are refused, as
 // systemd refuses them: the kernel and old tools use them for "none".

@@ -30,7 +30,7 @@ type definition struct {
 	stopTimeout time.Duration
 	runtimeMax  time.Duration
 	path        atomic.Pointer[string]
-	creds       atomic.Pointer[socketd.Credentials] // once resolved; nil: socketd's own
+	creds       atomic.Pointer[resolvedCreds] // set once resolved
 }
 
 func newDefinition(s *socketd.Socket) *definition {
@@ -117,28 +117,22 @@ func (d *definition) same(s *socketd.Socket) bool {
 		(d.sock.Nice == nil) == (s.Nice == nil) && (s.Nice == nil || *d.sock.Nice == *s.Nice)
 }
 
-// noCreds marks a definition that changes no credentials.
-var noCreds = &socketd.Credentials{}
+// resolvedCreds holds a definition's credentials once looked up; creds is
+// nil for socketd's own.
+type resolvedCreds struct{ creds *socketd.Credentials }
 
 // credentials returns the user and groups the handler runs as, nil for
 // socketd's own. Like the command's path, they are looked up once; a
 // failure is retried at the next connection.
 func (d *definition) credentials() (*socketd.Credentials, error) {
-	if c := d.creds.Load(); c != nil {
-		if c == noCreds {
-			return nil, nil
-		}
-		return c, nil
+	if r := d.creds.Load(); r != nil {
+		return r.creds, nil
 	}
 	c, err := d.sock.Credentials()
 	if err != nil {
 		return nil, err
 	}
-	if c == nil {
-		d.creds.Store(noCreds)
-	} else {
-		d.creds.Store(c)
-	}
+	d.creds.Store(&resolvedCreds{c})
 	return c, nil
 }
 

@@ -126,30 +126,29 @@ func startProcess(a *procAttr) (*process, error) {
 // execErr reports why the child failed before it became the handler, or
 // nil if it did not. Call it only after the child has exited.
 func (p *process) execErr() error {
-	var what string
+	what := childSteps[p.p.err_step]
 	switch p.p.err_step {
 	case C.SD_STEP_NONE:
 		return nil
-	case C.SD_STEP_SETPGID:
-		what = "setpgid"
-	case C.SD_STEP_PDEATHSIG:
-		what = "set parent death signal"
-	case C.SD_STEP_DUP:
-		what = "pass file descriptors"
 	case C.SD_STEP_CHDIR:
-		what = "chdir " + C.GoString(p.p.dir)
+		what += " " + C.GoString(p.p.dir)
 	case C.SD_STEP_EXEC:
-		what = "exec " + C.GoString(p.p.path)
-	case C.SD_STEP_NICE:
-		what = "set nice"
-	case C.SD_STEP_SETGROUPS:
-		what = "set supplementary groups"
-	case C.SD_STEP_SETGID:
-		what = "set group"
-	case C.SD_STEP_SETUID:
-		what = "set user"
+		what += " " + C.GoString(p.p.path)
 	}
 	return fmt.Errorf("%s: %w", what, syscall.Errno(p.p.err_errno))
+}
+
+// childSteps names the steps of the child before execve (process.h).
+var childSteps = map[C.int]string{
+	C.SD_STEP_SETPGID:   "setpgid",
+	C.SD_STEP_PDEATHSIG: "set parent death signal",
+	C.SD_STEP_DUP:       "pass file descriptors",
+	C.SD_STEP_CHDIR:     "chdir",
+	C.SD_STEP_EXEC:      "exec",
+	C.SD_STEP_NICE:      "set nice",
+	C.SD_STEP_SETGROUPS: "set supplementary groups",
+	C.SD_STEP_SETGID:    "set group",
+	C.SD_STEP_SETUID:    "set user",
 }
 
 // free releases the memory the child used. Call it only after the child has

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/socketd/socketd"
 )
@@ -125,11 +126,13 @@ func decodeSocket(body []byte, offsets bool) (socketd.Socket, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
 		// The path of a field in socketInput starts with the names of the
-		// embedded structs, which the client never sees.
+		// embedded structs (Socket, SocketOptions), which the client never
+		// sees: Go names, where every JSON name is lower case.
 		var typ *json.UnmarshalTypeError
 		if errors.As(err, &typ) {
-			typ.Field = strings.TrimPrefix(typ.Field, "Socket.")
-			typ.Field = strings.TrimPrefix(typ.Field, "SocketOptions.")
+			for typ.Field != "" && unicode.IsUpper(rune(typ.Field[0])) {
+				_, typ.Field, _ = strings.Cut(typ.Field, ".")
+			}
 		}
 		return socketd.Socket{}, jsonError(err, offsets)
 	}

@@ -256,18 +256,6 @@ func begunIn(t *testing.T, path string) []socketd.Connection {
 	return cs
 }
 
-// openPath opens the database at path and closes it when the test ends,
-// unless the test has closed it.
-func openPath(t *testing.T, path string) *DB {
-	t.Helper()
-	db, err := Open(testCtx(t), path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 // setWritable makes the writer's connection refuse writes, or take them
 // again: SQLite then fails every transaction as a full or read-only disk
 // would.

@@ -34,7 +34,14 @@ func testCtx(t testing.TB) context.Context {
 // closes it when the test ends.
 func openTest(t testing.TB) *DB {
 	t.Helper()
-	db, err := Open(testCtx(t), filepath.Join(t.TempDir(), "socketd.db"))
+	return openPath(t, filepath.Join(t.TempDir(), "socketd.db"))
+}
+
+// openPath opens the database at path and closes it when the test ends
+// (Close is idempotent: a test may close it first).
+func openPath(t testing.TB, path string) *DB {
+	t.Helper()
+	db, err := Open(testCtx(t), path)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -324,11 +324,10 @@ func (w *writer) run() {
 		w.commit(batch)
 	}
 	// Still failing: the rows stay in the begun file for the next start.
-	for _, r := range w.retry {
-		w.pending.Add(-1)
-		r.answer(*w.failing.Load())
+	if len(w.retry) > 0 {
+		w.answer(w.retry, w.failure())
+		w.retry = nil
 	}
-	w.retry = nil
 }
 
 // waitUrgent waits up to lazyDelay, or until signalled (see wake), and then

@@ -540,14 +540,7 @@ func TestHandlerHasNoTerminal(t *testing.T) {
 	if _, _, err := c.PutSocket(ctxT(t), s); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	out, _ := io.ReadAll(conn)
-	if string(out) != "none\n0\n" {
+	if out := dialRead(t, addr); out != "none\n0\n" {
 		t.Errorf("handler: %q, want no terminal to open and tty_nr 0", out)
 	}
 }
