@@ -46,6 +46,9 @@ type Socket struct {
 	// primary group. Empty: socketd's.
 	User  string `json:"user,omitempty"`
 	Group string `json:"group,omitempty"`
+	// DynamicUser is systemd's DynamicUser=: each handler runs as a user
+	// and group of its own, allocated for it.
+	DynamicUser bool `json:"dynamic_user,omitempty"`
 	// SupplementaryGroups are systemd's SupplementaryGroups=: once User,
 	// Group or these are set, the handler's only supplementary groups (the
 	// user's memberships in the group database are not added, unlike

@@ -40,6 +40,13 @@ type SocketOptions struct {
 	SendBuffer    int `json:"send_buffer,omitempty"`
 	// BindToDevice is BindToDevice=: only this network interface.
 	BindToDevice string `json:"bind_to_device,omitempty"`
+	// SocketUser and SocketGroup are SocketUser= and SocketGroup=: the
+	// owner of a unix socket's file, a name or a number; empty is
+	// socketd's. SocketMode is SocketMode=, its permissions in octal;
+	// empty is 0666.
+	SocketUser  string `json:"socket_user,omitempty"`
+	SocketGroup string `json:"socket_group,omitempty"`
+	SocketMode  string `json:"socket_mode,omitempty"`
 }
 
 // BindIPv6Only values.
