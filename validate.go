@@ -165,6 +165,16 @@ func (s *Socket) Validate() error {
 		ipv6 = ipv6 || !la.addr.IsValid() || la.addr.Is6()
 	}
 	s.SocketOptions.validate(add, ipv6)
+	if s.DynamicUser {
+		add("/dynamic_user", "is not supported yet")
+	}
+	for _, f := range []struct{ pointer, value string }{
+		{"/socket_user", s.SocketUser}, {"/socket_group", s.SocketGroup}, {"/socket_mode", s.SocketMode},
+	} {
+		if f.value != "" {
+			add(f.pointer, "applies to unix sockets, and listen has none")
+		}
+	}
 	if !s.Accept {
 		add("/accept", "accept: false (one service for the whole socket) is not supported yet; use true")
 	}
