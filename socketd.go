@@ -104,12 +104,17 @@ const (
 )
 
 // Stdin returns where the handler's stdin comes from: StdinSocket or
-// StdinNull.
+// StdinNull. Unset, it is the connection with accept (inetd's nowait), and
+// /dev/null without, where the listening sockets are fd 3 onwards (a
+// systemd service's default).
 func (s *Socket) Stdin() string {
-	if s.StandardInput == "" {
+	switch {
+	case s.StandardInput != "":
+		return s.StandardInput
+	case s.Accept:
 		return StdinSocket
 	}
-	return s.StandardInput
+	return StdinNull
 }
 
 // Stdout returns where the handler's stdout goes, with the default filled
@@ -149,6 +154,9 @@ type SocketStatus struct {
 	Accepted  int64 `json:"accepted"`
 	Connected int64 `json:"connected"`
 	Refused   int64 `json:"refused"`
+	// ServicePID is the pid of the running service of an accept: false
+	// socket; 0 when none runs.
+	ServicePID int `json:"service_pid,omitempty"`
 	// Listening holds the addresses actually bound, so port 0 shows the
 	// port the kernel picked.
 	Listening []string `json:"listening"`

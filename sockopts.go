@@ -1,6 +1,9 @@
 package socketd
 
 import (
+	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -65,20 +68,87 @@ const (
 	maxDeviceName     = 15 // IFNAMSIZ less the NUL
 )
 
-// validate adds a problem with o to add, with pointers at the fields.
-// ipv6 says whether the socket listens on any IPv6 address.
-func (o *SocketOptions) validate(add func(pointer, format string, args ...any), ipv6 bool) {
+// listenKinds says what kinds of listen entries a socket has, for the
+// options that apply to some kinds only.
+type listenKinds struct {
+	tcp, udp, unixFile, unixAbstract, ipv6 bool
+}
+
+func kindsOf(parsed map[int]listen) listenKinds {
+	var k listenKinds
+	for _, l := range parsed {
+		switch {
+		case l.abstract():
+			k.unixAbstract = true
+		case l.kind == listenUnix:
+			k.unixFile = true
+		case l.kind == listenUDP:
+			k.udp = true
+		default:
+			k.tcp = true
+		}
+		k.ipv6 = k.ipv6 || l.ipv6()
+	}
+	return k
+}
+
+// validate adds a problem with o to add, with pointers at the fields. k
+// says what the socket listens on: an option for a kind of socket it does
+// not have is a mistake worth pointing out.
+func (o *SocketOptions) validate(add func(pointer, format string, args ...any), k listenKinds) {
+	ip := k.tcp || k.udp
+	stream := k.tcp || k.unixFile || k.unixAbstract
+	for _, f := range []struct {
+		pointer string
+		set     bool
+		applies bool
+		what    string
+	}{
+		{"/backlog", o.Backlog != 0, stream, "stream sockets"},
+		{"/reuse_port", o.ReusePort, ip, "IP addresses"},
+		{"/free_bind", o.FreeBind, ip, "IP addresses"},
+		{"/bind_to_device", o.BindToDevice != "", ip, "IP addresses"},
+		{"/keep_alive", o.KeepAlive, k.tcp, "TCP addresses"},
+		{"/no_delay", o.NoDelay, k.tcp, "TCP addresses"},
+		{"/defer_accept", o.DeferAccept != "", k.tcp, "TCP addresses"},
+		{"/socket_user", o.SocketUser != "", k.unixFile, "unix socket paths"},
+		{"/socket_group", o.SocketGroup != "", k.unixFile, "unix socket paths"},
+		{"/socket_mode", o.SocketMode != "", k.unixFile, "unix socket paths"},
+	} {
+		if f.set && !f.applies {
+			add(f.pointer, "applies to %s, and listen has none", f.what)
+		}
+	}
 	if o.Backlog < 0 || o.Backlog > maxBacklog {
 		add("/backlog", "must be from 1 to %d, or 0 for the kernel's maximum", maxBacklog)
 	}
 	switch o.BindIPv6Only {
 	case "", BindIPv6Default:
 	case BindIPv6Both, BindIPv6Only:
-		if !ipv6 {
+		if !k.ipv6 {
 			add("/bind_ipv6_only", "applies to IPv6 addresses, and listen has none")
 		}
 	default:
 		add("/bind_ipv6_only", "must be one of default, both, ipv6-only")
+	}
+	if _, err := ParseSocketMode(o.SocketMode); err != nil {
+		add("/socket_mode", "%v", err)
+	}
+	// Giving the file away needs root (CAP_CHOWN).
+	notRoot := os.Geteuid() != 0
+	if u := o.SocketUser; u != "" {
+		if _, err := lookupOwner(u); err != nil {
+			add("/socket_user", "%v", err)
+		} else if notRoot {
+			add("/socket_user", "needs socketd to run as root")
+		}
+	}
+	if g := o.SocketGroup; g != "" {
+		if _, err := lookupGroup(g); err != nil {
+			add("/socket_group", "%v", err)
+		} else if notRoot {
+			add("/socket_group", "needs socketd to run as root")
+		}
 	}
 	for _, f := range []struct{ pointer, value string }{
 		{"/keep_alive_time", o.KeepAliveTime}, {"/keep_alive_interval", o.KeepAliveInterval},
@@ -130,4 +200,48 @@ func Seconds(s string) int {
 		return 0
 	}
 	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// ParseSocketMode parses a unix socket file's mode, in octal; "" is 0666,
+// as systemd's SocketMode= defaults.
+func ParseSocketMode(s string) (uint32, error) {
+	if s == "" {
+		return 0o666, nil
+	}
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o777 {
+		return 0, fmt.Errorf("%q is not an octal mode from 0000 to 0777", s)
+	}
+	return uint32(n), nil
+}
+
+// SocketOwner returns the owner a unix socket's file gets: -1 for socketd's
+// own user or group where the options set none.
+func (o *SocketOptions) SocketOwner() (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if o.SocketUser != "" {
+		u, err := lookupOwner(o.SocketUser)
+		if err != nil {
+			return 0, 0, err
+		}
+		uid = int(u)
+	}
+	if o.SocketGroup != "" {
+		g, err := lookupGroup(o.SocketGroup)
+		if err != nil {
+			return 0, 0, err
+		}
+		gid = int(g)
+	}
+	return uid, gid, nil
+}
+
+// lookupOwner returns the uid of user name or number s; a number need not
+// be in the user database.
+func lookupOwner(s string) (uint32, error) {
+	if isDigits(s) {
+		return parseID(s)
+	}
+	uid, _, err := lookupUser(s)
+	return uid, err
 }

@@ -2,12 +2,10 @@ package socketd
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -34,99 +32,6 @@ var nameRE = regexp.MustCompile(NamePattern)
 
 // ValidName reports whether name can name a socket.
 func ValidName(name string) bool { return nameRE.MatchString(name) }
-
-// ListenAddr is a parsed listen entry, ready for net.Listen.
-type ListenAddr struct {
-	// Network is "tcp4" for an IPv4 address (an IPv4-mapped one too, then
-	// unmapped), "tcp6" for an IPv6 one, "tcp" for a bare port and the IPv6
-	// wildcard, which take IPv4 too: Go would otherwise listen on 0.0.0.0
-	// with a dual-stack IPv6 socket, which systemd does not.
-	Network string
-	Address string // host:port for net.Listen; "" host means every address
-}
-
-// ParseListen parses an address in systemd ListenStream= syntax: a bare port
-// ("13063", all addresses, IPv6 and IPv4), "IPv4:port" or "[IPv6]:port".
-// Port 0 lets the kernel pick. Host names are not accepted: a listener binds
-// to addresses, and a name could resolve differently from one start to the
-// next.
-func ParseListen(s string) (ListenAddr, error) {
-	l, err := parseListen(s)
-	if err != nil {
-		return ListenAddr{}, err
-	}
-	if !l.addr.IsValid() {
-		return ListenAddr{Network: "tcp", Address: ":" + strconv.Itoa(int(l.port))}, nil
-	}
-	addr, network := l.addr, "tcp6"
-	switch {
-	case addr.Is4() || addr.Is4In6():
-		addr, network = addr.Unmap(), "tcp4"
-	case addr.IsUnspecified():
-		// Go gives the IPv6 wildcard a dual-stack socket only as "tcp",
-		// as the kernel's default does; bind_ipv6_only may change it.
-		network = "tcp"
-	}
-	return ListenAddr{Network: network, Address: netip.AddrPortFrom(addr, l.port).String()}, nil
-}
-
-// listen is a parsed listen entry: an address (the zero Addr for every
-// address) and a port.
-type listen struct {
-	addr netip.Addr
-	port uint16
-}
-
-func parseListen(s string) (listen, error) {
-	if s == "" {
-		return listen{}, fmt.Errorf("is empty")
-	}
-	if port, err := parsePort(s); err == nil {
-		return listen{port: uint16(port)}, nil
-	} else if isDigits(s) {
-		return listen{}, err
-	}
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return listen{}, fmt.Errorf("%q is not a port, IPv4:port or [IPv6]:port", s)
-	}
-	if ap.Addr().Zone() != "" {
-		return listen{}, fmt.Errorf("%q: zoned IPv6 addresses are not supported", s)
-	}
-	return listen{addr: ap.Addr(), port: ap.Port()}, nil
-}
-
-// wildcard reports whether l listens on every address: a bare port,
-// 0.0.0.0 or [::].
-func (l listen) wildcard() bool { return !l.addr.IsValid() || l.addr.IsUnspecified() }
-
-// families returns the address families l takes connections from: bit 1
-// IPv4, bit 2 IPv6. An IPv6 wildcard or a bare port takes IPv4 too unless
-// the socket is IPv6-only; an IPv4-mapped IPv6 address is IPv4.
-func (l listen) families(v6only bool) int {
-	switch {
-	case l.addr.Is4() || l.addr.Is4In6():
-		return 1
-	case l.wildcard() && !v6only:
-		return 3
-	}
-	return 2
-}
-
-func parsePort(s string) (int, error) {
-	if !isDigits(s) {
-		return 0, fmt.Errorf("%q is not a port", s)
-	}
-	p, err := strconv.Atoi(s)
-	if err != nil || p > 65535 {
-		return 0, fmt.Errorf("port %s is out of range 0-65535", s)
-	}
-	return p, nil
-}
-
-func isDigits(s string) bool {
-	return s != "" && strings.Trim(s, "0123456789") == ""
-}
 
 // Validate checks a definition and returns an *Error with code CodeInvalid
 // listing every field at fault, or nil. It also checks that the command can
@@ -155,28 +60,21 @@ func (s *Socket) Validate() error {
 			add(fmt.Sprintf("/listen/%d", i), "%v", err)
 			continue
 		}
+		if la.kind == listenUDP && s.Accept {
+			add(fmt.Sprintf("/listen/%d", i), "a datagram socket has no connections to accept: it needs accept: false")
+		}
 		parsed[i] = la
 	}
 	for i, j := range listenOverlaps(s.Listen, parsed, s.BindIPv6Only == BindIPv6Only) {
 		add(fmt.Sprintf("/listen/%d", i), "%s", j)
 	}
-	ipv6 := false
-	for _, la := range parsed {
-		ipv6 = ipv6 || !la.addr.IsValid() || la.addr.Is6()
-	}
-	s.SocketOptions.validate(add, ipv6)
+	s.SocketOptions.validate(add, kindsOf(parsed))
 	if s.DynamicUser {
 		add("/dynamic_user", "is not supported yet")
 	}
-	for _, f := range []struct{ pointer, value string }{
-		{"/socket_user", s.SocketUser}, {"/socket_group", s.SocketGroup}, {"/socket_mode", s.SocketMode},
-	} {
-		if f.value != "" {
-			add(f.pointer, "applies to unix sockets, and listen has none")
-		}
-	}
-	if !s.Accept {
-		add("/accept", "accept: false (one service for the whole socket) is not supported yet; use true")
+	if !s.Accept && s.Stdin() == StdinSocket && len(s.Listen) > 1 {
+		add("/standard_input", "socket (inetd's wait) passes one listening socket as stdin, and listen has %d; "+
+			"use null to pass them all as fd 3 onwards", len(s.Listen))
 	}
 	switch {
 	case len(s.Command) == 0:
@@ -355,35 +253,4 @@ func checkExecutable(path string) error {
 		return fmt.Errorf("%s is not executable", path)
 	}
 	return nil
-}
-
-// listenOverlaps finds the entries of a listen list that cannot be bound
-// together: the same address twice, or a wildcard address (a bare port,
-// 0.0.0.0 or [::]) beside any other address on the same port, since the
-// wildcard takes the port on every address. Port 0 never overlaps: each
-// entry gets a port of its own. parsed holds the entries of list that parse;
-// the result maps an entry's index to the reason.
-func listenOverlaps(list []string, parsed map[int]listen, v6only bool) map[int]string {
-	out := map[int]string{}
-	for i := range list {
-		a, ok := parsed[i]
-		if !ok || a.port == 0 {
-			continue
-		}
-		for j := range i {
-			b, ok := parsed[j]
-			if !ok || b.port != a.port {
-				continue
-			}
-			if a.addr == b.addr {
-				out[i] = fmt.Sprintf("repeats /listen/%d", j)
-				break
-			}
-			if (a.wildcard() || b.wildcard()) && a.families(v6only)&b.families(v6only) != 0 {
-				out[i] = fmt.Sprintf("overlaps /listen/%d: a wildcard address takes port %d on every address", j, a.port)
-				break
-			}
-		}
-	}
-	return out
 }

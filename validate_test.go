@@ -22,11 +22,20 @@ func TestParseListen(t *testing.T) {
 		"[::1]:13063":          "[::1]:13063",
 		"[::]:13063":           "[::]:13063",
 		"[::ffff:127.0.0.1]:7": "127.0.0.1:7",
+		"udp:69":               "udp :69",
+		"udp:0.0.0.0:69":       "udp4 0.0.0.0:69",
+		"udp:[::1]:69":         "udp6 [::1]:69",
+		"/run/socketd/x.sock":  "unix /run/socketd/x.sock",
+		"@socketd-x":           "unix @socketd-x",
 	}
 	for in, want := range good {
 		la, err := socketd.ParseListen(in)
 		network := "tcp6"
+		if n, a, ok := strings.Cut(want, " "); ok {
+			network, want = n, a
+		}
 		switch {
+		case network != "tcp6":
 		case strings.HasPrefix(want, ":") || strings.HasPrefix(want, "[::]:"):
 			network = "tcp"
 		case !strings.HasPrefix(want, "["):
@@ -37,7 +46,8 @@ func TestParseListen(t *testing.T) {
 		}
 	}
 	for _, in := range []string{"", "65536", "99999", "99999999999999999999", "-1", "host.example:80",
-		"1.2.3.4", "::1:80", "[::1]", "127.0.0.1:", ":80", "[fe80::1%eth0]:80", "127.0.0.1:80x"} {
+		"1.2.3.4", "::1:80", "[::1]", "127.0.0.1:", ":80", "[fe80::1%eth0]:80", "127.0.0.1:80x",
+		"udp:", "udp:x", "tcp:80", "run/x.sock", "/a/./b", "/a/", "@", "/a\x00b"} {
 		if la, err := socketd.ParseListen(in); err == nil {
 			t.Errorf("ParseListen(%q) = %+v, want an error", in, la)
 		}
@@ -105,7 +115,22 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"wildcard and specific", func(s *socketd.Socket) { s.Listen = []string{"127.0.0.1:0", "[::]:80", "127.0.0.1:80"} }, "/listen/2"},
 		{"reserved variable", func(s *socketd.Socket) { s.Environment = map[string]string{"REMOTE_ADDR": "x"} }, "/environment/REMOTE_ADDR"},
 		{"reserved socketd variable", func(s *socketd.Socket) { s.Environment = map[string]string{"SOCKETD_CONNECTION_ID": "1"} }, "/environment/SOCKETD_CONNECTION_ID"},
-		{"accept false", func(s *socketd.Socket) { s.Accept = false }, "/accept"},
+		{"datagram with accept", func(s *socketd.Socket) { s.Listen = []string{"udp:69"} }, "/listen/0"},
+		{"inetd wait with two sockets", func(s *socketd.Socket) {
+			s.Accept, s.StandardInput, s.Listen = false, socketd.StdinSocket, []string{"udp:69", "70"}
+		}, "/standard_input"},
+		{"unclean unix path", func(s *socketd.Socket) { s.Listen = []string{"/run/../x.sock"} }, "/listen/0"},
+		{"long unix path", func(s *socketd.Socket) { s.Listen = []string{"/" + strings.Repeat("x", 107)} }, "/listen/0"},
+		{"empty abstract name", func(s *socketd.Socket) { s.Listen = []string{"@"} }, "/listen/0"},
+		{"repeated unix path", func(s *socketd.Socket) { s.Listen = []string{"/run/x.sock", "/run/x.sock"} }, "/listen/1"},
+		{"repeated datagram", func(s *socketd.Socket) { s.Accept, s.Listen = false, []string{"udp:69", "udp:69"} }, "/listen/1"},
+		{"keep-alive on unix", func(s *socketd.Socket) { s.Listen, s.KeepAlive = []string{"/run/x.sock"}, true }, "/keep_alive"},
+		{"backlog on datagram", func(s *socketd.Socket) { s.Accept, s.Listen, s.Backlog = false, []string{"udp:69"}, 5 }, "/backlog"},
+		{"socket mode on TCP", func(s *socketd.Socket) { s.SocketMode = "0600" }, "/socket_mode"},
+		{"socket mode on abstract", func(s *socketd.Socket) { s.Listen, s.SocketMode = []string{"@x"}, "0600" }, "/socket_mode"},
+		{"bad socket mode", func(s *socketd.Socket) { s.Listen, s.SocketMode = []string{"/run/x.sock"}, "0888" }, "/socket_mode"},
+		{"unknown socket user", func(s *socketd.Socket) { s.Listen, s.SocketUser = []string{"/run/x.sock"}, "no-such-user" }, "/socket_user"},
+		{"unknown socket group", func(s *socketd.Socket) { s.Listen, s.SocketGroup = []string{"/run/x.sock"}, "no-such-group" }, "/socket_group"},
 		{"no command", func(s *socketd.Socket) { s.Command = nil }, "/command"},
 		{"missing program", func(s *socketd.Socket) { s.Command = []string{"/nonexistent/prog"} }, "/command/0"},
 		{"not in PATH", func(s *socketd.Socket) { s.Command = []string{"no-such-program-here"} }, "/command/0"},

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -86,8 +87,17 @@ func newDefinition(s *socketd.Socket) *definition {
 	if _, ok := s.Environment["PATH"]; !ok {
 		d.env = append(d.env, "PATH="+socketd.DefaultPath)
 	}
-	d.env = append(d.env, "PROTO=TCP", "SOCKETD_SOCKET="+s.Name)
-	if d.stdin == socketd.StdinNull {
+	d.env = append(d.env, "SOCKETD_SOCKET="+s.Name)
+	switch {
+	case !s.Accept && d.stdin == socketd.StdinNull:
+		// sd_listen_fds(3): the listening sockets from fd 3 on, each
+		// named as systemd names them by default, after their unit.
+		names := make([]string, len(s.Listen))
+		for i := range names {
+			names[i] = s.Name
+		}
+		d.env = append(d.env, "LISTEN_FDS="+strconv.Itoa(len(s.Listen)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+	case d.stdin == socketd.StdinNull:
 		// sd_listen_fds(3): the connection is fd 3.
 		d.env = append(d.env, "LISTEN_FDS=1", "LISTEN_FDNAMES=connection")
 	}
@@ -103,6 +113,7 @@ func newDefinition(s *socketd.Socket) *definition {
 func (d *definition) same(s *socketd.Socket) bool {
 	return d.sock.Name == s.Name &&
 		slices.Equal(d.sock.Command, s.Command) &&
+		d.sock.Accept == s.Accept && slices.Equal(d.sock.Listen, s.Listen) &&
 		maps.Equal(d.sock.Environment, s.Environment) &&
 		d.sock.WorkingDirectory == s.WorkingDirectory &&
 		d.sock.IgnoreExitStatus == s.IgnoreExitStatus &&
@@ -154,10 +165,19 @@ func (d *definition) command() (string, error) {
 // environ returns the handler's environment for connection c: exactly the
 // definition's, PATH if it sets none, and the connection's variables.
 func (d *definition) environ(c *socketd.Connection) []string {
-	rport := strconv.Itoa(c.RemotePort)
-	env := make([]string, len(d.env), len(d.env)+8)
+	env := make([]string, len(d.env), len(d.env)+9)
 	copy(env, d.env)
+	if !d.sock.Accept {
+		// A service has no one connection to describe.
+		env = append(env, "SOCKETD_CONNECTION_ID="+strconv.FormatInt(c.ID, 10))
+		if d.stdin == socketd.StdinNull {
+			env = append(env, listenPIDVar)
+		}
+		return env
+	}
+	rport := strconv.Itoa(c.RemotePort)
 	env = append(env,
+		"PROTO=TCP",
 		"REMOTE_ADDR="+c.RemoteIP,
 		"REMOTE_PORT="+rport,
 		"TCPREMOTEIP="+c.RemoteIP,

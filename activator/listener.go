@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -24,22 +25,29 @@ const (
 )
 
 // listenSpec is what a listener is bound for: a listen address, as
-// ParseListen gives it, and the socket's options. A change of either binds
-// anew.
+// ParseListen gives it, the socket's options, and whether the listener is
+// handed to a service (accept: false) rather than accepted on. A change of
+// any binds anew.
 type listenSpec struct {
 	network, addr string
 	opts          socketd.SocketOptions
+	service       bool
 }
 
-// listener is one bound address of a socket and its accept loop.
+// listener is one bound address of a socket and its accept loop, or one of
+// the sockets handed to its service.
 type listener struct {
 	spec  listenSpec
 	addr  string         // the address actually bound, for status
 	local netip.AddrPort // every connection's local address, unless bound to a wildcard
 	f     *os.File       // the listening socket
 	rc    syscall.RawConn
-	done  chan struct{}
-	once  sync.Once
+	// fd is the socket's descriptor for a service listener, blocking, as
+	// the service gets it; -1 for an accepting one (see rc).
+	fd   int
+	file os.FileInfo // a unix socket's file, removed at close if still this one
+	done chan struct{}
+	once sync.Once
 
 	// The accept loop's own state: accept4 writes the peer address here,
 	// so accepting allocates nothing.
@@ -48,6 +56,14 @@ type listener struct {
 	nfd    int
 	errno  unix.Errno
 	try    func(fd uintptr) bool
+}
+
+// boundSocket is what net.Listen and net.ListenPacket return that listen
+// needs.
+type boundSocket interface {
+	File() (*os.File, error)
+	Close() error
+	SyscallConn() (syscall.RawConn, error)
 }
 
 // listen binds spec. net.Listen does the binding (dual stack for a bare
@@ -63,37 +79,71 @@ func listen(spec listenSpec) (*listener, error) {
 		}
 		return optErr
 	}}
-	ln, err := lc.Listen(context.Background(), spec.network, spec.addr)
+	var (
+		sock  boundSocket
+		local net.Addr
+		file  os.FileInfo
+		err   error
+	)
+	switch spec.network {
+	case "udp", "udp4", "udp6":
+		var pc net.PacketConn
+		if pc, err = lc.ListenPacket(context.Background(), spec.network, spec.addr); err == nil {
+			sock, local = pc.(*net.UDPConn), pc.LocalAddr()
+		}
+	case "unix":
+		var ul *net.UnixListener
+		if ul, file, err = bindUnix(lc, spec); err == nil {
+			sock, local = ul, ul.Addr()
+		}
+	default:
+		var ln net.Listener
+		if ln, err = lc.Listen(context.Background(), spec.network, spec.addr); err == nil {
+			sock, local = ln.(*net.TCPListener), ln.Addr()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	tl := ln.(*net.TCPListener)
-	if b := spec.opts.Backlog; b > 0 {
+	if b := spec.opts.Backlog; b > 0 && spec.network != "udp" && spec.network != "udp4" && spec.network != "udp6" {
 		// listen(2) again sets the queue's length.
-		rc, err := tl.SyscallConn()
+		rc, err := sock.SyscallConn()
 		if err == nil {
 			if err = rc.Control(func(fd uintptr) { optErr = unix.Listen(int(fd), b) }); err == nil {
 				err = optErr
 			}
 		}
 		if err != nil {
-			tl.Close()
+			sock.Close()
+			removeUnix(spec.addr, file)
 			return nil, fmt.Errorf("backlog %d: %w", b, err)
 		}
 	}
 	// File returns a non-blocking duplicate registered with the netpoller.
-	f, err := tl.File()
-	tl.Close()
+	f, err := sock.File()
+	sock.Close()
 	if err != nil {
+		removeUnix(spec.addr, file)
 		return nil, err
 	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
+	l := &listener{spec: spec, addr: local.String(), f: f, fd: -1, done: make(chan struct{})}
+	l.file = file
+	if spec.service {
+		// Fd makes it blocking, as the service expects its sockets:
+		// socketd itself waits for them with epoll only.
+		l.fd = int(f.Fd())
+	} else if l.rc, err = f.SyscallConn(); err != nil {
+		l.close()
 		return nil, err
 	}
-	l := &listener{spec: spec, addr: tl.Addr().String(), f: f, rc: rc, done: make(chan struct{})}
-	if ap := tl.Addr().(*net.TCPAddr).AddrPort(); !ap.Addr().IsUnspecified() {
+	var ap netip.AddrPort
+	switch a := local.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	}
+	if ap.IsValid() && !ap.Addr().IsUnspecified() {
 		l.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	l.try = l.tryAccept
@@ -120,7 +170,17 @@ func setOptions(fd int, network string, o *socketd.SocketOptions) error {
 		{"receive_buffer", unix.SOL_SOCKET, unix.SO_RCVBUF, o.ReceiveBuffer, o.ReceiveBuffer > 0},
 		{"send_buffer", unix.SOL_SOCKET, unix.SO_SNDBUF, o.SendBuffer, o.SendBuffer > 0},
 	}
-	if network == "tcp6" {
+	// Validate refuses options for kinds of socket a definition lacks;
+	// those it has are set on the sockets they apply to.
+	switch network {
+	case "udp", "udp4", "udp6":
+		opts = slices.DeleteFunc(opts, func(x opt) bool { return x.level == unix.IPPROTO_TCP || x.opt == unix.SO_KEEPALIVE })
+	case "unix":
+		opts = slices.DeleteFunc(opts, func(x opt) bool {
+			return x.level != unix.SOL_SOCKET || x.opt != unix.SO_RCVBUF && x.opt != unix.SO_SNDBUF
+		})
+	}
+	if network == "tcp6" || network == "udp6" {
 		switch o.BindIPv6Only {
 		case socketd.BindIPv6Both:
 			opts = append(opts, opt{"bind_ipv6_only", unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0, true})
@@ -136,7 +196,7 @@ func setOptions(fd int, network string, o *socketd.SocketOptions) error {
 			return fmt.Errorf("%s: %w", x.name, err)
 		}
 	}
-	if d := o.BindToDevice; d != "" {
+	if d := o.BindToDevice; d != "" && network != "unix" {
 		if err := unix.BindToDevice(fd, d); err != nil {
 			return fmt.Errorf("bind_to_device %s: %w", d, err)
 		}
@@ -150,6 +210,7 @@ func (l *listener) close() {
 	l.once.Do(func() {
 		close(l.done)
 		l.f.Close()
+		removeUnix(l.spec.addr, l.file)
 	})
 }
 

@@ -70,6 +70,29 @@ func (p *poller) serve(handle func(ready []unix.EpollEvent)) {
 	}
 }
 
+// wait waits until a descriptor is ready and returns it, without serve:
+// for a poller that only ever waits. It returns an error once the poller is
+// closed.
+func (p *poller) wait() (int, error) {
+	var ev [1]unix.EpollEvent
+	n := 0
+	err := p.rc.Read(func(fd uintptr) bool {
+		n, _ = unix.EpollWait(int(fd), ev[:], 0)
+		return n > 0
+	})
+	if err != nil {
+		return -1, err
+	}
+	return int(ev[0].Fd), nil
+}
+
+// ready reports whether a descriptor is ready now.
+func (p *poller) ready() bool {
+	var ev [1]unix.EpollEvent
+	n, _ := unix.EpollWait(p.epfd, ev[:], 0)
+	return n > 0
+}
+
 // setDeadline makes serve call its handler at t; the zero time never. It
 // may be called while serve waits.
 func (p *poller) setDeadline(t time.Time) { _ = p.f.SetReadDeadline(t) }

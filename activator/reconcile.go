@@ -33,12 +33,14 @@ type socket struct {
 	// Guarded by Activator.reconcileMu.
 	specs     []listenSpec  // wanted listeners
 	listeners []*listener   // listeners[i] serves specs[i]; nil while not bound
+	svc       *service      // accept: false: the service of the listeners, once all are bound
 	backoff   time.Duration // the delay before retryAt; zero after a success
 	retryAt   time.Time     // when to retry binding; zero when no retry is due
 
-	accepted  atomic.Int64
-	connected atomic.Int64
-	refused   atomic.Int64
+	accepted   atomic.Int64
+	servicePID atomic.Int64 // accept: false: the running service's pid, or 0
+	connected  atomic.Int64
+	refused    atomic.Int64
 
 	mu        sync.Mutex // guards the fields below
 	state     socketd.SocketState
@@ -51,11 +53,12 @@ func (s *socket) status() socketd.SocketStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return socketd.SocketStatus{
-		State:     s.state,
-		Since:     s.since,
-		Accepted:  s.accepted.Load(),
-		Connected: s.connected.Load(),
-		Refused:   s.refused.Load(),
+		State:      s.state,
+		Since:      s.since,
+		Accepted:   s.accepted.Load(),
+		Connected:  s.connected.Load(),
+		Refused:    s.refused.Load(),
+		ServicePID: int(s.servicePID.Load()),
 		// Never nil, so that it shows as [] rather than null.
 		Listening: append([]string{}, s.listening...),
 		Error:     s.errMsg,
@@ -100,6 +103,10 @@ func (s *socket) setSpecs(specs []listenSpec) {
 				break
 			}
 		}
+	}
+	if s.svc != nil && !slices.Equal(specs, s.specs) {
+		// Its listeners change: the next service waits for its end.
+		s.svc.stop()
 	}
 	for _, l := range old {
 		if l != nil {
@@ -200,9 +207,6 @@ func (a *Activator) prepare(d *socketd.Socket) *socket {
 }
 
 func parseSpecs(d *socketd.Socket) ([]listenSpec, error) {
-	if !d.Accept {
-		return nil, fmt.Errorf("accept: false is not supported")
-	}
 	if len(d.Listen) == 0 {
 		return nil, fmt.Errorf("no listen address")
 	}
@@ -212,7 +216,7 @@ func parseSpecs(d *socketd.Socket) ([]listenSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen %d: %w", i, err)
 		}
-		specs[i] = listenSpec{network: la.Network, addr: la.Address, opts: d.SocketOptions}
+		specs[i] = listenSpec{network: la.Network, addr: la.Address, opts: d.SocketOptions, service: !d.Accept}
 	}
 	return specs, nil
 }
@@ -236,11 +240,17 @@ func (a *Activator) bind(s *socket) {
 		}
 		s.listeners[i] = l
 		bound = true
-		a.wg.Add(1)
-		go a.acceptLoop(s, l)
+		if !spec.service {
+			a.wg.Add(1)
+			go a.acceptLoop(s, l)
+		}
 	}
 	if bound {
 		s.updateListening()
+	}
+	if firstErr == nil && len(s.specs) > 0 && s.specs[0].service && (s.svc == nil || isClosed(s.svc.stopped)) {
+		// The service gets every socket, so it waits for all of them.
+		firstErr = a.startService(s)
 	}
 
 	if firstErr == nil {

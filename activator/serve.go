@@ -16,13 +16,16 @@ import (
 // step hands the connection to the next, so only one touches it at a time;
 // Kill and Close only ask the handler to stop.
 type conn struct {
-	a     *Activator
-	s     *socket
-	def   *definition
-	fd    int       // socketd's copy of the connection
-	start time.Time // accept time, with the monotonic clock for the duration
-	rec   socketd.Connection
-	done  chan struct{} // closed once the row is finished
+	a   *Activator
+	s   *socket
+	def *definition
+	fd  int // socketd's copy of the connection; -1 for a service (accept: false)
+	// listenFDs are the listening sockets a service gets, in listen
+	// order; nil for a connection.
+	listenFDs []int
+	start     time.Time // accept time, with the monotonic clock for the duration
+	rec       socketd.Connection
+	done      chan struct{} // closed once the row is finished
 
 	mu        sync.Mutex
 	logFD     int        // stderr "log": the pipe's read end until it is watched or read, else -1

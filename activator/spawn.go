@@ -34,12 +34,19 @@ func (c *conn) run() bool {
 
 	// The handler's fds 0, 1, 2 and, with stdin null, the connection as
 	// fd 3; logW is the write end of the log's pipe where one goes.
+	// A service gets the listening sockets instead of a connection: the
+	// first as its "socket" (Validate allows no more with stdin socket),
+	// all of them from fd 3 on.
 	const logW = -2
-	fds := make([]int, 3, 4)
-	fds[0] = c.fd
+	sock, passed := c.fd, []int{c.fd}
+	if c.listenFDs != nil {
+		sock, passed = c.listenFDs[0], c.listenFDs
+	}
+	fds := make([]int, 3, 3+len(passed))
+	fds[0] = sock
 	if def.stdin == socketd.StdinNull {
 		fds[0] = c.a.devNull
-		fds = append(fds, c.fd)
+		fds = append(fds, passed...)
 	}
 	switch def.stdout {
 	case socketd.StdoutNull:
@@ -47,13 +54,13 @@ func (c *conn) run() bool {
 	case socketd.StdoutLog:
 		fds[1] = logW
 	default: // socketd.StdoutSocket
-		fds[1] = c.fd
+		fds[1] = sock
 	}
 	switch def.sock.Stderr {
 	case socketd.StderrNull:
 		fds[2] = c.a.devNull
 	case socketd.StderrSocket:
-		fds[2] = c.fd
+		fds[2] = sock
 	case socketd.StderrInherit:
 		fds[2] = fds[1]
 	default: // socketd.StderrLog
@@ -135,7 +142,9 @@ func (c *conn) handleExit() {
 	pid := proc.pid
 	// The client is waiting for the end of the output: send it before the
 	// reaping and accounting below; closeConn then only drains and closes.
-	endOutput(c.fd)
+	if c.fd >= 0 {
+		endOutput(c.fd)
+	}
 	c.mu.Lock()
 	c.exited = true
 	if c.killTimer != nil {
@@ -194,6 +203,10 @@ func (c *conn) handleExit() {
 		}
 	}
 	proc.free()
+	if c.fd < 0 {
+		c.closed(0, 0) // a service: no connection to close
+		return
+	}
 	c.a.closeConn(c.fd, linger, c.closed)
 }
 

@@ -14,6 +14,7 @@ package testhandler
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
+	"golang.org/x/sys/unix"
 )
 
 // Env is the environment variable that selects the handler.
@@ -50,6 +52,16 @@ const (
 	// activation (which checks LISTEN_PID against its own pid): it writes
 	// to it the fds' names and whether stdin is empty, then echoes.
 	SDListen = "sdlisten"
+	// SDService is a service of an accept: false socket: it takes its
+	// listening sockets through go-systemd's activation and serves them
+	// all until none has been used for a second. To each connection it
+	// writes "INDEX NAME pid=PID nonblock=BOOL" and a newline (INDEX is
+	// the socket's place in LISTEN_FDS) and closes it; each datagram it
+	// answers with the same line and the datagram after a space.
+	SDService = "sdservice"
+	// InetdWait is a service that gets its one listening socket as stdin,
+	// as inetd's wait services do, and serves it as SDService does.
+	InetdWait = "inetdwait"
 	// SockOpts writes the options of its connection (stdin): keep-alive
 	// and its time, interval and probes, no-delay, receive and send
 	// buffers.
@@ -117,6 +129,10 @@ func run(name string) error {
 		}
 		_, err := io.Copy(f, f)
 		return err
+	case SDService:
+		return serveListeners(activation.Files(true))
+	case InetdWait:
+		return serveListeners([]*os.File{os.Stdin})
 	case FD3Echo:
 		f := os.NewFile(3, "fd3")
 		if f == nil {
@@ -222,4 +238,73 @@ func spawnGrandchild(mode string) error {
 	}
 	_, err = fmt.Fprintf(os.Stdout, "%d\n", p.Pid)
 	return err
+}
+
+// serveListeners serves listening sockets as SDService says, until none
+// has been used for a second.
+func serveListeners(files []*os.File) error {
+	if len(files) == 0 {
+		return fmt.Errorf("no sockets (LISTEN_PID=%s, pid %d, LISTEN_FDS=%s)",
+			os.Getenv("LISTEN_PID"), os.Getpid(), os.Getenv("LISTEN_FDS"))
+	}
+	used := make(chan struct{}, 1)
+	errs := make(chan error, len(files))
+	for i, f := range files {
+		flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+		if err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%d %s pid=%d nonblock=%t", i, f.Name(), os.Getpid(), flags&unix.O_NONBLOCK != 0)
+		if t, _ := unix.GetsockoptInt(int(f.Fd()), unix.SOL_SOCKET, unix.SO_TYPE); t == unix.SOCK_DGRAM {
+			pc, err := net.FilePacketConn(f)
+			if err != nil {
+				return err
+			}
+			go func() {
+				buf := make([]byte, 512)
+				for {
+					n, from, err := pc.ReadFrom(buf)
+					if err != nil {
+						errs <- err
+						return
+					}
+					pc.WriteTo([]byte(line+" "+string(buf[:n])), from)
+					notify(used)
+				}
+			}()
+			continue
+		}
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return err
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					errs <- err
+					return
+				}
+				c.Write([]byte(line + "\n"))
+				c.Close()
+				notify(used)
+			}
+		}()
+	}
+	for {
+		select {
+		case <-used:
+		case err := <-errs:
+			return err
+		case <-time.After(time.Second):
+			return nil
+		}
+	}
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
