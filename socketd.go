@@ -200,6 +200,7 @@ func ConnectionStateList() string {
 var ReservedEnvironment = []string{
 	"REMOTE_ADDR", "REMOTE_PORT", // systemd
 	"PROTO", "TCPREMOTEIP", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT", // UCSPI, as tcpserver
+	"UNIXREMOTEPID", "UNIXREMOTEEUID", "UNIXREMOTEEGID", // UCSPI, as unixserver
 	"SOCKETD_SOCKET", "SOCKETD_CONNECTION_ID",
 	"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", // sd_listen_fds(3), with standard_input null
 }
@@ -214,6 +215,12 @@ type Connection struct {
 	LocalIP    string          `json:"local_ip"`
 	LocalPort  int             `json:"local_port"`
 	PID        int             `json:"pid,omitempty"`
+	// PeerPID, PeerUID and PeerGID are the credentials of the process
+	// that connected to a unix socket (SO_PEERCRED), which has no address;
+	// nil for IP connections.
+	PeerPID *int `json:"peer_pid,omitempty"`
+	PeerUID *int `json:"peer_uid,omitempty"`
+	PeerGID *int `json:"peer_gid,omitempty"`
 	StartedAt  time.Time       `json:"started_at"`
 	EndedAt    *time.Time      `json:"ended_at"`
 	DurationMS *int64          `json:"duration_ms"`

@@ -167,25 +167,28 @@ func (d *definition) command() (string, error) {
 func (d *definition) environ(c *socketd.Connection) []string {
 	env := make([]string, len(d.env), len(d.env)+9)
 	copy(env, d.env)
-	if !d.sock.Accept {
+	switch {
+	case !d.sock.Accept:
 		// A service has no one connection to describe.
-		env = append(env, "SOCKETD_CONNECTION_ID="+strconv.FormatInt(c.ID, 10))
-		if d.stdin == socketd.StdinNull {
-			env = append(env, listenPIDVar)
-		}
-		return env
+	case c.PeerUID != nil:
+		// A unix socket's peer, as ucspi-unix's unixserver describes it.
+		env = append(env,
+			"PROTO=UNIX",
+			"UNIXREMOTEPID="+strconv.Itoa(*c.PeerPID),
+			"UNIXREMOTEEUID="+strconv.Itoa(*c.PeerUID),
+			"UNIXREMOTEEGID="+strconv.Itoa(*c.PeerGID))
+	default:
+		rport := strconv.Itoa(c.RemotePort)
+		env = append(env,
+			"PROTO=TCP",
+			"REMOTE_ADDR="+c.RemoteIP,
+			"REMOTE_PORT="+rport,
+			"TCPREMOTEIP="+c.RemoteIP,
+			"TCPREMOTEPORT="+rport,
+			"TCPLOCALIP="+c.LocalIP,
+			"TCPLOCALPORT="+strconv.Itoa(c.LocalPort))
 	}
-	rport := strconv.Itoa(c.RemotePort)
-	env = append(env,
-		"PROTO=TCP",
-		"REMOTE_ADDR="+c.RemoteIP,
-		"REMOTE_PORT="+rport,
-		"TCPREMOTEIP="+c.RemoteIP,
-		"TCPREMOTEPORT="+rport,
-		"TCPLOCALIP="+c.LocalIP,
-		"TCPLOCALPORT="+strconv.Itoa(c.LocalPort),
-		"SOCKETD_CONNECTION_ID="+strconv.FormatInt(c.ID, 10),
-	)
+	env = append(env, "SOCKETD_CONNECTION_ID="+strconv.FormatInt(c.ID, 10))
 	if d.stdin == socketd.StdinNull {
 		// Room for the pid, which the new process writes itself (see
 		// procAttr.listenPID).

@@ -93,19 +93,21 @@ func (a *Activator) worker(j job) {
 // counted in a.wg until its row is finished.
 func (a *Activator) serve(j job) {
 	s, fd, remote, start := j.s, j.fd, j.remote, j.start
-	local := j.l.local
-	if !local.IsValid() {
-		local = localAddr(fd)
-	}
 	c := &conn{a: a, s: s, def: s.def.Load(), fd: fd, start: start, done: make(chan struct{}), logFD: -1}
-	c.rec = socketd.Connection{
-		Socket:     s.name,
-		State:      socketd.ConnRunning,
-		RemoteIP:   remote.Addr().String(),
-		RemotePort: int(remote.Port()),
-		LocalIP:    local.Addr().String(),
-		LocalPort:  int(local.Port()),
-		StartedAt:  start.UTC(),
+	c.rec = socketd.Connection{Socket: s.name, State: socketd.ConnRunning, StartedAt: start.UTC()}
+	if j.l.spec.network == "unix" {
+		// No addresses: the peer is who connected.
+		if cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			pid, uid, gid := int(cred.Pid), int(cred.Uid), int(cred.Gid)
+			c.rec.PeerPID, c.rec.PeerUID, c.rec.PeerGID = &pid, &uid, &gid
+		}
+	} else {
+		local := j.l.local
+		if !local.IsValid() {
+			local = localAddr(fd)
+		}
+		c.rec.RemoteIP, c.rec.RemotePort = remote.Addr().String(), int(remote.Port())
+		c.rec.LocalIP, c.rec.LocalPort = local.Addr().String(), int(local.Port())
 	}
 	// No handler starts before its row is recorded. The row is committed
 	// with others, later, but it is as safe from a crash of socketd once

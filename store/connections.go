@@ -212,7 +212,8 @@ func (db *DB) InterruptRunning(ctx context.Context) (int64, error) {
 
 // connColumns are the columns scanConnection reads, in its order.
 const connColumns = `id, socket, state, remote_ip, remote_port, local_ip, local_port, pid,
-	started_at, ended_at, duration_ms, exit_code, signal, bytes_in, bytes_out, error`
+	started_at, ended_at, duration_ms, exit_code, signal, bytes_in, bytes_out, error,
+	peer_pid, peer_uid, peer_gid`
 
 // connColumnsC is connColumns of the table named c, for a join.
 var connColumnsC = "c." + strings.Join(strings.Fields(strings.ReplaceAll(connColumns, ",", " ")), ", c.")
@@ -534,9 +535,11 @@ func scanConnection(sc scanner) (socketd.Connection, error) {
 		state                          string
 		started                        int64
 		pid, ended, duration, exitCode sql.NullInt64
+		peerPID, peerUID, peerGID      sql.NullInt64
 	)
 	err := sc.Scan(&c.ID, &c.Socket, &state, &c.RemoteIP, &c.RemotePort, &c.LocalIP, &c.LocalPort, &pid,
-		&started, &ended, &duration, &exitCode, &c.Signal, &c.BytesIn, &c.BytesOut, &c.Error)
+		&started, &ended, &duration, &exitCode, &c.Signal, &c.BytesIn, &c.BytesOut, &c.Error,
+		&peerPID, &peerUID, &peerGID)
 	if err != nil {
 		return socketd.Connection{}, err
 	}
@@ -551,10 +554,8 @@ func scanConnection(sc scanner) (socketd.Connection, error) {
 		d := duration.Int64
 		c.DurationMS = &d
 	}
-	if exitCode.Valid {
-		e := int(exitCode.Int64)
-		c.ExitCode = &e
-	}
+	c.ExitCode = intPtr(exitCode)
+	c.PeerPID, c.PeerUID, c.PeerGID = intPtr(peerPID), intPtr(peerUID), intPtr(peerGID)
 	return c, nil
 }
 
@@ -589,4 +590,13 @@ func decodeCursor(s string) (int64, error) {
 		return 0, bad
 	}
 	return id, nil
+}
+
+// intPtr returns a nullable column's value, nil for NULL.
+func intPtr(n sql.NullInt64) *int {
+	if !n.Valid {
+		return nil
+	}
+	v := int(n.Int64)
+	return &v
 }

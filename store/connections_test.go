@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"io/fs"
@@ -151,6 +152,17 @@ func TestBeginCompleteRow(t *testing.T) {
 	}
 	if log, _ := db.ConnectionLog(ctx, c.ID); string(log) != "refused" {
 		t.Errorf("log %q", log)
+	}
+
+	// A unix socket's peer, by its credentials; uid and gid 0 are kept.
+	pid, zero := 4321, 0
+	u := &socketd.Connection{Socket: "u", State: socketd.ConnRunning, StartedAt: started,
+		PeerPID: &pid, PeerUID: &zero, PeerGID: &zero}
+	if err := db.BeginConnection(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.GetConnection(ctx, u.ID); err != nil || !reflect.DeepEqual(got, *u) {
+		t.Errorf("unix row\n got %#v (%v)\nwant %#v", got, err, *u)
 	}
 }
 
@@ -518,7 +530,19 @@ type histRow struct {
 // insert.
 func insertRows(t *testing.T, db *DB, rows []histRow) {
 	t.Helper()
-	tx, err := db.w.BeginTx(testCtx(t), nil)
+	insertRowsSQL(t, db.w, rows)
+	// The store hands out ids after the highest it knows.
+	db.idMu.Lock()
+	for _, r := range rows {
+		db.lastID = max(db.lastID, r.id)
+	}
+	db.idMu.Unlock()
+}
+
+// insertRowsSQL inserts rows into the history of database w.
+func insertRowsSQL(t *testing.T, w *sql.DB, rows []histRow) {
+	t.Helper()
+	tx, err := w.BeginTx(testCtx(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -535,12 +559,6 @@ func insertRows(t *testing.T, db *DB, rows []histRow) {
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	// The store hands out ids after the highest it knows.
-	db.idMu.Lock()
-	for _, r := range rows {
-		db.lastID = max(db.lastID, r.id)
-	}
-	db.idMu.Unlock()
 }
 
 // blockRows is the number of ids a row of connection_blocks summarises
@@ -555,6 +573,13 @@ const blockRows = 4096
 // early and one ten years late. It returns the rows in id order.
 func skewedHistory(t *testing.T, db *DB, n int) (base time.Time, rows []histRow) {
 	t.Helper()
+	base, rows = skewedRows(n)
+	insertRows(t, db, rows)
+	return base, rows
+}
+
+// skewedRows returns the rows of skewedHistory.
+func skewedRows(n int) (base time.Time, rows []histRow) {
 	base = time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 	r := rand.New(rand.NewPCG(3, 4))
 	states := []socketd.ConnectionState{socketd.ConnExited, socketd.ConnExited, socketd.ConnFailed, socketd.ConnRefused}
@@ -581,7 +606,6 @@ func skewedHistory(t *testing.T, db *DB, n int) (base time.Time, rows []histRow)
 			started: started,
 		})
 	}
-	insertRows(t, db, rows)
 	return base, rows
 }
 
@@ -858,15 +882,21 @@ func TestMigrationFillsBlocks(t *testing.T) {
 					before[e.Name()] = &fstest.MapFile{Data: b}
 				}
 			}
-			db, err := open(ctx, path, before)
+			// Only the schema of then: the writer of now would not
+			// find its columns.
+			w, err := sql.Open("sqlite3", dsn(path, false))
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, rows := skewedHistory(t, db, 2*blockRows+50)
-			if err := db.Close(); err != nil {
+			if err := migrateUp(ctx, w, path, before); err != nil {
 				t.Fatal(err)
 			}
-			db, err = Open(ctx, path)
+			_, rows := skewedRows(2*blockRows + 50)
+			insertRowsSQL(t, w, rows)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err := Open(ctx, path)
 			if err != nil {
 				t.Fatal(err)
 			}

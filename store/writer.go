@@ -134,8 +134,9 @@ type writer struct {
 
 const (
 	insertSQL = `INSERT INTO connections (id, socket, state, remote_ip, remote_port, local_ip, local_port,
-		pid, started_at, ended_at, duration_ms, exit_code, signal, bytes_in, bytes_out, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		pid, started_at, ended_at, duration_ms, exit_code, signal, bytes_in, bytes_out, error,
+		peer_pid, peer_uid, peer_gid)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// finishSQL keeps a pid recorded earlier when the caller gives none.
 	// It returns nothing: an UPDATE ... RETURNING costs twice a plain one.
 	finishSQL = `UPDATE connections SET state = ?, ended_at = ?, duration_ms = ?,
@@ -575,7 +576,7 @@ func (st *stmts) apply(r *request) error {
 		_, err := st.exec(st.insert,
 			c.ID, c.Socket, string(c.State), c.RemoteIP, int64(c.RemotePort), c.LocalIP, int64(c.LocalPort),
 			nullInt(c.PID), toNanos(c.StartedAt), nullTime(c.EndedAt), nullInt64(c.DurationMS), nullIntPtr(c.ExitCode),
-			c.Signal, c.BytesIn, c.BytesOut, c.Error)
+			c.Signal, c.BytesIn, c.BytesOut, c.Error, nullIntPtr(c.PeerPID), nullIntPtr(c.PeerUID), nullIntPtr(c.PeerGID))
 		if err != nil {
 			return err
 		}

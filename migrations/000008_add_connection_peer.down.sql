@@ -1,0 +1,3 @@
+ALTER TABLE connections DROP COLUMN peer_gid;
+ALTER TABLE connections DROP COLUMN peer_uid;
+ALTER TABLE connections DROP COLUMN peer_pid;
