@@ -83,6 +83,20 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A service on every kind of socket; TCP and UDP may share a port.
+	svc := socketd.NewSocket()
+	svc.Name, svc.Accept, svc.Command = "svc", false, []string{"/bin/true"}
+	svc.Listen = []string{"udp:69", "69", "/run/socketd/svc.sock", "@svc", "udp:[::1]:70"}
+	svc.SocketMode, svc.ReceiveBuffer, svc.NoDelay, svc.ReusePort = "0660", 4096, true, true
+	if os.Geteuid() == 0 {
+		svc.SocketUser, svc.SocketGroup = "nobody", "4242"
+	}
+	if err := svc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if svc.Stdin() != socketd.StdinNull || svc.Stdout() != socketd.StdoutLog {
+		t.Errorf("a service's streams default to %s and %s, want null and log", svc.Stdin(), svc.Stdout())
+	}
 	if !socketd.ValidName(strings.Repeat("a", 63)) || !socketd.ValidName("0.x-y_z") {
 		t.Error("a name of 63 characters, or of digits, dots, dashes and underscores, is refused")
 	}
@@ -232,11 +246,12 @@ func TestValidateNeedsRoot(t *testing.T) {
 	}
 	nice := -1
 	s := socketd.NewSocket()
-	s.Name, s.Listen, s.Command = "x", []string{"0"}, []string{"/bin/sh"}
+	s.Name, s.Listen, s.Command = "x", []string{"0", "/tmp/x.sock"}, []string{"/bin/sh"}
 	s.User, s.Group, s.SupplementaryGroups, s.Nice = "nobody", "0", []string{"0"}, &nice
+	s.SocketUser, s.SocketGroup = "nobody", "0"
 	var e *socketd.Error
-	if err := s.Validate(); !errors.As(err, &e) || len(e.Fields) != 4 {
-		t.Fatalf("Validate = %v, want the four fields refused", err)
+	if err := s.Validate(); !errors.As(err, &e) || len(e.Fields) != 6 {
+		t.Fatalf("Validate = %v, want the six fields refused", err)
 	}
 }
 

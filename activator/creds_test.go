@@ -3,6 +3,7 @@ package activator_test
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,9 @@ const idsScript = `grep -E '^(Uid|Gid|Groups):' /proc/self/status; umask; cut -d
 // group and supplementary groups (by name and by number, in the user
 // database or not) and checks every id of the process it became, with its
 // umask and nice value: the privileges are dropped in one place for every
-// handler, before it executes.
+// handler, before it executes. Each combination runs on both spawn paths:
+// a connection's handler (accept true) and a service (accept false, here
+// an inetd wait service that reads its datagram).
 func TestHandlerCredentials(t *testing.T) {
 	testhandler.RequireRoot(t)
 	five := 5
@@ -48,15 +51,21 @@ func TestHandlerCredentials(t *testing.T) {
 		s.Listen = []string{"127.0.0.1:0"}
 		s.Command = []string{"/bin/sh", "-c", idsScript}
 		s.User, s.Group, s.SupplementaryGroups, s.UMask, s.Nice = c.user, c.group, c.groups, c.umask, c.nice
-		if err := s.Validate(); err != nil {
-			t.Fatalf("%s: %v", c.name, err)
+		svc := s
+		svc.Name, svc.Accept, svc.Listen = c.name+"-service", false, []string{"udp:127.0.0.1:0"}
+		svc.StandardInput, svc.StandardOutput = socketd.StdinSocket, socketd.StdoutLog
+		svc.Command = []string{"/bin/sh", "-c", "dd bs=512 count=1 of=/dev/null 2>/dev/null; " + idsScript}
+		for _, s := range []socketd.Socket{s, svc} {
+			if err := s.Validate(); err != nil {
+				t.Fatalf("%s: %v", s.Name, err)
+			}
+			socks = append(socks, s)
 		}
-		socks = append(socks, s)
 	}
 	h := start(t, activator.Config{}, socks...)
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			out := roundTrip(t, h.addr(t, c.name), "")
+		check := func(t *testing.T, out string) {
+			t.Helper()
 			got := map[string]string{}
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			if len(lines) != 5 {
@@ -76,10 +85,27 @@ func TestHandlerCredentials(t *testing.T) {
 			if lines[3] != c.um || lines[4] != c.ni {
 				t.Errorf("umask %s, nice %s; want %s, %s", lines[3], lines[4], c.um, c.ni)
 			}
-			row := h.rec.rowOf(t, c.name)
+		}
+		t.Run(c.name, func(t *testing.T) {
+			check(t, roundTrip(t, h.addr(t, c.name), ""))
+			if row := h.rec.rowOf(t, c.name); row.State != socketd.ConnExited {
+				t.Errorf("row %s (%s), want exited", row.State, row.Error)
+			}
+		})
+		t.Run(c.name+"-service", func(t *testing.T) {
+			u, err := net.Dial("udp", h.addr(t, c.name+"-service"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer u.Close()
+			if _, err := u.Write([]byte("go")); err != nil {
+				t.Fatal(err)
+			}
+			row := h.rec.rowOf(t, c.name+"-service")
 			if row.State != socketd.ConnExited {
 				t.Errorf("row %s (%s), want exited", row.State, row.Error)
 			}
+			check(t, string(row.Log))
 		})
 	}
 }
