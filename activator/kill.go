@@ -89,6 +89,9 @@ func (c *conn) terminateLocked() {
 		return
 	}
 	_ = unix.Kill(-c.pid, c.def.killSignal)
+	if wakes(c.def.killSignal) {
+		_ = unix.Kill(-c.pid, unix.SIGCONT)
+	}
 	timeout := c.a.stopTimeout(c.def)
 	c.killAt = time.Now().Add(timeout)
 	c.killTimer = time.AfterFunc(timeout, c.kill)
@@ -175,6 +178,9 @@ func (a *Activator) endGroup(c *conn, g group, killAt time.Time) {
 		g.close()
 		return
 	}
+	if sig != 0 && wakes(sig) {
+		_ = g.signal(unix.SIGCONT)
+	}
 	if killAt.IsZero() {
 		killAt = time.Now().Add(a.stopTimeout(c.def))
 	}
@@ -219,6 +225,10 @@ func (a *Activator) stopTimeout(d *definition) time.Duration {
 	}
 	return a.cfg.StopTimeout
 }
+
+// wakes reports whether SIGCONT should follow kill signal sig, as systemd
+// sends it: a stopped process would otherwise not act on sig until SIGKILL.
+func wakes(sig unix.Signal) bool { return sig != unix.SIGKILL && sig != unix.SIGCONT }
 
 func isClosed(ch <-chan struct{}) bool {
 	select {

@@ -18,10 +18,11 @@ import (
 const stopTimeout = 500 * time.Millisecond
 
 // TestKill kills running handlers: one that dies of SIGTERM, one that
-// ignores it and needs SIGKILL after StopTimeout.
+// ignores it and needs SIGKILL after StopTimeout, and one that is stopped
+// (SIGSTOP), which SIGCONT after the SIGTERM wakes to die of it.
 func TestKill(t *testing.T) {
-	h := start(t, activator.Config{StopTimeout: stopTimeout},
-		handlerSocket("hang", testhandler.ReadyHang), handlerSocket("trap", testhandler.TrapTerm))
+	h := start(t, activator.Config{StopTimeout: stopTimeout}, handlerSocket("hang", testhandler.ReadyHang),
+		handlerSocket("trap", testhandler.TrapTerm), handlerSocket("stopped", testhandler.ReadyStop))
 
 	for i, tc := range []struct {
 		name, signal string
@@ -29,6 +30,7 @@ func TestKill(t *testing.T) {
 	}{
 		{"hang", "SIGTERM", 0},
 		{"trap", "SIGKILL", stopTimeout},
+		{"stopped", "SIGTERM", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, h.addr(t, tc.name))

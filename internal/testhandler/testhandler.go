@@ -42,6 +42,7 @@ const (
 	Hang      = "hang"      // does nothing until killed
 	ReadyHang = "readyhang" // writes "ready\n", then does nothing until killed
 	TrapTerm  = "trapterm"  // ignores SIGTERM, writes "ready\n", then waits for SIGKILL
+	ReadyStop = "readystop" // writes "ready\n", then stops itself (SIGSTOP)
 	Stderr    = "stderr"    // writes to stderr (see StderrSize), then "done\n" to stdout
 	Say       = "say"       // writes the value of SOCKETD_TEST_SAY and a newline
 	Spawn     = "spawn"     // starts a "hang" grandchild in its group, writes its pid, exits
@@ -151,6 +152,14 @@ func run(name string) error {
 		hang()
 	case ReadyHang:
 		if _, err := os.Stdout.WriteString("ready\n"); err != nil {
+			return err
+		}
+		hang()
+	case ReadyStop:
+		if _, err := os.Stdout.WriteString("ready\n"); err != nil {
+			return err
+		}
+		if err := syscall.Kill(os.Getpid(), syscall.SIGSTOP); err != nil {
 			return err
 		}
 		hang()
