@@ -1,9 +1,12 @@
 package socketd
 
 import (
+	"bufio"
 	"fmt"
+	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -166,4 +169,47 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration such as \"30s\" or \"1m30s\"", s)
 	}
 	return d, nil
+}
+
+// UserEnvironment returns USER, LOGNAME, HOME and SHELL for s.User, as
+// systemd sets them for a service with User=, or nil if User is unset or
+// the user database does not know it. SHELL is read from /etc/passwd, which
+// os/user does not report; a user known elsewhere gets no SHELL.
+func (s *Socket) UserEnvironment() []string {
+	if s.User == "" {
+		return nil
+	}
+	var u *user.User
+	var err error
+	if isDigits(s.User) {
+		u, err = user.LookupId(s.User)
+	} else {
+		u, err = user.Lookup(s.User)
+	}
+	if err != nil {
+		return nil
+	}
+	env := []string{"USER=" + u.Username, "LOGNAME=" + u.Username, "HOME=" + u.HomeDir}
+	if sh := passwdShell(u.Username); sh != "" {
+		env = append(env, "SHELL="+sh)
+	}
+	return env
+}
+
+// passwdShell returns the login shell of user name in /etc/passwd, or "".
+func passwdShell(name string) string {
+	f, err := os.Open("/etc/passwd")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// name:password:uid:gid:gecos:home:shell
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) == 7 && fields[0] == name {
+			return fields[6]
+		}
+	}
+	return ""
 }

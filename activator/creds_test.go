@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"os/user"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +109,40 @@ func TestHandlerCredentials(t *testing.T) {
 			}
 			check(t, string(row.Log))
 		})
+	}
+}
+
+// TestUserEnvironment: with user, the handler gets USER, LOGNAME, HOME and
+// SHELL from the user database, as systemd's User= gives them, unless the
+// definition sets them.
+func TestUserEnvironment(t *testing.T) {
+	testhandler.RequireRoot(t)
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	say := func(name string) socketd.Socket {
+		s := socketd.NewSocket()
+		s.Name, s.Listen, s.User = name, []string{"127.0.0.1:0"}, "nobody"
+		s.Command = []string{"/bin/sh", "-c", `echo "$USER $LOGNAME $HOME ${SHELL-unset}"`}
+		return s
+	}
+	plain, home := say("plain"), say("home")
+	home.Environment = map[string]string{"HOME": "/srv"}
+	h := start(t, activator.Config{}, plain, home)
+	shell := "unset"
+	if b, err := os.ReadFile("/etc/passwd"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Split(l, ":"); len(f) == 7 && f[0] == "nobody" {
+				shell = f[6]
+			}
+		}
+	}
+	if got, want := roundTrip(t, h.addr(t, "plain"), ""), "nobody nobody "+nobody.HomeDir+" "+shell+"\n"; got != want {
+		t.Errorf("handler of nobody: %q, want %q", got, want)
+	}
+	if got, want := roundTrip(t, h.addr(t, "home"), ""), "nobody nobody /srv "+shell+"\n"; got != want {
+		t.Errorf("with HOME set: %q, want %q", got, want)
 	}
 }
 

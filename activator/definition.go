@@ -73,12 +73,20 @@ func newDefinition(s *socketd.Socket) *definition {
 		}
 	}
 	sort.Strings(keys)
-	d.env = make([]string, 0, len(keys)+len(s.PassEnvironment)+3)
+	d.env = make([]string, 0, len(keys)+len(s.PassEnvironment)+9)
 	for _, k := range s.PassEnvironment {
 		// Values as socketd has them now; Environment wins.
 		_, set := s.Environment[k]
 		if v, ok := os.LookupEnv(k); ok && !set && !slices.Contains(socketd.ReservedEnvironment, k) {
 			d.env = append(d.env, k+"="+v)
+		}
+	}
+	for _, kv := range s.UserEnvironment() {
+		// As systemd: what the definition sets or passes wins.
+		k, _, _ := strings.Cut(kv, "=")
+		_, set := s.Environment[k]
+		if !set && !slices.Contains(s.PassEnvironment, k) {
+			d.env = append(d.env, kv)
 		}
 	}
 	for _, k := range keys {
