@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Credentials are the user and groups a handler runs as, resolved from a
@@ -212,4 +216,72 @@ func passwdShell(name string) string {
 		}
 	}
 	return ""
+}
+
+// accessAs checks that the handler, with the definition's user and groups,
+// may execute the file at path (or, with dir, enter the directory): that it
+// can search every directory on the way and has the permission itself. The
+// daemon's own access(2) check answers for socketd's user only. Mode bits
+// are checked; a file or directory with an access control list is taken as
+// allowed, since its list may say otherwise. Without user, group or
+// supplementary groups, it checks nothing more.
+func (s *Socket) accessAs(path string, dir bool) error {
+	c, err := s.Credentials()
+	if c == nil || err != nil {
+		return nil // as socketd itself; an unknown user is reported on its own
+	}
+	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
+	if c.SetUID {
+		uid = c.UID
+	}
+	if c.SetGID {
+		gid = c.GID
+	}
+	who := fmt.Sprintf("uid %d, gid %d", uid, gid)
+	if s.User != "" {
+		who = "user " + s.User
+	}
+	for p := filepath.Dir(path); ; p = filepath.Dir(p) {
+		if !permits(p, uid, gid, c.Groups) {
+			return fmt.Errorf("%s cannot enter %s", who, p)
+		}
+		if p == "/" {
+			break
+		}
+	}
+	if !permits(path, uid, gid, c.Groups) {
+		if dir {
+			return fmt.Errorf("%s cannot enter %s", who, path)
+		}
+		return fmt.Errorf("%s cannot execute %s", who, path)
+	}
+	return nil
+}
+
+// permits reports whether uid, gid and groups have execute (search)
+// permission on path by its mode, as the kernel decides it: root needs one
+// execute bit (any for a directory), the owner the owner's bit, a member
+// of the file's group the group's, anyone else the others'.
+func permits(path string, uid, gid uint32, groups []uint32) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return true // reported elsewhere, or not ours to judge
+	}
+	if _, err := unix.Getxattr(path, "system.posix_acl_access", nil); err == nil {
+		return true
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	mode := uint32(fi.Mode().Perm())
+	switch {
+	case uid == 0:
+		return fi.IsDir() || mode&0o111 != 0
+	case st.Uid == uid:
+		return mode&0o100 != 0
+	case st.Gid == gid || slices.Contains(groups, st.Gid):
+		return mode&0o010 != 0
+	}
+	return mode&0o001 != 0
 }

@@ -218,13 +218,13 @@ type Connection struct {
 	// PeerPID, PeerUID and PeerGID are the credentials of the process
 	// that connected to a unix socket (SO_PEERCRED), which has no address;
 	// nil for IP connections.
-	PeerPID *int `json:"peer_pid,omitempty"`
-	PeerUID *int `json:"peer_uid,omitempty"`
-	PeerGID *int `json:"peer_gid,omitempty"`
-	StartedAt  time.Time       `json:"started_at"`
-	EndedAt    *time.Time      `json:"ended_at"`
-	DurationMS *int64          `json:"duration_ms"`
-	ExitCode   *int            `json:"exit_code"`
+	PeerPID    *int       `json:"peer_pid,omitempty"`
+	PeerUID    *int       `json:"peer_uid,omitempty"`
+	PeerGID    *int       `json:"peer_gid,omitempty"`
+	StartedAt  time.Time  `json:"started_at"`
+	EndedAt    *time.Time `json:"ended_at"`
+	DurationMS *int64     `json:"duration_ms"`
+	ExitCode   *int       `json:"exit_code"`
 	// Signal is the name of the signal that ended the handler ("SIGTERM").
 	Signal   string `json:"signal,omitempty"`
 	BytesIn  int64  `json:"bytes_in"`

@@ -87,7 +87,9 @@ func (s *Socket) Validate() error {
 				add(fmt.Sprintf("/command/%d", i), "must be at most %d bytes with no NUL", maxStringLen)
 			}
 		}
-		if _, err := s.LookCommand(); err != nil {
+		if path, err := s.LookCommand(); err != nil {
+			add("/command/0", "%v", err)
+		} else if err := s.accessAs(path, false); err != nil {
 			add("/command/0", "%v", err)
 		}
 	}
@@ -110,6 +112,8 @@ func (s *Socket) Validate() error {
 			add("/working_directory", "must be an absolute path")
 		} else if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
 			add("/working_directory", "%s is not a directory", d)
+		} else if err := s.accessAs(d, true); err != nil {
+			add("/working_directory", "%v", err)
 		}
 	}
 	switch s.Stderr {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/internal/testhandler"
 )
 
 func TestParseListen(t *testing.T) {
@@ -252,6 +253,55 @@ func TestValidateNeedsRoot(t *testing.T) {
 	var e *socketd.Error
 	if err := s.Validate(); !errors.As(err, &e) || len(e.Fields) != 6 {
 		t.Fatalf("Validate = %v, want the six fields refused", err)
+	}
+}
+
+// TestValidateChecksAccessAsTheUser: with user (or group), the command
+// must be executable and the working directory enterable by that user, not
+// only by socketd.
+func TestValidateChecksAccessAsTheUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testhandler.RequireRoot(t)
+	}
+	dir := t.TempDir()
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	private := filepath.Join(dir, "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(dir, "prog")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o744); err != nil { // the owner's only
+		t.Fatal(err)
+	}
+	hidden := filepath.Join(private, "prog")
+	if err := os.WriteFile(hidden, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, user, group, cmd, wd, pointer string
+	}{
+		{"not executable by the user", "nobody", "", prog, "", "/command/0"},
+		{"in a directory the user cannot enter", "nobody", "", hidden, "", "/command/0"},
+		{"working directory", "nobody", "", "/bin/sh", private, "/working_directory"},
+		{"group only", "", "nogroup", prog, "", ""}, // root stays root: allowed
+		{"as root", "root", "", hidden, private, ""},
+		{"executable by the user", "nobody", "", "/bin/sh", dir, ""},
+	} {
+		s := socketd.NewSocket()
+		s.Name, s.Listen, s.Command, s.WorkingDirectory = "x", []string{"0"}, []string{c.cmd}, c.wd
+		s.User, s.Group = c.user, c.group
+		err := s.Validate()
+		var e *socketd.Error
+		switch {
+		case c.pointer == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.pointer != "" && (!errors.As(err, &e) || len(e.Fields) != 1 || e.Fields[0].Pointer != c.pointer):
+			t.Errorf("%s: Validate = %v, want %s refused", c.name, err, c.pointer)
+		}
 	}
 }
 

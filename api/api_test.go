@@ -505,7 +505,7 @@ func TestPatchMerge(t *testing.T) {
 	if got.Description != "" || got.Stderr != socketd.StderrLog {
 		t.Errorf("null did not reset: description %q, stderr %q", got.Description, got.Stderr)
 	}
-	got, err = h.c.PatchSocket(h.ctx(), "m", json.RawMessage(`{"user": "nobody", "supplementary_groups": ["0"], "umask": "0027", "nice": 3}`))
+	got, err = h.c.PatchSocket(h.ctx(), "m", json.RawMessage(`{"user": "nobody", "supplementary_groups": ["0"], "umask": "0027", "nice": 3, "command": ["/bin/true"]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
