@@ -130,6 +130,11 @@ static int sd_child(void *arg) {
 		// ambient capabilities socketd may have been given.
 		sd_syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 	}
+	// Changing ids makes the memory this child shares with socketd
+	// non-dumpable, and so socketd itself from then on (no core dumps, no
+	// ptrace by others). That is what keeps a process of the handler's user
+	// from attaching to this child, and through it to socketd's memory,
+	// before the execve: leave it so.
 	if (a->set_uid && (r = sd_syscall(SYS_setresuid, a->uid, a->uid, a->uid, 0, 0)) < 0) {
 		return sd_child_fail(p, SD_STEP_SETUID, r);
 	}
