@@ -218,6 +218,10 @@ func passwdShell(name string) string {
 	return ""
 }
 
+// dynamicStandIn is the uid and gid accessAs checks for a dynamic user: one
+// that owns no file.
+const dynamicStandIn = 61184
+
 // accessAs checks that the handler, with the definition's user and groups,
 // may execute the file at path (or, with dir, enter the directory): that it
 // can search every directory on the way and has the permission itself. The
@@ -227,8 +231,19 @@ func passwdShell(name string) string {
 // supplementary groups, it checks nothing more.
 func (s *Socket) accessAs(path string, dir bool) error {
 	c, err := s.Credentials()
-	if c == nil || err != nil {
-		return nil // as socketd itself; an unknown user is reported on its own
+	if err != nil {
+		return nil // an unknown user is reported on its own
+	}
+	if s.DynamicUser {
+		// A dynamic user owns nothing and is in no group but the listed.
+		dyn := Credentials{SetUID: true, UID: dynamicStandIn, SetGID: true, GID: dynamicStandIn}
+		if c != nil {
+			dyn.Groups = c.Groups
+		}
+		c = &dyn
+	}
+	if c == nil {
+		return nil // as socketd itself
 	}
 	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
 	if c.SetUID {
@@ -238,7 +253,10 @@ func (s *Socket) accessAs(path string, dir bool) error {
 		gid = c.GID
 	}
 	who := fmt.Sprintf("uid %d, gid %d", uid, gid)
-	if s.User != "" {
+	switch {
+	case s.DynamicUser:
+		who = "a dynamic user"
+	case s.User != "":
 		who = "user " + s.User
 	}
 	for p := filepath.Dir(path); ; p = filepath.Dir(p) {

@@ -215,6 +215,9 @@ type Connection struct {
 	LocalIP    string          `json:"local_ip"`
 	LocalPort  int             `json:"local_port"`
 	PID        int             `json:"pid,omitempty"`
+	// UID is the dynamic user the handler ran as (dynamic_user); nil
+	// otherwise.
+	UID *int `json:"uid,omitempty"`
 	// PeerPID, PeerUID and PeerGID are the credentials of the process
 	// that connected to a unix socket (SO_PEERCRED), which has no address;
 	// nil for IP connections.

@@ -69,9 +69,6 @@ func (s *Socket) Validate() error {
 		add(fmt.Sprintf("/listen/%d", i), "%s", j)
 	}
 	s.SocketOptions.validate(add, kindsOf(parsed))
-	if s.DynamicUser {
-		add("/dynamic_user", "is not supported yet")
-	}
 	if !s.Accept && s.Stdin() == StdinSocket && len(s.Listen) > 1 {
 		add("/standard_input", "socket (inetd's wait) passes one listening socket as stdin, and listen has %d; "+
 			"use null to pass them all as fd 3 onwards", len(s.Listen))
@@ -139,6 +136,14 @@ func (s *Socket) Validate() error {
 			add("/user", "%v", err)
 		} else if notRoot {
 			add("/user", "needs socketd to run as root")
+		}
+	}
+	if s.DynamicUser {
+		switch {
+		case s.User != "" || s.Group != "":
+			add("/dynamic_user", "excludes user and group: each handler gets a user and group of its own")
+		case notRoot:
+			add("/dynamic_user", "needs socketd to run as root")
 		}
 	}
 	if notRoot && s.Group != "" {

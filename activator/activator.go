@@ -65,6 +65,9 @@ type Config struct {
 	StopTimeout    time.Duration // kill signal -> SIGKILL grace unless a definition sets one; default 10s
 	LingerTimeout  time.Duration // drain after handler exit; default 2s
 	MaxChildren    int           // global cap on live handlers; slot taken before accept; default 1024
+	// DynamicUIDMin and DynamicUIDMax bound the uids of dynamic_user
+	// handlers; default DefaultDynamicUIDMin to DefaultDynamicUIDMax.
+	DynamicUIDMin, DynamicUIDMax uint32
 }
 
 // DefaultMaxConnections caps the live connections of one socket, as
@@ -139,6 +142,8 @@ type Activator struct {
 	hurry     chan struct{}
 	hurryOnce sync.Once
 
+	dynUsers *uidPool // the uids of dynamic_user handlers
+
 	wg        sync.WaitGroup // resync loop, log watcher, accept loops, connections, leftover groups
 	closeOnce sync.Once
 	finished  chan struct{} // closed once everything Close waits for is done
@@ -158,6 +163,9 @@ func New(cfg Config) *Activator {
 	}
 	if cfg.MaxChildren <= 0 {
 		cfg.MaxChildren = DefaultMaxChildren
+	}
+	if cfg.DynamicUIDMin == 0 || cfg.DynamicUIDMax < cfg.DynamicUIDMin {
+		cfg.DynamicUIDMin, cfg.DynamicUIDMax = DefaultDynamicUIDMin, DefaultDynamicUIDMax
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -181,6 +189,7 @@ func New(cfg Config) *Activator {
 		jobs:      make(chan job),
 		hurry:     make(chan struct{}),
 		finished:  make(chan struct{}),
+		dynUsers:  newUIDPool(cfg.DynamicUIDMin, cfg.DynamicUIDMax),
 	}
 }
 

@@ -176,6 +176,7 @@ func (a *Activator) endGroup(c *conn, g group, killAt time.Time) {
 	}
 	if g.signal(sig) != nil {
 		g.close()
+		c.releaseUser()
 		return
 	}
 	if sig != 0 && wakes(sig) {
@@ -186,13 +187,24 @@ func (a *Activator) endGroup(c *conn, g group, killAt time.Time) {
 	}
 	// The caller is counted in wg, so Close cannot have finished waiting.
 	a.wg.Add(1)
-	go a.watchGroup(g, killAt, c.s.name, c.rec.ID)
+	go a.watchGroup(g, killAt, c.s.name, c.rec.ID, c.releaseUser)
+}
+
+// releaseUser gives back c's dynamic user, if it has one, once its
+// process group is gone.
+func (c *conn) releaseUser() {
+	if c.hasDynUID {
+		c.a.dynUsers.put(c.dynUID)
+		c.hasDynUID = false
+	}
 }
 
 // watchGroup owns leftover group g until it is empty or has had its SIGKILL,
-// at killAt or as soon as Close runs out of time (hurry).
-func (a *Activator) watchGroup(g group, killAt time.Time, socket string, connID int64) {
+// at killAt or as soon as Close runs out of time (hurry); then it calls
+// gone.
+func (a *Activator) watchGroup(g group, killAt time.Time, socket string, connID int64, gone func()) {
 	defer a.wg.Done()
+	defer gone()
 	defer g.close()
 	poll := leftoverPollMin
 	t := time.NewTimer(min(poll, time.Until(killAt)))

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -108,11 +109,34 @@ static int sd_child(void *arg) {
 		}
 	}
 
+	sd_attrs *a = &p->attrs;
+
+	// A private /tmp needs CAP_SYS_ADMIN, dropped next. The new namespace
+	// is this process's alone: it has no CLONE_FS, so no other shares its
+	// root and working directory.
+	if (a->private_tmp) {
+		if ((r = sd_syscall(SYS_unshare, CLONE_NEWNS, 0, 0, 0, 0)) < 0) {
+			return sd_child_fail(p, SD_STEP_NAMESPACE, r);
+		}
+		// Nothing mounted here may reach the host's namespace.
+		if ((r = sd_syscall(SYS_mount, (long)"none", (long)"/", 0, MS_REC | MS_SLAVE, 0)) < 0) {
+			return sd_child_fail(p, SD_STEP_NAMESPACE, r);
+		}
+		static const char *const tmps[] = {"/tmp", "/var/tmp"};
+		for (int i = 0; i < 2; i++) {
+			r = sd_syscall(SYS_mount, (long)"tmpfs", (long)tmps[i], (long)"tmpfs",
+					MS_NOSUID | MS_NODEV, (long)"mode=1777");
+			// /var/tmp may not exist; /tmp must.
+			if (r < 0 && (i == 0 || r != -ENOENT)) {
+				return sd_child_fail(p, SD_STEP_PRIVATE_TMP, r);
+			}
+		}
+	}
+
 	// Nice first: raising priority needs the privileges dropped next.
 	// Then groups before the uid, which takes the right to change them.
 	// The kernel's calls change this thread only, which is the whole
 	// process here; the C library's would signal every thread.
-	sd_attrs *a = &p->attrs;
 	if (a->set_nice && (r = sd_syscall(SYS_setpriority, PRIO_PROCESS, 0, a->nice, 0, 0)) < 0) {
 		return sd_child_fail(p, SD_STEP_NICE, r);
 	}
@@ -153,6 +177,10 @@ static int sd_child(void *arg) {
 			*d++ = digits[--n];
 		}
 		*d = 0;
+	}
+
+	if (a->no_new_privs && (r = sd_syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) < 0) {
+		return sd_child_fail(p, SD_STEP_NO_NEW_PRIVS, r);
 	}
 
 	// After the credentials: changing them clears the parent-death signal.

@@ -46,6 +46,9 @@ type procAttr struct {
 	creds *socketd.Credentials
 	umask uint32
 	nice  *int // nil: socketd's
+	// privateTmp gives it a mount namespace with /tmp and /var/tmp of its
+	// own; noNewPrivs sets no_new_privs.
+	privateTmp, noNewPrivs bool
 	// listenPID says that the last entry of env is LISTEN_PID with room
 	// for the digits, which the new process fills in with its own pid, as
 	// sd_listen_fds(3) checks it: no one knows the pid before.
@@ -85,6 +88,12 @@ func startProcess(a *procAttr) (*process, error) {
 		fdp = &fds[0]
 	}
 	attrs := C.sd_attrs{umask: C.int(a.umask)}
+	if a.privateTmp {
+		attrs.private_tmp = 1
+	}
+	if a.noNewPrivs {
+		attrs.no_new_privs = 1
+	}
 	if n := a.nice; n != nil {
 		attrs.set_nice, attrs.nice = 1, C.int(*n)
 	}
@@ -140,15 +149,18 @@ func (p *process) execErr() error {
 
 // childSteps names the steps of the child before execve (process.h).
 var childSteps = map[C.int]string{
-	C.SD_STEP_SETPGID:   "setpgid",
-	C.SD_STEP_PDEATHSIG: "set parent death signal",
-	C.SD_STEP_DUP:       "pass file descriptors",
-	C.SD_STEP_CHDIR:     "chdir",
-	C.SD_STEP_EXEC:      "exec",
-	C.SD_STEP_NICE:      "set nice",
-	C.SD_STEP_SETGROUPS: "set supplementary groups",
-	C.SD_STEP_SETGID:    "set group",
-	C.SD_STEP_SETUID:    "set user",
+	C.SD_STEP_SETPGID:      "setpgid",
+	C.SD_STEP_PDEATHSIG:    "set parent death signal",
+	C.SD_STEP_DUP:          "pass file descriptors",
+	C.SD_STEP_CHDIR:        "chdir",
+	C.SD_STEP_EXEC:         "exec",
+	C.SD_STEP_NICE:         "set nice",
+	C.SD_STEP_SETGROUPS:    "set supplementary groups",
+	C.SD_STEP_SETGID:       "set group",
+	C.SD_STEP_SETUID:       "set user",
+	C.SD_STEP_NAMESPACE:    "make a mount namespace",
+	C.SD_STEP_PRIVATE_TMP:  "mount a private /tmp",
+	C.SD_STEP_NO_NEW_PRIVS: "set no_new_privs",
 }
 
 // free releases the memory the child used. Call it only after the child has

@@ -17,6 +17,9 @@ enum {
 	SD_STEP_SETGROUPS,
 	SD_STEP_SETGID,
 	SD_STEP_SETUID,
+	SD_STEP_NAMESPACE,
+	SD_STEP_PRIVATE_TMP,
+	SD_STEP_NO_NEW_PRIVS,
 };
 
 // What the child changes about itself before it executes, besides its fds
@@ -32,6 +35,10 @@ typedef struct sd_attrs {
 	int umask; // -1: unchanged
 	int set_nice;
 	int nice;
+	// private_tmp: a mount namespace of its own with an empty tmpfs on
+	// /tmp and /var/tmp, gone with the last process in it.
+	int private_tmp;
+	int no_new_privs; // PR_SET_NO_NEW_PRIVS before execve
 	// The index of the environment entry "LISTEN_PID=" followed by ten
 	// digits, which the child overwrites with its pid; -1: none.
 	int listen_pid_env;

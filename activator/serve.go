@@ -40,6 +40,10 @@ type conn struct {
 	runtimeTimer *time.Timer
 	stopReason   string
 	proc         *process // the handler, once started
+	// dynUID is the dynamic user the handler runs as, if hasDynUID: given
+	// back once its process group is gone.
+	dynUID    uint32
+	hasDynUID bool
 }
 
 // maxIdleWorkers bounds the goroutines that wait for the next connection

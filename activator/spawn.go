@@ -31,6 +31,25 @@ func (c *conn) run() bool {
 		c.rec.State = socketd.ConnKilled // asked to stop before it started
 		return false
 	}
+	if def.sock.DynamicUser {
+		uid, err := c.a.dynUsers.get()
+		if err != nil {
+			c.rec.State, c.rec.Error = socketd.ConnRefused, err.Error()
+			c.s.refused.Add(1)
+			c.a.log.Warn("refused", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
+			return false
+		}
+		c.dynUID, c.hasDynUID = uid, true
+		// The user and group of its own, with the listed supplementary
+		// groups only.
+		dyn := socketd.Credentials{SetUID: true, UID: uid, SetGID: true, GID: uid, Groups: []uint32{}}
+		if creds != nil {
+			dyn.Groups = creds.Groups
+		}
+		creds = &dyn
+		u := int(uid)
+		c.rec.UID = &u
+	}
 
 	// The handler's fds 0, 1, 2 and, with stdin null, the connection as
 	// fd 3; logW is the write end of the log's pipe where one goes.
@@ -101,6 +120,10 @@ func (c *conn) run() bool {
 		creds:     creds,
 		umask:     def.umask,
 		nice:      def.sock.Nice,
+		// systemd's DynamicUser= implies PrivateTmp= and
+		// NoNewPrivileges=.
+		privateTmp: def.sock.DynamicUser,
+		noNewPrivs: def.sock.DynamicUser,
 	})
 	if logR >= 0 {
 		// Only the handler may hold the write end, or the capture never
@@ -111,6 +134,7 @@ func (c *conn) run() bool {
 		if logR >= 0 {
 			unix.Close(logR)
 		}
+		c.releaseUser()
 		c.spawnFailed(fmt.Errorf("start %s: %w", path, err))
 		return false
 	}

@@ -213,7 +213,7 @@ func (db *DB) InterruptRunning(ctx context.Context) (int64, error) {
 // connColumns are the columns scanConnection reads, in its order.
 const connColumns = `id, socket, state, remote_ip, remote_port, local_ip, local_port, pid,
 	started_at, ended_at, duration_ms, exit_code, signal, bytes_in, bytes_out, error,
-	peer_pid, peer_uid, peer_gid`
+	peer_pid, peer_uid, peer_gid, uid`
 
 // connColumnsC is connColumns of the table named c, for a join.
 var connColumnsC = "c." + strings.Join(strings.Fields(strings.ReplaceAll(connColumns, ",", " ")), ", c.")
@@ -535,11 +535,11 @@ func scanConnection(sc scanner) (socketd.Connection, error) {
 		state                          string
 		started                        int64
 		pid, ended, duration, exitCode sql.NullInt64
-		peerPID, peerUID, peerGID      sql.NullInt64
+		peerPID, peerUID, peerGID, uid sql.NullInt64
 	)
 	err := sc.Scan(&c.ID, &c.Socket, &state, &c.RemoteIP, &c.RemotePort, &c.LocalIP, &c.LocalPort, &pid,
 		&started, &ended, &duration, &exitCode, &c.Signal, &c.BytesIn, &c.BytesOut, &c.Error,
-		&peerPID, &peerUID, &peerGID)
+		&peerPID, &peerUID, &peerGID, &uid)
 	if err != nil {
 		return socketd.Connection{}, err
 	}
@@ -555,7 +555,7 @@ func scanConnection(sc scanner) (socketd.Connection, error) {
 		c.DurationMS = &d
 	}
 	c.ExitCode = intPtr(exitCode)
-	c.PeerPID, c.PeerUID, c.PeerGID = intPtr(peerPID), intPtr(peerUID), intPtr(peerGID)
+	c.PeerPID, c.PeerUID, c.PeerGID, c.UID = intPtr(peerPID), intPtr(peerUID), intPtr(peerGID), intPtr(uid)
 	return c, nil
 }
 

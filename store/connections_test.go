@@ -164,6 +164,21 @@ func TestBeginCompleteRow(t *testing.T) {
 	if got, err := db.GetConnection(ctx, u.ID); err != nil || !reflect.DeepEqual(got, *u) {
 		t.Errorf("unix row\n got %#v (%v)\nwant %#v", got, err, *u)
 	}
+	// The dynamic user is known once the handler is spawned: the finish
+	// records it, and a finish without one keeps it.
+	uid := 61184
+	f := *u
+	f.State, f.EndedAt, f.UID = socketd.ConnExited, &ended, &uid
+	if err := db.FinishConnection(ctx, &f); err != nil {
+		t.Fatal(err)
+	}
+	f.UID = nil
+	if err := db.FinishConnection(ctx, &f); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.GetConnection(ctx, u.ID); err != nil || got.UID == nil || *got.UID != uid || *got.PeerPID != pid {
+		t.Errorf("finished unix row %#v (%v), want uid %d", got, err, uid)
+	}
 }
 
 func TestConnectionErrors(t *testing.T) {

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/socketd/socketd/activator"
 )
 
 // DefaultAPIAddr is where the API listens unless told otherwise: loopback
@@ -24,6 +27,9 @@ type Config struct {
 	StopTimeout time.Duration
 	LogLevel    slog.Level
 	LogFormat   string // "text" or "json"
+	// DynamicUIDMin and DynamicUIDMax bound the uids of dynamic_user
+	// handlers.
+	DynamicUIDMin, DynamicUIDMax uint32
 }
 
 // DBPath returns the path of the SQLite database in the data dir.
@@ -38,7 +44,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs := flag.NewFlagSet("socketd", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	var c Config
-	var stop, level string
+	var stop, level, dynamic string
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
@@ -55,6 +61,9 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 		"debug, info, warn or error (env SOCKETD_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("SOCKETD_LOG_FORMAT", "text"),
 		"text or json (env SOCKETD_LOG_FORMAT)")
+	fs.StringVar(&dynamic, "dynamic-users", env("SOCKETD_DYNAMIC_USERS",
+		fmt.Sprintf("%d-%d", activator.DefaultDynamicUIDMin, activator.DefaultDynamicUIDMax)),
+		"`min-max` uids for dynamic_user handlers; ids the user or group database knows are skipped (env SOCKETD_DYNAMIC_USERS)")
 	fs.Usage = func() {
 		fmt.Fprintf(usage, "Usage: socketd [flags]\n\nsocketd serves programs on TCP sockets, one process per connection, managed over a REST API.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -71,6 +80,9 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return Config{}, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	if c.DynamicUIDMin, c.DynamicUIDMax, err = parseUIDRange(dynamic); err != nil {
+		return Config{}, fmt.Errorf("--dynamic-users: %w", err)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return Config{}, fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)
@@ -113,4 +125,21 @@ func (c Config) NewLogger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// parseUIDRange parses "min-max", a range of uids for dynamic users. Root,
+// the ids the kernel reserves and the classic nobody (65534) stay out.
+func parseUIDRange(s string) (min, max uint32, err error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	a, errA := strconv.ParseUint(lo, 10, 32)
+	b, errB := strconv.ParseUint(hi, 10, 32)
+	switch {
+	case !ok || errA != nil || errB != nil:
+		return 0, 0, fmt.Errorf("%q is not a range of uids such as 61184-65519", s)
+	case a == 0 || a > b:
+		return 0, 0, fmt.Errorf("%q: the range must start above 0 and not end before it starts", s)
+	case a <= 65534 && b >= 65534, b >= 4294967295:
+		return 0, 0, fmt.Errorf("%q takes in 65534 (nobody) or 4294967295 (no user)", s)
+	}
+	return uint32(a), uint32(b), nil
 }

@@ -18,7 +18,8 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.APIAddr != DefaultAPIAddr || c.StopTimeout != 10*time.Second || c.LogLevel != slog.LevelInfo {
+	if c.APIAddr != DefaultAPIAddr || c.StopTimeout != 10*time.Second || c.LogLevel != slog.LevelInfo ||
+		c.DynamicUIDMin != 61184 || c.DynamicUIDMax != 65519 {
 		t.Errorf("defaults = %+v", c)
 	}
 	want := "/home/op/.local/state/socketd"
@@ -55,16 +56,18 @@ func TestDefaultDataDir(t *testing.T) {
 
 func TestParseConfigFlagsBeatEnvironment(t *testing.T) {
 	env := envOf(map[string]string{
-		"SOCKETD_API_ADDR":     "127.0.0.1:1",
-		"SOCKETD_DATA_DIR":     "/from/env",
-		"SOCKETD_STOP_TIMEOUT": "3s",
-		"SOCKETD_LOG_LEVEL":    "debug",
+		"SOCKETD_API_ADDR":      "127.0.0.1:1",
+		"SOCKETD_DATA_DIR":      "/from/env",
+		"SOCKETD_STOP_TIMEOUT":  "3s",
+		"SOCKETD_LOG_LEVEL":     "debug",
+		"SOCKETD_DYNAMIC_USERS": "70000-70009",
 	})
 	c, err := ParseConfig(nil, env, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.APIAddr != "127.0.0.1:1" || c.DataDir != "/from/env" || c.StopTimeout != 3*time.Second || c.LogLevel != slog.LevelDebug {
+	if c.APIAddr != "127.0.0.1:1" || c.DataDir != "/from/env" || c.StopTimeout != 3*time.Second || c.LogLevel != slog.LevelDebug ||
+		c.DynamicUIDMin != 70000 || c.DynamicUIDMax != 70009 {
 		t.Errorf("from env = %+v", c)
 	}
 	c, err = ParseConfig([]string{"--api-addr", "[::1]:2", "--data-dir=/from/flag", "--stop-timeout", "1m", "--log-level", "warn"}, env, io.Discard)
@@ -82,6 +85,11 @@ func TestParseConfigRejectsBadValues(t *testing.T) {
 		{"--stop-timeout", "-1s"},
 		{"--log-level", "loud"},
 		{"--log-format", "xml"},
+		{"--dynamic-users", "61184"},
+		{"--dynamic-users", "0-100"},
+		{"--dynamic-users", "200-100"},
+		{"--dynamic-users", "60000-70000"},
+		{"--dynamic-users", "a-b"},
 		{"--api-addr", " "},
 		{"--no-such-flag"},
 		{"extra-argument"},

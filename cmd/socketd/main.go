@@ -112,10 +112,12 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.Activator = activator.New(activator.Config{
-		Source:      db,
-		Recorder:    db,
-		Logger:      m.Logger,
-		StopTimeout: m.Config.StopTimeout,
+		Source:        db,
+		Recorder:      db,
+		Logger:        m.Logger,
+		StopTimeout:   m.Config.StopTimeout,
+		DynamicUIDMin: m.Config.DynamicUIDMin,
+		DynamicUIDMax: m.Config.DynamicUIDMax,
 	})
 	if err := m.Activator.Open(ctx); err != nil {
 		return err
