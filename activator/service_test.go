@@ -129,6 +129,36 @@ func TestInetdWait(t *testing.T) {
 	}
 }
 
+// TestServiceIPv6Datagram: a datagram service on IPv6 and one on the IPv6
+// wildcard with bind_ipv6_only both, which takes IPv4 too.
+func TestServiceIPv6Datagram(t *testing.T) {
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		testhandler.Require(t, "IPv6 loopback")
+	} else {
+		c.Close()
+	}
+	v6 := serviceSocket("v6", testhandler.InetdWait, "udp:[::1]:0")
+	both := serviceSocket("both", testhandler.InetdWait, "udp:[::]:0")
+	both.BindIPv6Only = socketd.BindIPv6Both
+	for _, s := range []*socketd.Socket{&v6, &both} {
+		s.StandardInput = socketd.StdinSocket
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := start(t, activator.Config{}, v6, both)
+	if got := datagram(t, h.addr(t, "v6"), "six"); !strings.HasSuffix(got, " six") {
+		t.Errorf("IPv6 service answered %q", got)
+	}
+	_, port, _ := net.SplitHostPort(h.addr(t, "both"))
+	if got := datagram(t, "127.0.0.1:"+port, "four"); !strings.HasSuffix(got, " four") {
+		t.Errorf("dual-stack service answered %q over IPv4", got)
+	}
+	if row := h.rec.rowOf(t, "v6"); row.RemoteIP != "::1" {
+		t.Errorf("row of the IPv6 run: remote %q", row.RemoteIP)
+	}
+}
+
 // TestServiceThatLeavesItsSocketReady: a service that exits without taking
 // the connection that started it is started again, but after a few quick
 // runs its starts slow down instead of spinning, and the socket keeps
