@@ -9,7 +9,8 @@ import (
 
 // TestDependencyDirection holds the packages to the house plan: the root
 // package is the vocabulary, the store knows no HTTP or processes, the
-// activator knows no SQL or HTTP, and the CLI reaches the daemon only
+// activator knows no SQL or HTTP, the conversions know only the
+// vocabulary, and the CLI reaches the daemon only
 // through the API client. (internal/apitest's own test keeps it out of every
 // package but tests.)
 func TestDependencyDirection(t *testing.T) {
@@ -26,6 +27,7 @@ func TestDependencyDirection(t *testing.T) {
 		mod + "/activator":     {"net/http", "database/sql", mod + "/api", mod + "/store"},
 		mod + "/api":           {mod + "/store", mod + "/activator", "database/sql"},
 		mod + "/migrations":    {mod + "/"},
+		mod + "/convert":       {"net/http", "database/sql", mod + "/api", mod + "/store", mod + "/activator", mod + "/web"},
 		mod + "/web":           {mod + "/api", mod + "/store", mod + "/activator"},
 		mod + "/cmd/socketctl": {mod + "/store", mod + "/activator", "database/sql"},
 		mod + "/cmd/socketd":   {mod + "/internal/testhandler"},

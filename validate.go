@@ -88,6 +88,8 @@ func (s *Socket) Validate() error {
 			add("/command/0", "%v", err)
 		} else if err := s.accessAs(path, false); err != nil {
 			add("/command/0", "%v", err)
+		} else if s.DynamicUser && inPrivateTmp(path) {
+			add("/command/0", "%s is in /tmp or /var/tmp, which a dynamic_user handler has of its own, empty", path)
 		}
 	}
 	if len(s.Environment) > maxEnv {
@@ -111,6 +113,8 @@ func (s *Socket) Validate() error {
 			add("/working_directory", "%s is not a directory", d)
 		} else if err := s.accessAs(d, true); err != nil {
 			add("/working_directory", "%v", err)
+		} else if s.DynamicUser && inPrivateTmp(d) {
+			add("/working_directory", "%s is in /tmp or /var/tmp, which a dynamic_user handler has of its own, empty", d)
 		}
 	}
 	switch s.Stderr {
@@ -262,4 +266,18 @@ func checkExecutable(path string) error {
 		return fmt.Errorf("%s is not executable", path)
 	}
 	return nil
+}
+
+// inPrivateTmp reports whether path is under /tmp or /var/tmp, which a
+// dynamic_user handler does not see (it gets empty ones of its own).
+func inPrivateTmp(path string) bool {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	for _, dir := range []string{"/tmp", "/var/tmp"} {
+		if path == dir || strings.HasPrefix(path, dir+"/") {
+			return true
+		}
+	}
+	return false
 }

@@ -290,10 +290,26 @@ func TestValidateChecksAccessAsTheUser(t *testing.T) {
 		{"group only", "", "nogroup", prog, "", ""}, // root stays root: allowed
 		{"as root", "root", "", hidden, private, ""},
 		{"executable by the user", "nobody", "", "/bin/sh", dir, ""},
+		{"dynamic user, command in /tmp", "", "", filepath.Join("/tmp", "x"), "", "/command/0"},
+		{"dynamic user, working directory in /tmp", "", "", "/bin/sh", "/tmp", "/working_directory"},
 	} {
 		s := socketd.NewSocket()
 		s.Name, s.Listen, s.Command, s.WorkingDirectory = "x", []string{"0"}, []string{c.cmd}, c.wd
 		s.User, s.Group = c.user, c.group
+		if strings.HasPrefix(c.name, "dynamic user") {
+			s.DynamicUser = true
+			if c.cmd != "/bin/sh" {
+				// An executable in /tmp, which the handler does not see.
+				f, err := os.CreateTemp("/tmp", "prog")
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.Chmod(0o755)
+				f.Close()
+				defer os.Remove(f.Name())
+				s.Command = []string{f.Name()}
+			}
+		}
 		err := s.Validate()
 		var e *socketd.Error
 		switch {

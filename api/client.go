@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/convert"
 )
 
 // maxResponseBytes bounds what the Client reads of a response.
@@ -182,6 +183,48 @@ func (c *Client) KillConnection(ctx context.Context, id int64) (socketd.Connecti
 	var conn socketd.Connection
 	err := c.doJSON(ctx, http.MethodDelete, connectionPath(id), nil, &conn, http.StatusOK)
 	return conn, err
+}
+
+// ImportOptions says how Import reads its text: Format is "systemd",
+// "inetd", "xinetd", or "" for the text to tell; Name is the socket's name
+// for systemd units; DryRun saves nothing.
+type ImportOptions struct {
+	Format string
+	Name   string
+	DryRun bool
+}
+
+// ImportResult is what Import made of a text: the sockets, as saved (or as
+// they would be with DryRun), and every directive they do not express.
+type ImportResult = importResult
+
+// Import creates or replaces the sockets that text (systemd units, inetd.conf
+// lines or xinetd services) defines.
+func (c *Client) Import(ctx context.Context, text string, o ImportOptions) (ImportResult, error) {
+	q := url.Values{}
+	if o.Format != "" {
+		q.Set("format", o.Format)
+	}
+	if o.Name != "" {
+		q.Set("name", o.Name)
+	}
+	if o.DryRun {
+		q.Set("dry_run", "true")
+	}
+	var res ImportResult
+	path := "/v1/import"
+	_, body, err := c.do(ctx, http.MethodPost, path, q, "text/plain; charset=utf-8", []byte(text), http.StatusOK)
+	if err != nil {
+		return res, err
+	}
+	return res, decodeResponse(http.MethodPost, path, body, &res)
+}
+
+// Export returns socket name as systemd unit files.
+func (c *Client) Export(ctx context.Context, name string) ([]convert.File, error) {
+	var res exportResult
+	err := c.doJSON(ctx, http.MethodGet, socketPath(name)+"/export", nil, &res, http.StatusOK)
+	return res.Files, err
 }
 
 func connectionPath(id int64) string { return "/v1/connections/" + strconv.FormatInt(id, 10) }

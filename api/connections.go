@@ -47,14 +47,8 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) error {
 // unknown state, a limit out of range) is invalid, as in a request body.
 func parseConnectionFilter(q url.Values) (socketd.ConnectionFilter, error) {
 	var f socketd.ConnectionFilter
-	for k, vs := range q {
-		if !slices.Contains(connectionQuery, k) {
-			return f, socketd.Errorf(socketd.CodeBadRequest,
-				"unknown query parameter %q; the filters are %s", k, strings.Join(connectionQuery, ", "))
-		}
-		if len(vs) > 1 {
-			return f, socketd.Errorf(socketd.CodeBadRequest, "query parameter %s is given %d times", k, len(vs))
-		}
+	if err := checkQuery(q, connectionQuery); err != nil {
+		return f, err
 	}
 	f.Socket = q.Get("socket")
 	f.Cursor = q.Get("cursor")
@@ -172,4 +166,19 @@ func (s *Server) killConnection(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, c)
+}
+
+// checkQuery refuses a query parameter not in known, so that a misspelt one
+// is not silently ignored, and one given more than once.
+func checkQuery(q url.Values, known []string) error {
+	for k, vs := range q {
+		if !slices.Contains(known, k) {
+			return socketd.Errorf(socketd.CodeBadRequest,
+				"unknown query parameter %q; this takes %s", k, strings.Join(known, ", "))
+		}
+		if len(vs) > 1 {
+			return socketd.Errorf(socketd.CodeBadRequest, "query parameter %s is given %d times", k, len(vs))
+		}
+	}
+	return nil
 }

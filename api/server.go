@@ -132,6 +132,8 @@ func (s *Server) routes() *chi.Mux {
 		r.Put("/sockets/{name}", s.handle(s.putSocket))
 		r.Patch("/sockets/{name}", s.handle(s.patchSocket))
 		r.Delete("/sockets/{name}", s.handle(s.deleteSocket))
+		r.Get("/sockets/{name}/export", s.handle(s.exportSocket))
+		r.Post("/import", s.handle(s.importSockets))
 
 		r.Get("/connections", s.handle(s.listConnections))
 		r.Get("/connections/{id}", s.handle(s.getConnection))

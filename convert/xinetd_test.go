@@ -1,0 +1,222 @@
+package convert_test
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/convert"
+)
+
+const xinetdConf = `# Simple configuration file for xinetd
+defaults
+{
+	instances	= 60
+	log_type	= SYSLOG authpriv
+}
+
+includedir /etc/xinetd.d
+
+# default: on
+# description: The telnet server serves telnet sessions.
+service telnet
+{
+	disable		= no
+	flags		= REUSE IPv6
+	socket_type	= stream
+	wait		= no
+	user		= root
+	server		= /usr/sbin/in.telnetd
+	server_args	= -h
+	log_on_failure	+= USERID
+	only_from	= 10.0.0.0/8
+	env		= TERM=vt100 LANG=C
+	env		+= LISTEN_FDS=1
+	passenv		= TZ PATH
+}
+
+# The tftp server serves files from /srv/tftp.
+service tftp
+{
+	socket_type	= dgram
+	protocol	= udp
+	wait		= yes
+	user		= root
+	server		= /usr/sbin/in.tftpd
+	server_args	= -s /srv/tftp
+	disable		= yes
+	per_source	= 11
+	cps		= 100 2
+	flags		= IPv4
+}
+
+service hello {
+	type		= UNLISTED
+	port		= 13063
+	bind		= 127.0.0.1
+	socket_type	= stream
+	wait		= no
+	user		= nobody
+	group		= nogroup
+	server		= /usr/sbin/tcpd
+	server_args	= /opt/helloworld.sh --greet
+	flags		= NAMEINARGS NODELAY KEEPALIVE SENSOR
+	nice		= 5
+	umask		= 027
+	groups		= yes
+	rlimit_cpu	= 20
+}
+`
+
+func TestXinetd(t *testing.T) {
+	needServices(t, "tcp/telnet", "udp/tftp")
+	res, err := convert.Xinetd(xinetdConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	telnet := socketd.NewSocket()
+	telnet.Name, telnet.Description = "telnet", "xinetd service telnet"
+	telnet.Listen, telnet.Accept = []string{"23"}, true
+	telnet.Command = []string{"/usr/sbin/in.telnetd", "-h"}
+	telnet.Environment = map[string]string{"TERM": "vt100", "LANG": "C"}
+	telnet.PassEnvironment = []string{"TZ"}
+	telnet.User = "root"
+
+	tftp := socketd.NewSocket()
+	tftp.Name, tftp.Description = "tftp", "xinetd service tftp"
+	tftp.Listen, tftp.Accept, tftp.Enabled = []string{"udp:0.0.0.0:69"}, false, false
+	tftp.Command = []string{"/usr/sbin/in.tftpd", "-s", "/srv/tftp"}
+	tftp.User = "root"
+
+	hello := socketd.NewSocket()
+	hello.Name, hello.Description = "hello", "xinetd service hello"
+	hello.Listen, hello.Accept = []string{"127.0.0.1:13063"}, true
+	hello.Command = []string{"/opt/helloworld.sh", "--greet"}
+	hello.User, hello.Group, hello.UMask = "nobody", "nogroup", "027"
+	hello.NoDelay, hello.KeepAlive = true, true
+	nice := 5
+	hello.Nice = &nice
+
+	want := []socketd.Socket{telnet, tftp, hello}
+	for i := range want {
+		want[i].StandardInput, want[i].StandardOutput, want[i].Stderr = "socket", "socket", "socket"
+	}
+	if !reflect.DeepEqual(res.Sockets, want) {
+		t.Errorf("got\n%+v\nwant\n%+v", res.Sockets, want)
+	}
+	wantUnmapped := []string{
+		"xinetd defaults:4:instances", "xinetd defaults:5:log_type", "xinetd:8:includedir",
+		"xinetd service telnet:21:log_on_failure", "xinetd service telnet:22:only_from",
+		"xinetd service telnet:24:env", "xinetd service telnet:25:passenv",
+		"xinetd service tftp:38:per_source", "xinetd service tftp:39:cps",
+		"xinetd service hello:52:server_args", "xinetd service hello:53:flags",
+		"xinetd service hello:56:groups", "xinetd service hello:57:rlimit_cpu",
+	}
+	if got := unmappedKeys(res.Unmapped); !reflect.DeepEqual(got, wantUnmapped) {
+		t.Errorf("unmapped\n%q\nwant\n%q", got, wantUnmapped)
+	}
+	for _, u := range res.Unmapped {
+		if strings.HasPrefix(u.Source, "xinetd service ") && u.Socket != strings.TrimPrefix(u.Source, "xinetd service ") {
+			t.Errorf("unmapped %+v: want its socket's name", u)
+		}
+	}
+}
+
+// Debian's /etc/xinetd.d/echo: two disabled internal services.
+const xinetdEcho = `# default: off
+# description: An xinetd internal service which echo's characters back to
+# clients.
+# This is the tcp version.
+service echo
+{
+	disable		= yes
+	type		= INTERNAL
+	id		= echo-stream
+	socket_type	= stream
+	protocol	= tcp
+	user		= root
+	wait		= no
+}
+
+# This is the udp version.
+service echo
+{
+	disable		= yes
+	type		= INTERNAL
+	id		= echo-dgram
+	socket_type	= dgram
+	protocol	= udp
+	user		= root
+	wait		= yes
+}
+`
+
+func TestXinetdDisabledInternalServicesAreListed(t *testing.T) {
+	res, err := convert.Xinetd(xinetdEcho)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Sockets) != 0 {
+		t.Errorf("sockets %+v", res.Sockets)
+	}
+	want := []string{"xinetd service echo:8:type", "xinetd service echo:20:type"}
+	if got := unmappedKeys(res.Unmapped); !reflect.DeepEqual(got, want) {
+		t.Errorf("unmapped %q, want %q", got, want)
+	}
+}
+
+func TestXinetdNamesAfterIDAndProtocol(t *testing.T) {
+	text := strings.NewReplacer("disable\t\t= yes", "disable = no", "type\t\t= INTERNAL", "server = /bin/cat").Replace(xinetdEcho)
+	text += "service echo\n{\nsocket_type = stream\nwait = no\nserver = /bin/cat\nport = 7007\n}\n"
+	res, err := convert.Xinetd(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range res.Sockets {
+		names = append(names, s.Name)
+	}
+	if want := []string{"echo-stream", "echo-dgram", "echo"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("names %q, want %q", names, want)
+	}
+	text += "service echo\n{\nsocket_type = stream\nwait = no\nserver = /bin/cat\nport = 7008\n}\n"
+	if res, err = convert.Xinetd(text); err != nil || res.Sockets[3].Name != "echo-tcp" {
+		t.Errorf("a second echo: %v %+v", err, res.Sockets)
+	}
+}
+
+func TestXinetdErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		line       int
+		has        string
+	}{
+		{"garbage", "hello\n", 1, "expected service"},
+		{"no brace", "service x\nport = 7\n", 2, "expected {"},
+		{"unclosed", "\nservice x\n{\nport = 7\n", 2, "no closing }"},
+		{"bad attribute", "service x\n{\n= 7\n}\n", 3, "attribute"},
+		{"no op", "service x\n{\nport 7\n}\n", 3, "attribute"},
+		{"internal", strings.Replace(xinetdEcho, "disable\t\t= yes", "disable = no", 1), 8, "internal"},
+		{"no server", "service x\n{\nsocket_type = stream\nwait = no\nport = 7\n}\n", 1, "no server"},
+		{"no wait", "service x\n{\nsocket_type = stream\nserver = /bin/cat\nport = 7\n}\n", 1, "wait"},
+		{"unlisted", "service x\n{\ntype = UNLISTED\nsocket_type = stream\nwait = no\nserver = /bin/cat\n}\n", 1, "port"},
+		{"unknown service", "service nosuchservice-x\n{\nsocket_type = stream\nwait = no\nserver = /bin/cat\n}\n", 1, "nosuchservice-x"},
+		{"bad port", "service x\n{\nsocket_type = stream\nwait = no\nserver = /bin/cat\nport = 70000\n}\n", 6, "70000"},
+		{"bad nice", "service x\n{\nsocket_type = stream\nwait = no\nserver = /bin/cat\nport = 7\nnice = 99\n}\n", 7, "nice"},
+		{"scalar op", "service x\n{\nserver += /bin/cat\n}\n", 3, "takes ="},
+		{"host name", "service x\n{\nsocket_type = stream\nwait = no\nserver = /bin/cat\nport = 7\nbind = localhost\n}\n", 7, "localhost"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := convert.Xinetd(tc.text)
+			var e *convert.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %v, want a *convert.Error", err)
+			}
+			if e.Line != tc.line || !strings.Contains(e.Error(), tc.has) {
+				t.Errorf("error %q on line %d, want line %d and %q", e, e.Line, tc.line, tc.has)
+			}
+		})
+	}
+}
