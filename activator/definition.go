@@ -2,6 +2,7 @@ package activator
 
 import (
 	"maps"
+	"reflect"
 	"os"
 	"slices"
 	"sort"
@@ -117,23 +118,31 @@ func newDefinition(s *socketd.Socket) *definition {
 	return d
 }
 
-// same reports whether s would spawn exactly as d does.
+// same reports whether s would spawn exactly as d does: it compares every
+// field but those of no concern to spawning (the description, the enabled
+// flag, the timestamps and status, and the listening sockets' options,
+// which the listeners' specs cover), so that no new field can be
+// forgotten. Empty and nil lists count as equal.
 func (d *definition) same(s *socketd.Socket) bool {
-	return d.sock.Name == s.Name &&
-		slices.Equal(d.sock.Command, s.Command) &&
-		d.sock.Accept == s.Accept && slices.Equal(d.sock.Listen, s.Listen) &&
-		maps.Equal(d.sock.Environment, s.Environment) &&
-		d.sock.WorkingDirectory == s.WorkingDirectory &&
-		d.sock.IgnoreExitStatus == s.IgnoreExitStatus &&
-		d.sock.Stderr == s.Stderr &&
-		d.sock.User == s.User && d.sock.Group == s.Group &&
-		slices.Equal(d.sock.SupplementaryGroups, s.SupplementaryGroups) &&
-		d.sock.UMask == s.UMask &&
-		d.sock.StandardInput == s.StandardInput && d.sock.StandardOutput == s.StandardOutput &&
-		slices.Equal(d.sock.PassEnvironment, s.PassEnvironment) &&
-		d.sock.RuntimeMax == s.RuntimeMax && d.sock.KillSignal == s.KillSignal &&
-		d.sock.TimeoutStop == s.TimeoutStop &&
-		(d.sock.Nice == nil) == (s.Nice == nil) && (s.Nice == nil || *d.sock.Nice == *s.Nice)
+	a, b := spawnFields(&d.sock), spawnFields(s)
+	return reflect.DeepEqual(a, b)
+}
+
+// spawnFields returns the fields of s that same compares, with empty lists
+// and maps made nil.
+func spawnFields(s *socketd.Socket) socketd.Socket {
+	c := *s
+	c.Description, c.Enabled, c.CreatedAt, c.UpdatedAt, c.Status = "", false, time.Time{}, time.Time{}, nil
+	c.SocketOptions = socketd.SocketOptions{}
+	if len(c.Environment) == 0 {
+		c.Environment = nil
+	}
+	for _, l := range []*[]string{&c.Listen, &c.Command, &c.SupplementaryGroups, &c.PassEnvironment} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
+	return c
 }
 
 // resolvedCreds holds a definition's credentials once looked up; creds is
