@@ -116,6 +116,9 @@ type Activator struct {
 	devNull     int          // shared /dev/null for stderr "null"; -1 until Open
 	lingerer    *lingerer    // closes connections whose peer has not; nil until Open
 	exits       *exitWatcher // handles the exits of handlers; nil until Open
+	// services holds the latest service of each accept: false socket, by
+	// name, until it has ended: a socket waits for it before it binds.
+	services map[string]*service
 
 	// mu guards the sockets map, read by Status. Writers also hold
 	// reconcileMu.
@@ -184,6 +187,7 @@ func New(cfg Config) *Activator {
 		kick:      make(chan struct{}, 1),
 		devNull:   -1,
 		sockets:   map[string]*socket{},
+		services:  map[string]*service{},
 		conns:     map[int64]*conn{},
 		unwatched: map[*conn]struct{}{},
 		jobs:      make(chan job),

@@ -2,8 +2,8 @@ package activator
 
 import (
 	"maps"
-	"reflect"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -97,16 +97,7 @@ func newDefinition(s *socketd.Socket) *definition {
 		d.env = append(d.env, "PATH="+socketd.DefaultPath)
 	}
 	d.env = append(d.env, "SOCKETD_SOCKET="+s.Name)
-	switch {
-	case !s.Accept && d.stdin == socketd.StdinNull:
-		// sd_listen_fds(3): the listening sockets from fd 3 on, each
-		// named as systemd names them by default, after their unit.
-		names := make([]string, len(s.Listen))
-		for i := range names {
-			names[i] = s.Name
-		}
-		d.env = append(d.env, "LISTEN_FDS="+strconv.Itoa(len(s.Listen)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
-	case d.stdin == socketd.StdinNull:
+	if s.Accept && d.stdin == socketd.StdinNull {
 		// sd_listen_fds(3): the connection is fd 3.
 		d.env = append(d.env, "LISTEN_FDS=1", "LISTEN_FDNAMES=connection")
 	}
@@ -180,11 +171,18 @@ func (d *definition) command() (string, error) {
 }
 
 // environ returns the handler's environment for connection c: exactly the
-// definition's, PATH if it sets none, and the connection's variables.
-func (d *definition) environ(c *socketd.Connection) []string {
+// definition's, PATH if it sets none, and the connection's variables. A
+// service (accept: false) gets nListen listening sockets instead.
+func (d *definition) environ(c *socketd.Connection, nListen int) []string {
 	env := make([]string, len(d.env), len(d.env)+9)
 	copy(env, d.env)
 	switch {
+	case !d.sock.Accept && d.stdin == socketd.StdinNull:
+		// sd_listen_fds(3): the listening sockets from fd 3 on, each
+		// named as systemd names them by default, after their unit.
+		// Counted as passed: the definition may have changed since.
+		env = append(env, "LISTEN_FDS="+strconv.Itoa(nListen),
+			"LISTEN_FDNAMES="+strings.TrimSuffix(strings.Repeat(d.sock.Name+":", nListen), ":"))
 	case !d.sock.Accept:
 		// A service has no one connection to describe.
 	case c.PeerUID != nil:

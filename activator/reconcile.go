@@ -105,7 +105,8 @@ func (s *socket) setSpecs(specs []listenSpec) {
 		}
 	}
 	if s.svc != nil && !slices.Equal(specs, s.specs) {
-		// Its listeners change: the next service waits for its end.
+		// Its listeners change: the service stops, and the socket
+		// binds again once it has (see waitingForService).
 		s.svc.stop()
 	}
 	for _, l := range old {
@@ -225,6 +226,11 @@ func parseSpecs(d *socketd.Socket) ([]listenSpec, error) {
 // If any address fails, the socket is failed and a retry is scheduled; the
 // addresses that did bind serve meanwhile. The caller holds reconcileMu.
 func (a *Activator) bind(s *socket) {
+	if a.waitingForService(s) {
+		// serviceEnded binds it.
+		s.setState(socketd.SocketFailed, "waiting for the service of its sockets before to exit")
+		return
+	}
 	var firstErr error
 	bound := false
 	for i, spec := range s.specs {

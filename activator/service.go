@@ -1,6 +1,7 @@
 package activator
 
 import (
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -11,11 +12,11 @@ import (
 	"github.com/socketd/socketd"
 )
 
-// A service that ends within quickRun while its sockets are still ready
-// has likely left them as they were; after quickRuns such runs in a row,
-// the next start waits, from quickDelayMin doubling to quickDelayMax,
-// rather than spinning. Nothing ever stops the socket for good, as
-// systemd's trigger limit does.
+// A service that ends within quickRun and leaves its sockets as they were
+// (the same connections or datagrams wait) has likely not read them; after
+// quickRuns such runs in a row, the next start waits, from quickDelayMin
+// doubling to quickDelayMax, rather than spinning. Nothing ever stops the
+// socket for good, as systemd's trigger limit does.
 const (
 	quickRun      = time.Second
 	quickRuns     = 5
@@ -27,14 +28,19 @@ const (
 // for Accept=no and inetd for wait: socketd keeps the listening sockets and
 // accepts nothing; when one is ready (a connection or a datagram waits), it
 // starts the service with them, and watches them again once the service
-// has exited. A service is bound to one set of listeners: a change of them
-// stops it, and the next waits for its last run to end.
+// has exited. A service is bound to one set of listeners: when they change,
+// or the socket is disabled or deleted, it is stopped (a run gets its kill
+// signal), and the socket binds again only once that run has ended, since
+// the run holds the sockets too.
 type service struct {
 	a    *Activator
 	s    *socket
 	fds  []int // copies of the listeners' descriptors, in listen order
 	p    *poller
-	prev *service // the service before this one on the socket, or nil
+	prev *service // the socket's service before this one, or nil
+
+	mu  sync.Mutex
+	cur *conn // the running run, or nil
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -48,7 +54,7 @@ func (a *Activator) startService(s *socket) error {
 	if err != nil {
 		return err
 	}
-	sv := &service{a: a, s: s, p: p, prev: s.svc,
+	sv := &service{a: a, s: s, p: p, prev: a.services[s.name],
 		stopped: make(chan struct{}), done: make(chan struct{})}
 	// Its own copies: a listener may close while a run starts, and its
 	// number be reused before the service gets it.
@@ -64,17 +70,48 @@ func (a *Activator) startService(s *socket) error {
 		}
 	}
 	s.svc = sv
+	a.services[s.name] = sv
 	a.wg.Add(1)
 	go sv.run()
 	return nil
 }
 
-// stop stops watching the sockets. A service running goes on until it
-// exits.
+// waitingForService reports whether s must wait with binding until the
+// service before has ended: it still runs, holding its sockets. The caller
+// holds reconcileMu.
+func (a *Activator) waitingForService(s *socket) bool {
+	prev := a.services[s.name]
+	return prev != nil && prev != s.svc && !isClosed(prev.done)
+}
+
+// serviceEnded binds the socket of a service that has ended, if it waited
+// for that (see waitingForService).
+func (a *Activator) serviceEnded(sv *service) {
+	a.reconcileMu.Lock()
+	defer a.reconcileMu.Unlock()
+	name := sv.s.name
+	if a.services[name] == sv {
+		delete(a.services, name)
+	}
+	a.mu.RLock()
+	s := a.sockets[name]
+	a.mu.RUnlock()
+	if !a.closed && s != nil && len(s.specs) > 0 {
+		a.bind(s)
+	}
+}
+
+// stop stops the service: it watches the sockets no more, and a run still
+// going gets its kill signal (SIGKILL after its timeout).
 func (sv *service) stop() {
 	sv.stopOnce.Do(func() {
 		close(sv.stopped)
-		sv.p.f.Close()
+		sv.p.setDeadline(time.Unix(1, 0)) // wakes wait
+		sv.mu.Lock()
+		if sv.cur != nil {
+			sv.cur.stop()
+		}
+		sv.mu.Unlock()
 	})
 }
 
@@ -82,6 +119,7 @@ func (sv *service) stop() {
 // needs the sockets any more.
 func (sv *service) close() {
 	sv.stop()
+	sv.p.f.Close()
 	for _, fd := range sv.fds {
 		unix.Close(fd)
 	}
@@ -92,19 +130,25 @@ func (sv *service) close() {
 func (sv *service) run() {
 	a, s := sv.a, sv.s
 	defer a.wg.Done()
+	defer a.serviceEnded(sv)
 	defer close(sv.done)
 	defer sv.close()
 	if sv.prev != nil {
-		// The service of the listeners before may still run.
-		<-sv.prev.done
+		// The service before may still run: bind waited for it, but
+		// a socket deleted and defined again has new listeners.
+		select {
+		case <-sv.prev.done:
+		case <-sv.stopped:
+			return
+		}
 		sv.prev = nil
 	}
 	var delay time.Duration
 	quick := 0
 	for {
 		fd, err := sv.p.wait()
-		if err != nil {
-			return // stopped
+		if err != nil || isClosed(sv.stopped) {
+			return
 		}
 		select {
 		case s.slots <- struct{}{}:
@@ -117,26 +161,42 @@ func (sv *service) run() {
 			<-s.slots
 			return
 		}
+		if isClosed(sv.stopped) {
+			// Both were ready: stopped wins, or a run would start
+			// with the sockets of a definition gone.
+			a.release(s)
+			return
+		}
+		before := queues(sv.fds)
 		start := time.Now()
-		c := sv.start(fd, start)
-		if c != nil {
+		if c := sv.start(fd, start); c != nil {
 			<-c.done
 		}
+		sv.mu.Lock()
+		sv.cur = nil
+		sv.mu.Unlock()
 		s.servicePID.Store(0)
+		if isClosed(sv.stopped) {
+			return
+		}
 
-		// A run that left its sockets ready at once may not have
-		// read them: see quickRuns.
-		if time.Since(start) >= quickRun || !sv.p.ready() {
+		// See quickRuns.
+		if time.Since(start) >= quickRun || !sv.p.ready() || progressed(before, queues(sv.fds)) {
+			if delay > 0 {
+				s.setError("")
+			}
 			quick, delay = 0, 0
 			continue
 		}
 		if quick++; quick <= quickRuns {
 			continue
 		}
-		if delay == 0 {
+		delay = min(max(2*delay, quickDelayMin), quickDelayMax)
+		msg := fmt.Sprintf("the service exits without taking what waits on its sockets; %d runs in a row; next start in %s", quick, delay)
+		if delay == quickDelayMin {
 			a.log.Warn("service leaves its sockets ready; delaying its starts", "socket", s.name, "runs", quick)
 		}
-		delay = min(max(2*delay, quickDelayMin), quickDelayMax)
+		s.setError(msg)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -145,6 +205,52 @@ func (sv *service) run() {
 			return
 		}
 	}
+}
+
+// queue is what waits on a listening socket, as far as socketd can tell
+// without taking it: how many connections wait to be accepted (TCP), or
+// the first datagram's sender and length; n is -1 when it cannot tell.
+type queue struct {
+	n    int
+	head string
+}
+
+func queues(fds []int) []queue {
+	qs := make([]queue, len(fds))
+	for i, fd := range fds {
+		qs[i] = queue{n: -1}
+		if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err == nil && t == unix.SOCK_DGRAM {
+			var buf [64]byte
+			n, from, err := unix.Recvfrom(fd, buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+			switch {
+			case err == unix.EAGAIN:
+				qs[i] = queue{n: 0}
+			case err == nil:
+				qs[i] = queue{n: 1, head: fmt.Sprintf("%v %d %x", from, n, buf[:min(n, len(buf))])}
+			}
+		} else if ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			// For a listening socket, the kernel reports its accept
+			// queue's length here.
+			qs[i] = queue{n: int(ti.Unacked)}
+		}
+	}
+	return qs
+}
+
+// progressed reports whether a run took something from its sockets: a
+// queue got shorter or its first datagram changed. Where socketd cannot
+// tell (a unix socket), it assumes not.
+func progressed(before, after []queue) bool {
+	for i := range before {
+		b, a := before[i], after[i]
+		if b.n < 0 || a.n < 0 {
+			continue
+		}
+		if a.n < b.n || a.head != b.head {
+			return true
+		}
+	}
+	return false
 }
 
 // start records a run of the service, which socket fd woke, and starts it.
@@ -179,6 +285,13 @@ func (sv *service) start(fd int, start time.Time) *conn {
 		s.refused.Add(1)
 		c.closed(0, 0)
 		return c
+	}
+	sv.mu.Lock()
+	sv.cur = c
+	stopped := isClosed(sv.stopped)
+	sv.mu.Unlock()
+	if stopped {
+		c.stop() // stop came between the check in run and now
 	}
 	if !c.run() {
 		c.closed(0, 0)

@@ -198,6 +198,57 @@ func TestServiceKill(t *testing.T) {
 	c.Close()
 }
 
+// TestServiceStopsWithItsSockets: a running service is stopped when its
+// sockets change, and the socket binds its address again once it has
+// exited (the service held it too); likewise when the socket is deleted
+// and defined again, or disabled.
+func TestServiceStopsWithItsSockets(t *testing.T) {
+	addr := testhandler.FreePort(t)
+	s := serviceSocket("held", testhandler.Hang, addr)
+	h := start(t, activator.Config{StopTimeout: time.Minute}, s)
+	running := func(n int) int64 {
+		t.Helper()
+		c := dial(t, addr)
+		t.Cleanup(func() { c.Close() })
+		id := h.rec.nthBegun(t, n)
+		eventually(t, "the service to run", func() bool { return h.status(t, "held").ServicePID != 0 })
+		return id
+	}
+	killed := func(id int64) {
+		t.Helper()
+		if row := h.rec.row(t, id); row.State != socketd.ConnKilled || row.Signal != "SIGTERM" {
+			t.Errorf("row %d: %s by %q, want killed by SIGTERM", id, row.State, row.Signal)
+		}
+	}
+	listening := func() {
+		t.Helper()
+		eventually(t, "the socket to listen again", func() bool {
+			st := h.status(t, "held")
+			return st.State == socketd.SocketListening && len(st.Listening) == 1 && st.Listening[0] == addr
+		})
+	}
+
+	id := running(1)
+	s.Backlog = 16 // a change of the listening socket
+	h.apply(t, s)
+	killed(id)
+	listening()
+
+	id = running(2)
+	h.apply(t) // deleted
+	h.apply(t, s)
+	killed(id)
+	listening()
+
+	id = running(3)
+	s.Enabled = false
+	h.apply(t, s)
+	killed(id)
+	if st := h.status(t, "held"); st.State != socketd.SocketDisabled {
+		t.Errorf("disabled socket: %s", st.State)
+	}
+}
+
 // TestSystemdSocketProxyd runs a real socket-activated daemon from Debian:
 // systemd-socket-proxyd takes its listening socket through LISTEN_FDS and
 // forwards each connection to a backend.
