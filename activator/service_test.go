@@ -180,6 +180,30 @@ func TestServiceThatLeavesItsSocketReady(t *testing.T) {
 	c.Close()
 }
 
+// TestBusyWaitService: a wait service that answers one datagram per run,
+// with more waiting, takes something each time and is never delayed.
+func TestBusyWaitService(t *testing.T) {
+	s := socketd.NewSocket()
+	s.Name, s.Accept, s.Listen, s.StandardInput = "busy", false, []string{"udp:127.0.0.1:0"}, socketd.StdinSocket
+	s.Command = []string{"/bin/sh", "-c", "dd bs=512 count=1 of=/dev/null 2>/dev/null"}
+	h := start(t, activator.Config{}, s)
+	c, err := net.Dial("udp", h.addr(t, "busy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 12
+	for i := range n {
+		if _, err := fmt.Fprintf(c, "datagram %d", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.rec.waitFor(t, fmt.Sprintf("%d runs", n), func() bool { return len(h.rec.finished) == n })
+	if logs := h.logs.String(); strings.Contains(logs, "delaying") {
+		t.Errorf("a service that takes a datagram each run was delayed:\n%s", logs)
+	}
+}
+
 // TestServiceKill: a running service is killed like a connection's
 // handler, and the next connection starts it again.
 func TestServiceKill(t *testing.T) {
