@@ -50,7 +50,10 @@ var _ = [1]struct{}{}[begunSlots/(queueLen+maxBatch+1)-1]
 // A slot holds, little-endian: a CRC-32C of the rest of the slot, the id,
 // the start time in Unix nanoseconds, the remote and local ports, flags,
 // and the socket name, remote and local addresses, each a length byte and
-// bytes (longer strings are cut; a name or address never is). A slot whose
+// bytes (longer strings are cut; a name or address never is), and at the
+// slot's end, flags saying which are set, a unix socket peer's pid, uid and
+// gid and the handler's dynamic uid (a slot written before they were has
+// zeros there: none). A slot whose
 // CRC does not match, torn by a crash or never written, is empty; a
 // committed row's slot is emptied by zeroing its CRC. A void slot holds an
 // id that was handed out for a row that will never be written: it is not
@@ -63,8 +66,16 @@ const (
 	slotLPort   = 22
 	slotFlags   = 24
 	slotStrings = 25
+	slotIDFlags = begunSlotSize - 17 // the strings end here
+	slotPeerPID = begunSlotSize - 16
+	slotPeerUID = begunSlotSize - 12
+	slotPeerGID = begunSlotSize - 8
+	slotUID     = begunSlotSize - 4
 
 	flagVoid = 1
+
+	idPeer = 1 // at slotIDFlags: the peer's credentials are set
+	idUID  = 2 // the dynamic uid is set
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -168,7 +179,17 @@ func (b *begunFile) put(c *socketd.Connection) error {
 	binary.LittleEndian.PutUint64(s[slotStarted:], uint64(toNanos(c.StartedAt)))
 	binary.LittleEndian.PutUint16(s[slotRPort:], uint16(c.RemotePort))
 	binary.LittleEndian.PutUint16(s[slotLPort:], uint16(c.LocalPort))
-	rest := s[slotStrings:]
+	if c.PeerPID != nil && c.PeerUID != nil && c.PeerGID != nil {
+		s[slotIDFlags] |= idPeer
+		binary.LittleEndian.PutUint32(s[slotPeerPID:], uint32(*c.PeerPID))
+		binary.LittleEndian.PutUint32(s[slotPeerUID:], uint32(*c.PeerUID))
+		binary.LittleEndian.PutUint32(s[slotPeerGID:], uint32(*c.PeerGID))
+	}
+	if c.UID != nil {
+		s[slotIDFlags] |= idUID
+		binary.LittleEndian.PutUint32(s[slotUID:], uint32(*c.UID))
+	}
+	rest := s[slotStrings:slotIDFlags]
 	for _, str := range []string{c.Socket, c.RemoteIP, c.LocalIP} {
 		if len(rest) == 0 {
 			break
@@ -219,7 +240,17 @@ func decodeSlot(s []byte) (c socketd.Connection, void, ok bool) {
 	if c.ID <= 0 {
 		return socketd.Connection{}, false, false
 	}
-	rest := s[slotStrings:]
+	id := func(off int) *int {
+		v := int(binary.LittleEndian.Uint32(s[off:]))
+		return &v
+	}
+	if s[slotIDFlags]&idPeer != 0 {
+		c.PeerPID, c.PeerUID, c.PeerGID = id(slotPeerPID), id(slotPeerUID), id(slotPeerGID)
+	}
+	if s[slotIDFlags]&idUID != 0 {
+		c.UID = id(slotUID)
+	}
+	rest := s[slotStrings:slotIDFlags]
 	for _, str := range []*string{&c.Socket, &c.RemoteIP, &c.LocalIP} {
 		if len(rest) == 0 {
 			break
@@ -253,10 +284,12 @@ func recoverBegun(ctx context.Context, w *sql.DB, cs []socketd.Connection, highe
 	for _, c := range cs {
 		started := toNanos(c.StartedAt)
 		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO connections (id, socket, state,
-			remote_ip, remote_port, local_ip, local_port, started_at, ended_at, duration_ms, error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			remote_ip, remote_port, local_ip, local_port, started_at, ended_at, duration_ms, error,
+			peer_pid, peer_uid, peer_gid, uid)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.ID, c.Socket, string(socketd.ConnInterrupted), c.RemoteIP, c.RemotePort, c.LocalIP, c.LocalPort,
-			started, now, max(0, (now-started)/int64(time.Millisecond)), recoveredError)
+			started, now, max(0, (now-started)/int64(time.Millisecond)), recoveredError,
+			nullIntPtr(c.PeerPID), nullIntPtr(c.PeerUID), nullIntPtr(c.PeerGID), nullIntPtr(c.UID))
 		if err != nil {
 			return 0, err
 		}

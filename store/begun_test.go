@@ -198,7 +198,7 @@ func TestBegunSlot(t *testing.T) {
 	want := in
 	// The socket takes two bytes, the address's length one: the address
 	// gets the rest, the local address nothing.
-	want.RemoteIP = long[:begunSlotSize-slotStrings-2-1]
+	want.RemoteIP = long[:slotIDFlags-slotStrings-2-1]
 	want.LocalIP = ""
 	if !ok || void || !reflect.DeepEqual(got, want) {
 		t.Fatalf("slot gave %+v, void %v, %v; want %+v", got, void, ok, want)
@@ -241,6 +241,18 @@ func TestBegunSlot(t *testing.T) {
 	}
 	if err := b.put(&in); err != nil {
 		t.Errorf("put over a dropped slot: %v", err)
+	}
+
+	// A unix socket's peer and a dynamic user, 0 included.
+	b.drop(in.ID)
+	pid, uid, zero := 4321, 61184, 0
+	unixConn := socketd.Connection{ID: 7, Socket: "u", StartedAt: in.StartedAt,
+		PeerPID: &pid, PeerUID: &zero, PeerGID: &zero, UID: &uid}
+	if err := b.put(&unixConn); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, ok := decodeSlot(b.slot(7)); !ok || !reflect.DeepEqual(got, unixConn) {
+		t.Errorf("slot gave %+v, %v; want %+v", got, ok, unixConn)
 	}
 }
 
@@ -445,5 +457,26 @@ func TestFinishOfLostRowWritesNothing(t *testing.T) {
 	next := &socketd.Connection{Socket: "next"}
 	if err := db.BeginConnection(testCtx(t), next); err != nil || next.ID != 2 {
 		t.Errorf("next begin: id %d, %v; want 2", next.ID, err)
+	}
+}
+
+// TestRecoveredRowKeepsCredentials: a row recovered from the begun file
+// keeps a unix peer's credentials and the dynamic uid.
+func TestRecoveredRowKeepsCredentials(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	pid, uid, gid := 4321, 1000, 61184
+	c := socketd.Connection{ID: 100, Socket: "u", StartedAt: time.Now().UTC(),
+		PeerPID: &pid, PeerUID: &uid, PeerGID: &uid, UID: &gid}
+	if n, err := recoverBegun(ctx, db.w, []socketd.Connection{c}, c.ID); err != nil || n != 1 {
+		t.Fatalf("recoverBegun = %d, %v", n, err)
+	}
+	got, err := db.GetConnection(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != socketd.ConnInterrupted || !reflect.DeepEqual(got.PeerPID, c.PeerPID) ||
+		!reflect.DeepEqual(got.PeerGID, c.PeerGID) || !reflect.DeepEqual(got.UID, c.UID) {
+		t.Errorf("recovered row %+v", got)
 	}
 }
