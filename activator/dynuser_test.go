@@ -6,9 +6,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/activator"
@@ -158,4 +161,70 @@ func readAll(t *testing.T, c net.Conn) string {
 		t.Fatalf("read: %v (after %q)", err, b)
 	}
 	return string(b)
+}
+
+// TestDynamicUserSweepCatchesForks: a process left behind that keeps
+// forking and exiting (so that a scan of /proc can always miss it) is
+// killed before its uid is handed out again, and so is one left behind
+// before socketd started (here, by another activator).
+func TestDynamicUserSweepCatchesForks(t *testing.T) {
+	testhandler.RequireRoot(t)
+	dir, err := os.MkdirTemp("/dev/shm", "socketd-sweep-") // not in the handler's private /tmp
+	if err != nil {
+		testhandler.Require(t, "/dev/shm")
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o777)
+	const uid = 64100
+	t.Cleanup(func() { killUID(uid) })
+	// Each handler leaves behind a process that writes a heartbeat to a
+	// file named after its connection, forks itself and exits, every few
+	// milliseconds; the handler ends once it has escaped its group.
+	hopper := func(name string) socketd.Socket {
+		s := socketd.NewSocket()
+		s.Name, s.Listen, s.DynamicUser = name, []string{"127.0.0.1:0"}, true
+		s.Command = []string{"/bin/sh", "-c", `f=` + dir + `/$SOCKETD_SOCKET-$SOCKETD_CONNECTION_ID
+setsid sh -c 'hop() { date +%s%N > "$1"; sleep 0.005; (hop "$1" &); }; hop "$1"' hop $f </dev/null >/dev/null 2>&1 &
+while [ ! -s $f ]; do sleep 0.01; done
+echo $f`}
+		return s
+	}
+	beating := func(file string) bool {
+		a, _ := os.ReadFile(file)
+		time.Sleep(50 * time.Millisecond)
+		b, _ := os.ReadFile(file)
+		return len(a) > 0 && string(a) != string(b)
+	}
+	cfg := activator.Config{DynamicUIDMin: uid, DynamicUIDMax: uid}
+	h := start(t, cfg, hopper("one"))
+	first := strings.TrimSpace(roundTrip(t, h.addr(t, "one"), ""))
+	eventually(t, "the first process left behind to beat", func() bool { return beating(first) })
+	// The uid comes back once the first connection's group is gone, and
+	// is handed out again only after a sweep.
+	var second string
+	eventually(t, "the uid to be handed out again", func() bool {
+		second = strings.TrimSpace(roundTrip(t, h.addr(t, "one"), ""))
+		return second != ""
+	})
+	if beating(first) {
+		t.Errorf("the uid was handed out again while the first connection's process still runs as it")
+	}
+	eventually(t, "the second process left behind to beat", func() bool { return beating(second) })
+
+	// Another activator, like a socketd started again, trusts no uid of
+	// its range before a sweep.
+	h2 := start(t, cfg, hopper("two"))
+	if third := strings.TrimSpace(roundTrip(t, h2.addr(t, "two"), "")); third == "" {
+		t.Fatal("the other activator refused the connection")
+	}
+	if beating(second) {
+		t.Errorf("a new pool handed out a uid a process left behind still runs as")
+	}
+}
+
+// killUID kills every process running as uid.
+func killUID(uid uint32) {
+	cmd := exec.Command("/bin/sh", "-c", "kill -9 -1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	cmd.Run()
 }

@@ -44,6 +44,9 @@ type conn struct {
 	// back once its process group is gone.
 	dynUID    uint32
 	hasDynUID bool
+	// refusal, if set, is why the handler may not start (no dynamic user
+	// was free): run refuses the connection, saying so.
+	refusal string
 }
 
 // maxIdleWorkers bounds the goroutines that wait for the next connection
@@ -113,10 +116,12 @@ func (a *Activator) serve(j job) {
 		c.rec.RemoteIP, c.rec.RemotePort = remote.Addr().String(), int(remote.Port())
 		c.rec.LocalIP, c.rec.LocalPort = local.Addr().String(), int(local.Port())
 	}
+	c.takeUser()
 	// No handler starts before its row is recorded. The row is committed
 	// with others, later, but it is as safe from a crash of socketd once
 	// queued (see Recorder).
 	if err := a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun); err != nil {
+		c.releaseUser()
 		unix.Close(fd)
 		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "err", err)
 		s.setError("record connection: " + err.Error())
@@ -132,6 +137,7 @@ func (a *Activator) serve(j job) {
 		if c.run() {
 			return // handleExit ends the connection
 		}
+		c.releaseUser()
 		if c.rec.State == socketd.ConnKilled {
 			linger = 0 // asked to stop before it started
 		}
@@ -139,6 +145,7 @@ func (a *Activator) serve(j job) {
 		c.rec.State = socketd.ConnRefused
 		c.rec.Error = "socketd is shutting down"
 		s.refused.Add(1)
+		c.releaseUser()
 		linger = 0 // no handler ran: there is no output to protect
 	}
 	if c.rec.PID == 0 {

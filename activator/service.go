@@ -269,7 +269,9 @@ func (sv *service) start(fd int, start time.Time) *conn {
 		// The datagram that woke the service: who asked for it.
 		c.rec.RemoteIP, c.rec.RemotePort = remote.Addr().String(), int(remote.Port())
 	}
+	c.takeUser()
 	if err := a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun); err != nil {
+		c.releaseUser()
 		a.log.Error("record", "socket", s.name, "err", err)
 		s.setError("record connection: " + err.Error())
 		s.refused.Add(1)
@@ -283,6 +285,7 @@ func (sv *service) start(fd int, start time.Time) *conn {
 		c.rec.State = socketd.ConnRefused
 		c.rec.Error = "socketd is shutting down"
 		s.refused.Add(1)
+		c.releaseUser()
 		c.closed(0, 0)
 		return c
 	}
@@ -294,6 +297,7 @@ func (sv *service) start(fd int, start time.Time) *conn {
 		c.stop() // stop came between the check in run and now
 	}
 	if !c.run() {
+		c.releaseUser()
 		c.closed(0, 0)
 		return c
 	}

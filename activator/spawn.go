@@ -8,6 +8,23 @@ import (
 	"github.com/socketd/socketd"
 )
 
+// takeUser gives c the dynamic user its definition asks for, before its row
+// is begun, so that the row records it; if none is free, run refuses the
+// connection. Whoever begins c gives the user back (releaseUser) if the
+// handler does not start; once it has, endGroup does.
+func (c *conn) takeUser() {
+	if !c.def.sock.DynamicUser {
+		return
+	}
+	uid, err := c.a.dynUsers.get()
+	if err != nil {
+		c.refusal = err.Error()
+		return
+	}
+	u := int(uid)
+	c.dynUID, c.hasDynUID, c.rec.UID = uid, true, &u
+}
+
 // run starts the handler and reports whether it did; if not, the row's
 // outcome is filled in. Once started, the handler's exit is handled by
 // handleExit, which ends the connection: on the exit watcher's goroutine,
@@ -31,24 +48,20 @@ func (c *conn) run() bool {
 		c.rec.State = socketd.ConnKilled // asked to stop before it started
 		return false
 	}
-	if def.sock.DynamicUser {
-		uid, err := c.a.dynUsers.get()
-		if err != nil {
-			c.rec.State, c.rec.Error = socketd.ConnRefused, err.Error()
-			c.s.refused.Add(1)
-			c.a.log.Warn("refused", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
-			return false
-		}
-		c.dynUID, c.hasDynUID = uid, true
+	if c.refusal != "" {
+		c.rec.State, c.rec.Error = socketd.ConnRefused, c.refusal
+		c.s.refused.Add(1)
+		c.a.log.Warn("refused", "socket", c.s.name, "connection_id", c.rec.ID, "reason", c.refusal)
+		return false
+	}
+	if c.hasDynUID {
 		// The user and group of its own, with the listed supplementary
 		// groups only.
-		dyn := socketd.Credentials{SetUID: true, UID: uid, SetGID: true, GID: uid, Groups: []uint32{}}
+		dyn := socketd.Credentials{SetUID: true, UID: c.dynUID, SetGID: true, GID: c.dynUID, Groups: []uint32{}}
 		if creds != nil {
 			dyn.Groups = creds.Groups
 		}
 		creds = &dyn
-		u := int(uid)
-		c.rec.UID = &u
 	}
 
 	// The handler's fds 0, 1, 2 and, with stdin null, the connection as
@@ -134,7 +147,6 @@ func (c *conn) run() bool {
 		if logR >= 0 {
 			unix.Close(logR)
 		}
-		c.releaseUser()
 		c.spawnFailed(fmt.Errorf("start %s: %w", path, err))
 		return false
 	}
