@@ -69,6 +69,15 @@ func (s *Socket) Validate() error {
 		add(fmt.Sprintf("/listen/%d", i), "%s", j)
 	}
 	s.SocketOptions.validate(add, kindsOf(parsed))
+	if !s.Accept && s.Stdin() == StdinNull {
+		// The sockets are listening ones: nothing can be written to them.
+		if s.Stdout() == StdoutSocket {
+			add("/standard_output", "socket: a service's listening socket cannot be written to; use log or null, or standard_input socket")
+		}
+		if s.Stderr == StderrSocket {
+			add("/stderr", "socket: a service's listening socket cannot be written to; use log, null or inherit")
+		}
+	}
 	if !s.Accept && s.Stdin() == StdinSocket && len(s.Listen) > 1 {
 		add("/standard_input", "socket (inetd's wait) passes one listening socket as stdin, and listen has %d; "+
 			"use null to pass them all as fd 3 onwards", len(s.Listen))

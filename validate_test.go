@@ -141,6 +141,10 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"repeated datagram", func(s *socketd.Socket) { s.Accept, s.Listen = false, []string{"udp:69", "udp:69"} }, "/listen/1"},
 		{"keep-alive on unix", func(s *socketd.Socket) { s.Listen, s.KeepAlive = []string{"/run/x.sock"}, true }, "/keep_alive"},
 		{"backlog on datagram", func(s *socketd.Socket) { s.Accept, s.Listen, s.Backlog = false, []string{"udp:69"}, 5 }, "/backlog"},
+		{"service writing to its listening socket", func(s *socketd.Socket) {
+			s.Accept, s.StandardOutput = false, socketd.StdoutSocket
+		}, "/standard_output"},
+		{"service's stderr to its listening socket", func(s *socketd.Socket) { s.Accept, s.Stderr = false, socketd.StderrSocket }, "/stderr"},
 		{"socket mode on TCP", func(s *socketd.Socket) { s.SocketMode = "0600" }, "/socket_mode"},
 		{"socket mode on abstract", func(s *socketd.Socket) { s.Listen, s.SocketMode = []string{"@x"}, "0600" }, "/socket_mode"},
 		{"bad socket mode", func(s *socketd.Socket) { s.Listen, s.SocketMode = []string{"/run/x.sock"}, "0888" }, "/socket_mode"},

@@ -2,6 +2,7 @@ package activator
 
 import (
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,13 +51,24 @@ func (a *Activator) closeConn(fd int, linger time.Duration, closed func(in, out 
 
 // drain discards what the peer has sent without copying it (MSG_TRUNC on
 // TCP), until none is left or the pass is over. eof reports that the peer
-// has closed its side.
+// has closed its side. A unix socket has no MSG_TRUNC for streams (it
+// fails with EFAULT): its input is read into a scratch buffer.
 func drain(fd int) (eof bool, err error) {
+	var scratch []byte
 	for range drainChunks {
-		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, drainChunk,
-			unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+		var n uintptr
+		var e unix.Errno
+		if scratch == nil {
+			n, _, e = unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, drainChunk,
+				unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+		} else {
+			n, _, e = unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&scratch[0])),
+				uintptr(len(scratch)), unix.MSG_DONTWAIT, 0, 0)
+		}
 		switch {
 		case e == unix.EINTR:
+		case e == unix.EFAULT && scratch == nil:
+			scratch = make([]byte, 64<<10)
 		case e == unix.EAGAIN:
 			return false, nil
 		case e != 0:

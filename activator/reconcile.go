@@ -217,6 +217,11 @@ func parseSpecs(d *socketd.Socket) ([]listenSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen %d: %w", i, err)
 		}
+		if la.Datagram() && d.Accept {
+			// Validate refuses it; a definition stored before must not
+			// spin an accept loop on a datagram socket.
+			return nil, fmt.Errorf("listen %d: a datagram socket needs accept: false", i)
+		}
 		specs[i] = listenSpec{network: la.Network, addr: la.Address, opts: d.SocketOptions, service: !d.Accept}
 	}
 	return specs, nil

@@ -138,8 +138,8 @@ func parseUIDRange(s string) (min, max uint32, err error) {
 		return 0, 0, fmt.Errorf("%q is not a range of uids such as 61184-65519", s)
 	case a == 0 || a > b:
 		return 0, 0, fmt.Errorf("%q: the range must start above 0 and not end before it starts", s)
-	case a <= 65534 && b >= 65534, b >= 4294967295:
-		return 0, 0, fmt.Errorf("%q takes in 65534 (nobody) or 4294967295 (no user)", s)
+	case a <= 65535 && b >= 65534, b >= 4294967295:
+		return 0, 0, fmt.Errorf("%q takes in 65534 (nobody), 65535 or 4294967295 (no user)", s)
 	}
 	return uint32(a), uint32(b), nil
 }

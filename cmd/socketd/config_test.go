@@ -89,6 +89,7 @@ func TestParseConfigRejectsBadValues(t *testing.T) {
 		{"--dynamic-users", "0-100"},
 		{"--dynamic-users", "200-100"},
 		{"--dynamic-users", "60000-70000"},
+		{"--dynamic-users", "65535-70000"},
 		{"--dynamic-users", "a-b"},
 		{"--api-addr", " "},
 		{"--no-such-flag"},
