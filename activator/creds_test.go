@@ -16,8 +16,9 @@ import (
 )
 
 // idsScript prints the handler's real, effective, saved and filesystem
-// uids and gids, its supplementary groups, its umask and its nice value.
-const idsScript = `grep -E '^(Uid|Gid|Groups):' /proc/self/status; umask; cut -d' ' -f19 /proc/self/stat`
+// uids and gids, its supplementary groups, its permitted capabilities, its
+// umask and its nice value.
+const idsScript = `grep -E '^(Uid|Gid|Groups|CapPrm):' /proc/self/status; umask; cut -d' ' -f19 /proc/self/stat`
 
 // TestHandlerCredentials runs a handler under each combination of user,
 // group and supplementary groups (by name and by number, in the user
@@ -70,10 +71,10 @@ func TestHandlerCredentials(t *testing.T) {
 			t.Helper()
 			got := map[string]string{}
 			lines := strings.Split(strings.TrimSpace(out), "\n")
-			if len(lines) != 5 {
+			if len(lines) != 6 {
 				t.Fatalf("handler wrote %q", out)
 			}
-			for _, l := range lines[:3] {
+			for _, l := range lines[:4] {
 				k, v, _ := strings.Cut(l, ":")
 				got[k] = strings.Join(strings.Fields(v), " ")
 			}
@@ -84,8 +85,11 @@ func TestHandlerCredentials(t *testing.T) {
 			if c.sup != "*" && got["Groups"] != c.sup {
 				t.Errorf("supplementary groups %q, want %q", got["Groups"], c.sup)
 			}
-			if lines[3] != c.um || lines[4] != c.ni {
-				t.Errorf("umask %s, nice %s; want %s, %s", lines[3], lines[4], c.um, c.ni)
+			if c.uid != "0" && got["CapPrm"] != "0000000000000000" {
+				t.Errorf("capabilities %s left to uid %s", got["CapPrm"], c.uid)
+			}
+			if lines[4] != c.um || lines[5] != c.ni {
+				t.Errorf("umask %s, nice %s; want %s, %s", lines[4], lines[5], c.um, c.ni)
 			}
 		}
 		t.Run(c.name, func(t *testing.T) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -124,8 +125,9 @@ static int sd_child(void *arg) {
 		}
 		static const char *const tmps[] = {"/tmp", "/var/tmp"};
 		for (int i = 0; i < 2; i++) {
+			// Bounded: its pages are charged to socketd's memory.
 			r = sd_syscall(SYS_mount, (long)"tmpfs", (long)tmps[i], (long)"tmpfs",
-					MS_NOSUID | MS_NODEV, (long)"mode=1777");
+					MS_NOSUID | MS_NODEV, (long)"mode=1777,size=10%");
 			// /var/tmp may not exist; /tmp must.
 			if (r < 0 && (i == 0 || r != -ENOENT)) {
 				return sd_child_fail(p, SD_STEP_PRIVATE_TMP, r);
@@ -161,6 +163,16 @@ static int sd_child(void *arg) {
 	// before the execve: leave it so.
 	if (a->set_uid && (r = sd_syscall(SYS_setresuid, a->uid, a->uid, a->uid, 0, 0)) < 0) {
 		return sd_child_fail(p, SD_STEP_SETUID, r);
+	}
+	if (a->set_uid && a->uid != 0) {
+		// The kernel clears the capabilities of a process whose uids all
+		// leave 0, unless socketd runs with SECBIT_NO_SETUID_FIXUP: clear
+		// them whatever its securebits say.
+		struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+		struct __user_cap_data_struct none[2] = {{0}};
+		if ((r = sd_syscall(SYS_capset, (long)&hdr, (long)none, 0, 0, 0)) < 0) {
+			return sd_child_fail(p, SD_STEP_SETUID, r);
+		}
 	}
 
 	if (p->listen_pid) {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -50,17 +51,29 @@ func bindUnix(lc net.ListenConfig, spec listenSpec) (*net.UnixListener, os.FileI
 }
 
 // setOwnerMode gives the socket file at path its owner and mode, and
-// returns what it is now.
+// returns what it is now. It works on the file it opens without following
+// a link, and checks that it is a socket: whoever may write to the
+// directory could otherwise swap in a link to another file between the bind
+// and the chmod, and have root change that file.
 func setOwnerMode(path string, spec *listenSpec) (os.FileInfo, error) {
-	fi, err := os.Lstat(path)
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	self := "/proc/self/fd/" + strconv.Itoa(fd) // the file itself, not a path to it
+	fi, err := os.Stat(self)
 	if err != nil {
 		return nil, err
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return nil, fmt.Errorf("%s was replaced by something other than a socket after the bind", path)
 	}
 	mode, err := socketd.ParseSocketMode(spec.opts.SocketMode)
 	if err != nil {
 		return fi, err
 	}
-	if err := os.Chmod(path, os.FileMode(mode)); err != nil {
+	if err := unix.Fchmodat(unix.AT_FDCWD, self, mode, 0); err != nil {
 		return fi, fmt.Errorf("socket_mode: %w", err)
 	}
 	uid, gid, err := spec.opts.SocketOwner()
@@ -68,7 +81,7 @@ func setOwnerMode(path string, spec *listenSpec) (os.FileInfo, error) {
 		return fi, err
 	}
 	if uid >= 0 || gid >= 0 {
-		if err := os.Lchown(path, uid, gid); err != nil {
+		if err := unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
 			return fi, fmt.Errorf("socket_user, socket_group: %w", err)
 		}
 	}
