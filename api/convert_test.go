@@ -10,28 +10,14 @@ import (
 	"time"
 
 	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/internal/seed"
 )
 
 // helloUnits are the seed's Hello World units, with the script at path and
-// the service's user lines.
+// user lines in place of DynamicUser.
 func helloUnits(path, user string) string {
-	return `[Unit]
-Description=OCTOI HelloWorld Socket for Per-Connection Servers
-
-[Socket]
-ListenStream=13063
-Accept=yes
-
-[Install]
-WantedBy=sockets.target
-[Unit]
-Description=OCTOI HelloWorld Socket Per-Connection Server
-
-[Service]
-ExecStart=-` + path + `
-StandardInput=socket
-StandardError=null
-` + user
+	service := strings.Replace(seed.ServiceUnit, seed.Script, path, 1)
+	return seed.SocketUnit + strings.Replace(service, "DynamicUser=true\n", user, 1)
 }
 
 // TestImportSystemd imports a socket unit and its service: the socket is

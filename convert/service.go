@@ -229,20 +229,28 @@ func checkProgram(p string) error {
 	return nil
 }
 
+// listWords returns the words of a list directive's line, split as systemd
+// splits them (with C escapes if cunescape). An empty value resets the
+// list, as in systemd: reset is called and there are no words. A line with
+// bad quoting is listed, and systemd ignores it too.
+func (im *unitImport) listWords(file string, e entry, cunescape bool, reset func()) []string {
+	if e.value == "" {
+		reset()
+		return nil
+	}
+	words, err := splitWords(e.value, cunescape, false)
+	if err != nil {
+		im.note(file, e, fmt.Sprintf("the line %v: systemd ignores it", err))
+		return nil
+	}
+	return words
+}
+
 // environment imports the assignments of an Environment= line. A line
 // with bad quoting, and assignments systemd would refuse, are listed:
 // systemd ignores them too.
 func (im *unitImport) environment(file string, names unitNames, e entry) {
-	if e.value == "" {
-		im.s.Environment = nil
-		return
-	}
-	words, err := splitWords(e.value, true, false)
-	if err != nil {
-		im.note(file, e, fmt.Sprintf("the line %v: systemd ignores it", err))
-		return
-	}
-	for _, w := range words {
+	for _, w := range im.listWords(file, e, true, func() { im.s.Environment = nil }) {
 		a, err := names.expand(w)
 		if err != nil {
 			im.noteValue(file, e, w, err.Error())
@@ -265,16 +273,7 @@ func (im *unitImport) environment(file string, names unitNames, e entry) {
 
 // passEnvironment imports the names of a PassEnvironment= line.
 func (im *unitImport) passEnvironment(file string, names unitNames, e entry) {
-	if e.value == "" {
-		im.s.PassEnvironment = nil
-		return
-	}
-	words, err := splitWords(e.value, false, false)
-	if err != nil {
-		im.note(file, e, fmt.Sprintf("the line %v: systemd ignores it", err))
-		return
-	}
-	for _, w := range words {
+	for _, w := range im.listWords(file, e, false, func() { im.s.PassEnvironment = nil }) {
 		k, err := names.expand(w)
 		switch {
 		case err != nil:
@@ -307,16 +306,7 @@ func validEnvName(k string) bool {
 
 // supplementaryGroups imports the groups of a SupplementaryGroups= line.
 func (im *unitImport) supplementaryGroups(file string, names unitNames, e entry) {
-	if e.value == "" {
-		im.s.SupplementaryGroups = nil
-		return
-	}
-	words, err := splitWords(e.value, false, false)
-	if err != nil {
-		im.note(file, e, fmt.Sprintf("the line %v: systemd ignores it", err))
-		return
-	}
-	for _, w := range words {
+	for _, w := range im.listWords(file, e, false, func() { im.s.SupplementaryGroups = nil }) {
 		g, err := names.expand(w)
 		switch {
 		case err != nil:

@@ -9,29 +9,13 @@ import (
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/convert"
+	"github.com/socketd/socketd/internal/seed"
 )
 
-// The Hello World units of the osmocom wiki page socketd started from.
+// The Hello World units of the wiki page socketd started from.
 const (
-	helloSocket = `[Unit]
-Description=OCTOI HelloWorld Socket for Per-Connection Servers
-
-[Socket]
-ListenStream=13063
-Accept=yes
-
-[Install]
-WantedBy=sockets.target
-`
-	helloService = `[Unit]
-Description=OCTOI HelloWorld Socket Per-Connection Server
-
-[Service]
-ExecStart=-/opt/helloworld.sh
-StandardInput=socket
-StandardError=null
-DynamicUser=true
-`
+	helloSocket  = seed.SocketUnit
+	helloService = seed.ServiceUnit
 )
 
 // helloWorld is the definition the Hello World units stand for.

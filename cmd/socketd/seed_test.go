@@ -11,29 +11,9 @@ import (
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/api"
+	"github.com/socketd/socketd/internal/seed"
 	"github.com/socketd/socketd/internal/testhandler"
 )
-
-// seedUnits are the seed's octoi-helloworld.socket and
-// octoi-helloworld@.service, as the wiki page gives them.
-const seedUnits = `[Unit]
-Description=OCTOI HelloWorld Socket for Per-Connection Servers
-
-[Socket]
-ListenStream=13063
-Accept=yes
-
-[Install]
-WantedBy=sockets.target
-[Unit]
-Description=OCTOI HelloWorld Socket Per-Connection Server
-
-[Service]
-ExecStart=-/opt/helloworld.sh
-StandardInput=socket
-StandardError=null
-DynamicUser=true
-`
 
 // TestSeedUnitsImported: the seed's Hello World units, imported as they are
 // (only the script's path differs, as /opt is not the test's to write),
@@ -59,7 +39,7 @@ func TestSeedUnitsImported(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, c := openMain(t, t.TempDir())
-	units := strings.Replace(seedUnits, "/opt/helloworld.sh", script, 1)
+	units := seed.SocketUnit + strings.Replace(seed.ServiceUnit, seed.Script, script, 1)
 	res, err := c.Import(ctxT(t), units, api.ImportOptions{Name: "octoi-helloworld"})
 	if err != nil {
 		t.Fatal(err)
