@@ -104,6 +104,18 @@ func checkError(t *testing.T, err error) {
 	}
 }
 
+// wantError fails t unless err is a *convert.Error at line that says has.
+func wantError(t *testing.T, err error, line int, has string) {
+	t.Helper()
+	var e *convert.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %v, want a *convert.Error", err)
+	}
+	if e.Line != line || !strings.Contains(e.Error(), has) {
+		t.Errorf("error %q on line %d, want line %d and %q", e, e.Line, line, has)
+	}
+}
+
 // checkResult fails t unless res is a sound import of text.
 func checkResult(t *testing.T, text string, res convert.Result) {
 	t.Helper()

@@ -1,7 +1,6 @@
 package convert_test
 
 import (
-	"errors"
 	"net"
 	"reflect"
 	"strings"
@@ -115,13 +114,7 @@ func TestInetdErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := convert.Inetd(tc.text)
-			var e *convert.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %v, want a *convert.Error", err)
-			}
-			if e.Line != tc.line || !strings.Contains(e.Error(), tc.has) {
-				t.Errorf("error %q on line %d, want line %d and %q", e, e.Line, tc.line, tc.has)
-			}
+			wantError(t, err, tc.line, tc.has)
 		})
 	}
 }

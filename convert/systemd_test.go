@@ -1,7 +1,6 @@
 package convert_test
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -373,15 +372,9 @@ func TestSystemdErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := convert.Systemd("hello", tc.text)
-			var e *convert.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %v, want a *convert.Error", err)
-			}
-			if e.Line != tc.line || !strings.Contains(e.Error(), tc.has) {
-				t.Errorf("error %q on line %d, want line %d and %q", e, e.Line, tc.line, tc.has)
-			}
-			if tc.line > 0 && !strings.HasPrefix(e.Error(), fmt.Sprintf("line %d: ", tc.line)) {
-				t.Errorf("error %q does not start with its line", e)
+			wantError(t, err, tc.line, tc.has)
+			if tc.line > 0 && !strings.HasPrefix(err.Error(), fmt.Sprintf("line %d: ", tc.line)) {
+				t.Errorf("error %q does not start with its line", err)
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package convert_test
 
 import (
-	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -210,13 +209,7 @@ func TestXinetdErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := convert.Xinetd(tc.text)
-			var e *convert.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %v, want a *convert.Error", err)
-			}
-			if e.Line != tc.line || !strings.Contains(e.Error(), tc.has) {
-				t.Errorf("error %q on line %d, want line %d and %q", e, e.Line, tc.line, tc.has)
-			}
+			wantError(t, err, tc.line, tc.has)
 		})
 	}
 }
