@@ -23,6 +23,8 @@ type Socket struct {
 	Accept bool `json:"accept"`
 	// The options of the listening sockets, as flat fields.
 	SocketOptions
+	// What clients may take, as flat fields.
+	Limits
 	// Command is the argv of the handler. No shell is involved.
 	Command          []string          `json:"command"`
 	Environment      map[string]string `json:"environment,omitempty"`
@@ -154,6 +156,10 @@ type SocketStatus struct {
 	Accepted  int64 `json:"accepted"`
 	Connected int64 `json:"connected"`
 	Refused   int64 `json:"refused"`
+	// RefusedByReason counts the refused connections by reason (see
+	// Reasons), since the daemon started; reasons never seen are left
+	// out.
+	RefusedByReason map[string]int64 `json:"refused_by_reason"`
 	// ServicePID is the pid of the running service of an accept: false
 	// socket; 0 when none runs.
 	ServicePID int `json:"service_pid,omitempty"`
@@ -176,6 +182,32 @@ const (
 	ConnInterrupted ConnectionState = "interrupted"
 	ConnRefused     ConnectionState = "refused"
 )
+
+// Why a connection is refused (Connection.Reason).
+const (
+	// ReasonMaxConnections: the socket has max_connections live
+	// connections and refuses more (on_limit "refuse").
+	ReasonMaxConnections = "max_connections"
+	// ReasonPerSource: the source has max_connections_per_source.
+	ReasonPerSource = "per_source"
+	// ReasonRate: the source is over its rate limit.
+	ReasonRate = "rate"
+	// ReasonDenied: the access rules deny the source.
+	ReasonDenied = "denied"
+	// ReasonNoDynamicUID: no dynamic user is free.
+	ReasonNoDynamicUID = "no_dynamic_uid"
+	// ReasonHistoryUnavailable: the connection cannot be recorded.
+	ReasonHistoryUnavailable = "history_unavailable"
+	// ReasonShuttingDown: socketd is stopping.
+	ReasonShuttingDown = "shutting_down"
+	// ReasonFolded marks a summary row: refusals beyond the socket's
+	// budget of rows, counted in its error instead of a row each.
+	ReasonFolded = "folded"
+)
+
+// Reasons lists every refusal reason.
+var Reasons = []string{ReasonMaxConnections, ReasonPerSource, ReasonRate, ReasonDenied,
+	ReasonNoDynamicUID, ReasonHistoryUnavailable, ReasonShuttingDown, ReasonFolded}
 
 // ConnectionStates lists every connection state, for validating filters.
 var ConnectionStates = []ConnectionState{
@@ -232,8 +264,10 @@ type Connection struct {
 	Signal   string `json:"signal,omitempty"`
 	BytesIn  int64  `json:"bytes_in"`
 	BytesOut int64  `json:"bytes_out"`
+	// Reason is why a refused connection was refused, one of Reasons.
+	Reason string `json:"reason,omitempty"`
 	// Error says why a connection failed before or around its handler
-	// (a spawn error, a refusal reason), for humans.
+	// (a spawn error, a refusal), for humans.
 	Error string `json:"error,omitempty"`
 	// Log is the captured standard error; it is served on its own route.
 	Log []byte `json:"-"`

@@ -69,6 +69,7 @@ func (s *Socket) Validate() error {
 		add(fmt.Sprintf("/listen/%d", i), "%s", j)
 	}
 	s.SocketOptions.validate(add, kindsOf(parsed))
+	s.Limits.validate(add)
 	if !s.Accept && s.Stdin() == StdinNull {
 		// The sockets are listening ones: nothing can be written to them.
 		if s.Stdout() == StdoutSocket {

@@ -71,6 +71,9 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 	s.SocketOptions = socketd.SocketOptions{Backlog: 128, BindIPv6Only: socketd.BindIPv6Both, ReusePort: true,
 		KeepAlive: true, KeepAliveTime: "5m", KeepAliveInterval: "30s", KeepAliveProbes: 5, NoDelay: true,
 		DeferAccept: "3s", FreeBind: true, ReceiveBuffer: 1 << 20, SendBuffer: 1 << 20, BindToDevice: "lo"}
+	s.Limits = socketd.Limits{MaxConnections: 10, OnLimit: socketd.OnLimitRefuse, LimitMessage: "busy, call later",
+		IPAddressAllow: []string{"localhost", "10.0.0.0/8", "::ffff:192.0.2.0/120", "2001:db8::1"},
+		IPAddressDeny:  []string{"any", "link-local", "multicast"}}
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +148,13 @@ func TestValidateReportsEveryField(t *testing.T) {
 			s.Accept, s.StandardOutput = false, socketd.StdoutSocket
 		}, "/standard_output"},
 		{"service's stderr to its listening socket", func(s *socketd.Socket) { s.Accept, s.Stderr = false, socketd.StderrSocket }, "/stderr"},
+		{"negative max_connections", func(s *socketd.Socket) { s.MaxConnections = -1 }, "/max_connections"},
+		{"unknown on_limit", func(s *socketd.Socket) { s.OnLimit = "drop" }, "/on_limit"},
+		{"limit message when deferring", func(s *socketd.Socket) { s.LimitMessage = "busy" }, "/limit_message"},
+		{"two-line limit message", func(s *socketd.Socket) { s.OnLimit, s.LimitMessage = socketd.OnLimitRefuse, "busy\nnow" }, "/limit_message"},
+		{"bad allow rule", func(s *socketd.Socket) { s.IPAddressAllow = []string{"localhost", "10.0.0.0/33"} }, "/ip_address_allow/1"},
+		{"host name rule", func(s *socketd.Socket) { s.IPAddressDeny = []string{"example.com"} }, "/ip_address_deny/0"},
+		{"short mapped prefix", func(s *socketd.Socket) { s.IPAddressDeny = []string{"::ffff:10.0.0.0/64"} }, "/ip_address_deny/0"},
 		{"socket mode on TCP", func(s *socketd.Socket) { s.SocketMode = "0600" }, "/socket_mode"},
 		{"socket mode on abstract", func(s *socketd.Socket) { s.Listen, s.SocketMode = []string{"@x"}, "0600" }, "/socket_mode"},
 		{"bad socket mode", func(s *socketd.Socket) { s.Listen, s.SocketMode = []string{"/run/x.sock"}, "0888" }, "/socket_mode"},
@@ -348,5 +358,26 @@ func runAsNobody(t *testing.T, name string) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
 		t.Fatalf("as nobody: %v\n%s", err, out)
+	}
+}
+
+func TestParseRule(t *testing.T) {
+	for in, want := range map[string]string{
+		"any":                  "0.0.0.0/0 ::/0",
+		"localhost":            "127.0.0.0/8 ::1/128",
+		"10.1.2.3":             "10.1.2.3/32",
+		"10.1.2.3/8":           "10.0.0.0/8",
+		"::ffff:192.0.2.1":     "192.0.2.1/32",
+		"::ffff:192.0.2.0/120": "192.0.2.0/24",
+		"2001:db8::1/48":       "2001:db8::/48",
+	} {
+		r, err := socketd.ParseRule(in)
+		var got []string
+		for _, p := range r {
+			got = append(got, p.String())
+		}
+		if err != nil || strings.Join(got, " ") != want {
+			t.Errorf("ParseRule(%q) = %v, %v; want %s", in, got, err, want)
+		}
 	}
 }

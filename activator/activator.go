@@ -70,13 +70,14 @@ type Config struct {
 	DynamicUIDMin, DynamicUIDMax uint32
 }
 
-// DefaultMaxConnections caps the live connections of one socket, as
-// systemd's MaxConnections= does with the same default, so that one busy
-// socket cannot take every slot of MaxChildren. Like the global slot, the
-// socket's is taken before accept: at the cap the socket stops accepting and
-// its clients wait in the kernel's backlog, as with tcpserver -c (systemd
-// instead accepts and drops a connection over its cap).
-const DefaultMaxConnections = 64
+// DefaultMaxConnections caps the live connections of a socket whose
+// definition sets no max_connections, as systemd's MaxConnections= does
+// with the same default, so that one busy socket cannot take every slot of
+// MaxChildren. Like the global slot, the socket's is taken before accept:
+// at the cap the socket stops accepting and its clients wait in the
+// kernel's backlog, as with tcpserver -c, unless on_limit is refuse (as
+// systemd does, which accepts and drops a connection over its cap).
+const DefaultMaxConnections = socketd.DefaultMaxConnections
 
 // Defaults for Config.
 const (
@@ -311,6 +312,7 @@ func (a *Activator) Close(ctx context.Context) error {
 				a.exits.p.stop()
 				a.lingerer.p.stop()
 			}
+			a.writeSummaries()
 			close(a.finished)
 		}()
 	})

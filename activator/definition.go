@@ -2,6 +2,7 @@ package activator
 
 import (
 	"maps"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -31,6 +32,8 @@ type definition struct {
 	killSignal  unix.Signal
 	stopTimeout time.Duration
 	runtimeMax  time.Duration
+	// allow and deny are the access rules' prefixes.
+	allow, deny []netip.Prefix
 	path        atomic.Pointer[string]
 	creds       atomic.Pointer[resolvedCreds] // set once resolved
 }
@@ -51,6 +54,7 @@ func newDefinition(s *socketd.Socket) *definition {
 	// defaults.
 	d.umask, _ = socketd.ParseUMask(s.UMask)
 	d.stdin, d.stdout = s.Stdin(), s.Stdout()
+	d.allow, d.deny = compileRules(s.IPAddressAllow), compileRules(s.IPAddressDeny)
 	d.killSignal, _ = socketd.ParseKillSignal(s.KillSignal)
 	if d.killSignal == 0 {
 		d.killSignal = unix.SIGTERM
@@ -134,6 +138,40 @@ func spawnFields(s *socketd.Socket) socketd.Socket {
 		}
 	}
 	return c
+}
+
+// compileRules parses access rules, which Validate checked; one stored
+// before that does not parse is left out.
+func compileRules(rules []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range rules {
+		ps, _ := socketd.ParseRule(r)
+		out = append(out, ps...)
+	}
+	return out
+}
+
+// denies reports whether the access rules deny a client at ip: the most
+// specific rule that matches decides, allow winning a tie, and a client no
+// rule matches is allowed. A unix socket's client, with no address, is.
+func (d *definition) denies(ip netip.Addr) bool {
+	if len(d.deny) == 0 || !ip.IsValid() {
+		return false
+	}
+	deny := longestMatch(d.deny, ip)
+	return deny >= 0 && deny > longestMatch(d.allow, ip)
+}
+
+// longestMatch returns the length of the longest prefix of ps that holds
+// ip, or -1 if none does.
+func longestMatch(ps []netip.Prefix, ip netip.Addr) int {
+	best := -1
+	for _, p := range ps {
+		if p.Bits() > best && p.Contains(ip) {
+			best = p.Bits()
+		}
+	}
+	return best
 }
 
 // resolvedCreds holds a definition's credentials once looked up; creds is

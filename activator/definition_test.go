@@ -35,10 +35,15 @@ func TestSameSeesEveryField(t *testing.T) {
 		case reflect.Pointer:
 			v.Set(reflect.New(v.Type().Elem()))
 		case reflect.Struct:
-			if f.Name != "SocketOptions" && !ignored[f.Name] {
+			switch {
+			case f.Name == "Limits":
+				// The access rules are compiled into the definition.
+				changed.IPAddressDeny = []string{"any"}
+			case !ignored[f.Name]:
 				t.Fatalf("field %s: don't know how to change it", f.Name)
+			default:
+				continue
 			}
-			continue
 		default:
 			t.Fatalf("field %s of kind %s: don't know how to change it", f.Name, v.Kind())
 		}

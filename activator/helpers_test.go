@@ -119,8 +119,10 @@ func (r *fakeRecorder) BeginConnectionAsync(c *socketd.Connection, done func(err
 	if err != nil {
 		return err
 	}
-	if c.ID != 0 || c.State != socketd.ConnRunning || c.PID != 0 {
-		r.t.Errorf("BeginConnection got id %d, state %s, pid %d; want 0, running, 0", c.ID, c.State, c.PID)
+	// A refusal is begun complete: refused, ended, with its reason.
+	complete := c.State == socketd.ConnRefused && c.EndedAt != nil && c.Reason != ""
+	if c.ID != 0 || (c.State != socketd.ConnRunning && !complete) || c.PID != 0 {
+		r.t.Errorf("BeginConnection got id %d, state %s, pid %d; want 0, running (or a complete refusal), 0", c.ID, c.State, c.PID)
 	}
 	r.mu.Lock()
 	r.nextID++
@@ -133,6 +135,9 @@ func (r *fakeRecorder) BeginConnectionAsync(c *socketd.Connection, done func(err
 	defer r.mu.Unlock()
 	r.begun = append(r.begun, *c)
 	r.begunIDs[c.ID] = true
+	if complete {
+		r.finished[c.ID] = *c
+	}
 	r.notifyLocked()
 	go done(commitErr)
 	return nil

@@ -249,25 +249,31 @@ func (l *listener) tryAccept(fd uintptr) bool {
 // slot of the socket and one of the activator before each accept, so that at
 // either limit connections wait in the kernel's backlog instead of being
 // accepted and dropped. The socket's comes first: a socket at its own limit
-// holds no global slot while it waits.
+// holds no global slot while it waits. With on_limit refuse, the socket's
+// slot is taken after the accept instead, and a connection beyond the limit
+// is refused. A client the access rules deny is refused at once.
 func (a *Activator) acceptLoop(s *socket, l *listener) {
 	defer a.wg.Done()
 	var backoff time.Duration
 	for {
-		select {
-		case s.slots <- struct{}{}:
-		case <-l.done:
+		refuses := s.def.Load().sock.Refuses()
+		if !refuses && !s.slots.take(l.done) {
 			return
 		}
 		select {
 		case a.slots <- struct{}{}:
 		case <-l.done:
-			<-s.slots
+			if !refuses {
+				s.slots.give()
+			}
 			return
 		}
 		fd, remote, err := l.accept()
 		if err != nil {
-			a.release(s)
+			<-a.slots
+			if !refuses {
+				s.slots.give()
+			}
 			select {
 			case <-l.done:
 				return
@@ -291,9 +297,40 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 		}
 		backoff = 0
 		s.accepted.Add(1)
-		a.wg.Add(1)
-		a.dispatch(job{s: s, l: l, fd: fd, remote: remote, start: time.Now()})
+		j := job{s: s, l: l, fd: fd, remote: remote, start: time.Now()}
+		def := s.def.Load()
+		switch {
+		case def.denies(remote.Addr()):
+			a.refuseAccepted(j, socketd.ReasonDenied, "the access rules deny "+remote.Addr().String(), "")
+		case refuses && !s.slots.tryTake():
+			a.refuseAccepted(j, socketd.ReasonMaxConnections,
+				fmt.Sprintf("the socket has max_connections (%d) connections", def.sock.Max()), def.sock.LimitMessage)
+		default:
+			a.wg.Add(1)
+			a.dispatch(j)
+			continue
+		}
+		if !refuses {
+			s.slots.give()
+		}
+		<-a.slots
 	}
+}
+
+// refuseAccepted refuses connection j, accepted but not served: it writes
+// message (if any) to the client, closes the connection and records the
+// refusal.
+func (a *Activator) refuseAccepted(j job, reason, detail, message string) {
+	if message != "" {
+		// The client gets the line if its buffer takes it now; a
+		// refusal never waits for a client.
+		_, _ = unix.SendmsgN(j.fd, []byte(message+"\r\n"), nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		endOutput(j.fd)
+	}
+	rec := socketd.Connection{Socket: j.s.name, StartedAt: j.start.UTC()}
+	j.describe(&rec)
+	unix.Close(j.fd)
+	a.refuse(j.s, &rec, reason, detail)
 }
 
 // retryNow reports whether an accept error concerns only the connection at

@@ -25,10 +25,10 @@ type socket struct {
 	// touches the listeners, so editing a command refuses no connection.
 	def atomic.Pointer[definition]
 
-	// slots holds one token per live connection of this socket, taken
-	// before accept, like Activator.slots: a full channel stops this
-	// socket's accept loops only.
-	slots chan struct{}
+	// slots counts the live connections of this socket, taken before
+	// accept like Activator.slots (unless on_limit is refuse): when it is
+	// full, this socket's accept loops wait.
+	slots *gate
 
 	// Guarded by Activator.reconcileMu.
 	specs     []listenSpec  // wanted listeners
@@ -38,6 +38,7 @@ type socket struct {
 	retryAt   time.Time     // when to retry binding; zero when no retry is due
 
 	accepted   atomic.Int64
+	refusals   refusals     // by reason, and the budget of refusal rows
 	servicePID atomic.Int64 // accept: false: the running service's pid, or 0
 	connected  atomic.Int64
 	refused    atomic.Int64
@@ -53,12 +54,13 @@ func (s *socket) status() socketd.SocketStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return socketd.SocketStatus{
-		State:      s.state,
-		Since:      s.since,
-		Accepted:   s.accepted.Load(),
-		Connected:  s.connected.Load(),
-		Refused:    s.refused.Load(),
-		ServicePID: int(s.servicePID.Load()),
+		State:           s.state,
+		Since:           s.since,
+		Accepted:        s.accepted.Load(),
+		Connected:       s.connected.Load(),
+		Refused:         s.refused.Load(),
+		RefusedByReason: s.refusals.counts(),
+		ServicePID:      int(s.servicePID.Load()),
 		// Never nil, so that it shows as [] rather than null.
 		Listening: append([]string{}, s.listening...),
 		Error:     s.errMsg,
@@ -177,7 +179,7 @@ func (a *Activator) prepare(d *socketd.Socket) *socket {
 	s := a.sockets[d.Name]
 	a.mu.RUnlock()
 	if s == nil {
-		s = &socket{name: d.Name, slots: make(chan struct{}, DefaultMaxConnections)}
+		s = &socket{name: d.Name, slots: newGate(d.Max())}
 		a.mu.Lock()
 		a.sockets[d.Name] = s
 		a.mu.Unlock()
@@ -185,6 +187,7 @@ func (a *Activator) prepare(d *socketd.Socket) *socket {
 	if old := s.def.Load(); old == nil || !old.same(d) {
 		s.def.Store(newDefinition(d))
 	}
+	s.slots.setMax(d.Max())
 
 	specs, err := parseSpecs(d)
 	switch {

@@ -45,7 +45,7 @@ type conn struct {
 	dynUID    uint32
 	hasDynUID bool
 	// refusal, if set, is why the handler may not start (no dynamic user
-	// was free): run refuses the connection, saying so.
+	// was free): the connection is refused, saying so.
 	refusal string
 }
 
@@ -99,35 +99,25 @@ func (a *Activator) worker(j job) {
 // slot of its socket and one of the activator until it is closed, and is
 // counted in a.wg until its row is finished.
 func (a *Activator) serve(j job) {
-	s, fd, remote, start := j.s, j.fd, j.remote, j.start
+	s, fd, start := j.s, j.fd, j.start
 	c := &conn{a: a, s: s, def: s.def.Load(), fd: fd, start: start, done: make(chan struct{}), logFD: -1}
 	c.rec = socketd.Connection{Socket: s.name, State: socketd.ConnRunning, StartedAt: start.UTC()}
-	if j.l.spec.network == "unix" {
-		// No addresses: the peer is who connected.
-		if cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
-			pid, uid, gid := int(cred.Pid), int(cred.Uid), int(cred.Gid)
-			c.rec.PeerPID, c.rec.PeerUID, c.rec.PeerGID = &pid, &uid, &gid
-		}
-	} else {
-		local := j.l.local
-		if !local.IsValid() {
-			local = localAddr(fd)
-		}
-		c.rec.RemoteIP, c.rec.RemotePort = remote.Addr().String(), int(remote.Port())
-		c.rec.LocalIP, c.rec.LocalPort = local.Addr().String(), int(local.Port())
-	}
+	j.describe(&c.rec)
 	c.takeUser()
+	if c.refusal != "" {
+		a.refuse(s, &c.rec, socketd.ReasonNoDynamicUID, c.refusal)
+		a.drop(s, fd)
+		return
+	}
 	// No handler starts before its row is recorded. The row is committed
 	// with others, later, but it is as safe from a crash of socketd once
 	// queued (see Recorder).
 	if err := a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun); err != nil {
 		c.releaseUser()
-		unix.Close(fd)
 		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "err", err)
 		s.setError("record connection: " + err.Error())
-		s.refused.Add(1)
-		a.release(s)
-		a.wg.Done()
+		a.refuse(s, &c.rec, socketd.ReasonHistoryUnavailable, err.Error())
+		a.drop(s, fd)
 		return
 	}
 	s.connected.Add(1)
@@ -142,9 +132,8 @@ func (a *Activator) serve(j job) {
 			linger = 0 // asked to stop before it started
 		}
 	} else {
-		c.rec.State = socketd.ConnRefused
-		c.rec.Error = "socketd is shutting down"
-		s.refused.Add(1)
+		c.rec.State, c.rec.Reason, c.rec.Error = socketd.ConnRefused, socketd.ReasonShuttingDown, "socketd is shutting down"
+		s.countRefusal(socketd.ReasonShuttingDown)
 		c.releaseUser()
 		linger = 0 // no handler ran: there is no output to protect
 	}
@@ -152,6 +141,33 @@ func (a *Activator) serve(j job) {
 		endOutput(fd) // no handler ran, so its exit did not
 	}
 	a.closeConn(fd, linger, c.closed)
+}
+
+// describe fills in who connected to j and where: the addresses, or a
+// unix socket's peer.
+func (j *job) describe(rec *socketd.Connection) {
+	if j.l.spec.network == "unix" {
+		// No addresses: the peer is who connected.
+		if cred, err := unix.GetsockoptUcred(j.fd, unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+			pid, uid, gid := int(cred.Pid), int(cred.Uid), int(cred.Gid)
+			rec.PeerPID, rec.PeerUID, rec.PeerGID = &pid, &uid, &gid
+		}
+		return
+	}
+	local := j.l.local
+	if !local.IsValid() {
+		local = localAddr(j.fd)
+	}
+	rec.RemoteIP, rec.RemotePort = j.remote.Addr().String(), int(j.remote.Port())
+	rec.LocalIP, rec.LocalPort = local.Addr().String(), int(local.Port())
+}
+
+// drop closes connection fd of s, refused before its row was begun, and
+// gives back what serve holds for it.
+func (a *Activator) drop(s *socket, fd int) {
+	unix.Close(fd)
+	a.release(s)
+	a.wg.Done()
 }
 
 // begun is called once c's row is committed or has failed to be. The
@@ -211,7 +227,7 @@ func (c *conn) finished(err error) {
 // release gives back the slots taken for one connection of s.
 func (a *Activator) release(s *socket) {
 	<-a.slots
-	<-s.slots
+	s.slots.give()
 }
 
 // register makes c known to Kill and Close. It returns false once Close has

@@ -150,15 +150,13 @@ func (sv *service) run() {
 		if err != nil || isClosed(sv.stopped) {
 			return
 		}
-		select {
-		case s.slots <- struct{}{}:
-		case <-sv.stopped:
+		if !s.slots.take(sv.stopped) {
 			return
 		}
 		select {
 		case a.slots <- struct{}{}:
 		case <-sv.stopped:
-			<-s.slots
+			s.slots.give()
 			return
 		}
 		if isClosed(sv.stopped) {
@@ -270,11 +268,16 @@ func (sv *service) start(fd int, start time.Time) *conn {
 		c.rec.RemoteIP, c.rec.RemotePort = remote.Addr().String(), int(remote.Port())
 	}
 	c.takeUser()
+	if c.refusal != "" {
+		a.refuse(s, &c.rec, socketd.ReasonNoDynamicUID, c.refusal)
+		a.release(s)
+		return nil
+	}
 	if err := a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun); err != nil {
 		c.releaseUser()
 		a.log.Error("record", "socket", s.name, "err", err)
 		s.setError("record connection: " + err.Error())
-		s.refused.Add(1)
+		a.refuse(s, &c.rec, socketd.ReasonHistoryUnavailable, err.Error())
 		a.release(s)
 		return nil
 	}
@@ -282,9 +285,8 @@ func (sv *service) start(fd int, start time.Time) *conn {
 	s.accepted.Add(1)
 	s.connected.Add(1)
 	if !a.register(c) {
-		c.rec.State = socketd.ConnRefused
-		c.rec.Error = "socketd is shutting down"
-		s.refused.Add(1)
+		c.rec.State, c.rec.Reason, c.rec.Error = socketd.ConnRefused, socketd.ReasonShuttingDown, "socketd is shutting down"
+		s.countRefusal(socketd.ReasonShuttingDown)
 		c.releaseUser()
 		c.closed(0, 0)
 		return c

@@ -9,9 +9,9 @@ import (
 )
 
 // takeUser gives c the dynamic user its definition asks for, before its row
-// is begun, so that the row records it; if none is free, run refuses the
-// connection. Whoever begins c gives the user back (releaseUser) if the
-// handler does not start; once it has, endGroup does.
+// is begun, so that the row records it; if none is free, c.refusal says so
+// and the connection is refused. Whoever begins c gives the user back
+// (releaseUser) if the handler does not start; once it has, endGroup does.
 func (c *conn) takeUser() {
 	if !c.def.sock.DynamicUser {
 		return
@@ -46,12 +46,6 @@ func (c *conn) run() bool {
 	c.mu.Unlock()
 	if stopping {
 		c.rec.State = socketd.ConnKilled // asked to stop before it started
-		return false
-	}
-	if c.refusal != "" {
-		c.rec.State, c.rec.Error = socketd.ConnRefused, c.refusal
-		c.s.refused.Add(1)
-		c.a.log.Warn("refused", "socket", c.s.name, "connection_id", c.rec.ID, "reason", c.refusal)
 		return false
 	}
 	if c.hasDynUID {

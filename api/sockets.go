@@ -249,8 +249,12 @@ func (s *Server) apply(r *http.Request) {
 func (s *Server) withStatus(sock socketd.Socket) socketd.Socket {
 	sock.Status = nil
 	if st, ok := s.runtime.Status(sock.Name); ok {
+		// Empty lists and maps show as [] and {}, never null.
 		if st.Listening == nil {
 			st.Listening = []string{}
+		}
+		if st.RefusedByReason == nil {
+			st.RefusedByReason = map[string]int64{}
 		}
 		sock.Status = &st
 	}

@@ -27,6 +27,13 @@ func ExportSystemd(s *socketd.Socket) []File {
 	}
 }
 
+// Keys of socketd's own in a socket unit, for what systemd cannot say;
+// systemd ignores keys that start with X-.
+const (
+	onLimitKey      = "X-Socketd-OnLimit"
+	limitMessageKey = "X-Socketd-LimitMessage"
+)
+
 // serviceName is the file name of the service s's socket unit starts.
 func serviceName(s *socketd.Socket) string {
 	if s.Accept {
@@ -123,6 +130,13 @@ func socketUnitText(s *socketd.Socket) string {
 	w.setIf("SocketUser", escapePercent(o.SocketUser))
 	w.setIf("SocketGroup", escapePercent(o.SocketGroup))
 	w.setIf("SocketMode", o.SocketMode)
+	w.setInt("MaxConnections", s.MaxConnections)
+	w.setIf("IPAddressAllow", strings.Join(s.IPAddressAllow, " "))
+	w.setIf("IPAddressDeny", strings.Join(s.IPAddressDeny, " "))
+	// What systemd cannot say, under keys it ignores (X-), so that an
+	// import gives it back.
+	w.setIf(onLimitKey, s.OnLimit)
+	w.setIf(limitMessageKey, s.LimitMessage)
 	// So that systemctl enable starts the socket at boot.
 	w.section("Install")
 	w.set("WantedBy", "sockets.target")

@@ -21,6 +21,8 @@ func everyField() socketd.Socket {
 		KeepAliveTime: "5m", KeepAliveInterval: "1m30s", KeepAliveProbes: 5, NoDelay: true, DeferAccept: "1.5s",
 		FreeBind: true, ReceiveBuffer: 1 << 20, SendBuffer: 65536, BindToDevice: "lo", SocketUser: "nobody",
 		SocketGroup: "nogroup", SocketMode: "0660"}
+	s.Limits = socketd.Limits{MaxConnections: 10, OnLimit: "refuse", LimitMessage: `busy: 100% \`,
+		IPAddressAllow: []string{"localhost", "192.0.2.0/24", "::ffff:10.0.0.1"}, IPAddressDeny: []string{"any"}}
 	s.Command = []string{"/usr/bin/printf", "%s $HOME ${X} $$\n", "", "two words", "it's", `back\slash`, ";",
 		"\t", "é", "\xff", "$X", "-", "#"}
 	s.Environment = map[string]string{"A": "1", "B": "two words", "C": "100%", "D": `"q" 'q' \`, "E": "", "F": "$X"}

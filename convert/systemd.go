@@ -235,11 +235,8 @@ func unmappedReason(key string) string {
 var reasons = map[string]string{
 	"Documentation":           "socketd keeps no documentation links",
 	"Service":                 "socketd runs the service given with the socket unit",
-	"MaxConnections":          "socketd accepts at most 64 connections at once per socket, systemd's default",
 	"MaxConnectionsPerSource": "per-source connection limits are not supported",
 	"FileDescriptorName":      `socketd names the connection's file descriptor "connection" in LISTEN_FDNAMES`,
-	"IPAddressAllow":          "access rules are not supported",
-	"IPAddressDeny":           "access rules are not supported",
 	"EnvironmentFile":         "socketd reads no environment files: list the variables in Environment=",
 	"UnsetEnvironment":        "a handler's environment holds only what the definition sets or passes",
 	"Restart":                 "socketd starts a handler for each connection and does not restart it",
@@ -315,10 +312,38 @@ func (im *unitImport) socketDirective(file string, names unitNames, e entry) err
 			return err
 		}
 		s.SocketMode = v
+	case "MaxConnections":
+		s.MaxConnections, err = optUint(v)
+	case "IPAddressAllow":
+		im.rules(file, e, &s.IPAddressAllow)
+	case "IPAddressDeny":
+		im.rules(file, e, &s.IPAddressDeny)
+	case onLimitKey:
+		// socketd's own, which systemd ignores (an X- key): see export.
+		s.OnLimit = v
+	case limitMessageKey:
+		s.LimitMessage = v
 	default:
 		im.note(file, e, unmappedReason(e.key))
 	}
 	return err
+}
+
+// rules imports the access rules of an IPAddressAllow= or IPAddressDeny=
+// line into list: an empty value empties it, as in systemd, and a rule
+// socketd cannot read (systemd ignores those too) is listed.
+func (im *unitImport) rules(file string, e entry, list *[]string) {
+	if e.value == "" {
+		*list = nil
+		return
+	}
+	for _, r := range strings.Fields(e.value) {
+		if _, err := socketd.ParseRule(r); err != nil {
+			im.noteValue(file, e, r, err.Error())
+			continue
+		}
+		*list = append(*list, r)
+	}
 }
 
 // listen adds the address of a ListenStream= or ListenDatagram= to the

@@ -200,7 +200,6 @@ func has(list []word, w string) bool {
 
 // xinetdReasons say why attributes are left out.
 var xinetdReasons = map[string]string{
-	"instances":      "connection limits are not supported: socketd runs at most 64 handlers of a socket at once",
 	"per_source":     "connection limits are not supported",
 	"cps":            "connection rate limits are not supported",
 	"max_load":       "connection limits are not supported",
@@ -232,7 +231,7 @@ func (x *xinetdService) collect() error {
 		case "passenv":
 			x.passenv = listOp(x.passenv, a)
 		case "id", "socket_type", "protocol", "wait", "user", "group", "server", "server_args", "port", "bind",
-			"interface", "disable", "nice", "umask", "groups":
+			"interface", "disable", "nice", "umask", "groups", "instances":
 			if a.op != "=" {
 				return errorf(a.line, "%s takes =, not %s", a.name, a.op)
 			}
@@ -453,6 +452,20 @@ func (x *xinetdService) process(s *socketd.Socket, udp bool) error {
 			return errorf(x.line("nice"), "nice = %s: expected a number from -20 to 19", n)
 		}
 		s.Nice = &v
+	}
+	switch n := x.get("instances"); n {
+	case "", "UNLIMITED":
+		// xinetd's unlimited is socketd's default of 64 at once.
+		if n != "" {
+			x.note(x.scalars["instances"], n, "socketd runs at most max_connections handlers of a socket at once (64 unless set)")
+		}
+	default:
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 1 {
+			return errorf(x.line("instances"), "instances = %s: expected a number or UNLIMITED", n)
+		}
+		// xinetd refuses connections beyond it.
+		s.MaxConnections, s.OnLimit = v, socketd.OnLimitRefuse
 	}
 	if u := x.get("umask"); u != "" {
 		if _, err := socketd.ParseUMask(u); err != nil {

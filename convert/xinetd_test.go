@@ -66,6 +66,7 @@ service hello {
 	umask		= 027
 	groups		= yes
 	rlimit_cpu	= 20
+	instances	= 4
 }
 `
 
@@ -95,6 +96,7 @@ func TestXinetd(t *testing.T) {
 	hello.Command = []string{"/opt/helloworld.sh", "--greet"}
 	hello.User, hello.Group, hello.UMask = "nobody", "nogroup", "027"
 	hello.NoDelay, hello.KeepAlive = true, true
+	hello.MaxConnections, hello.OnLimit = 4, socketd.OnLimitRefuse // xinetd refuses beyond instances
 	nice := 5
 	hello.Nice = &nice
 

@@ -213,7 +213,7 @@ func (db *DB) InterruptRunning(ctx context.Context) (int64, error) {
 // connColumns are the columns scanConnection reads, in its order.
 const connColumns = `id, socket, state, remote_ip, remote_port, local_ip, local_port, pid,
 	started_at, ended_at, duration_ms, exit_code, signal, bytes_in, bytes_out, error,
-	peer_pid, peer_uid, peer_gid, uid`
+	peer_pid, peer_uid, peer_gid, uid, reason`
 
 // connColumnsC is connColumns of the table named c, for a join.
 var connColumnsC = "c." + strings.Join(strings.Fields(strings.ReplaceAll(connColumns, ",", " ")), ", c.")
@@ -539,7 +539,7 @@ func scanConnection(sc scanner) (socketd.Connection, error) {
 	)
 	err := sc.Scan(&c.ID, &c.Socket, &state, &c.RemoteIP, &c.RemotePort, &c.LocalIP, &c.LocalPort, &pid,
 		&started, &ended, &duration, &exitCode, &c.Signal, &c.BytesIn, &c.BytesOut, &c.Error,
-		&peerPID, &peerUID, &peerGID, &uid)
+		&peerPID, &peerUID, &peerGID, &uid, &c.Reason)
 	if err != nil {
 		return socketd.Connection{}, err
 	}

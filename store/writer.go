@@ -135,14 +135,14 @@ type writer struct {
 const (
 	insertSQL = `INSERT INTO connections (id, socket, state, remote_ip, remote_port, local_ip, local_port,
 		pid, started_at, ended_at, duration_ms, exit_code, signal, bytes_in, bytes_out, error,
-		peer_pid, peer_uid, peer_gid, uid)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		peer_pid, peer_uid, peer_gid, uid, reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// finishSQL keeps a pid and a uid recorded earlier when the caller
 	// gives none.
 	// It returns nothing: an UPDATE ... RETURNING costs twice a plain one.
 	finishSQL = `UPDATE connections SET state = ?, ended_at = ?, duration_ms = ?,
 		exit_code = ?, signal = ?, bytes_in = ?, bytes_out = ?, error = ?, pid = COALESCE(?, pid),
-		uid = COALESCE(?, uid)
+		uid = COALESCE(?, uid), reason = ?
 		WHERE id = ?`
 	startedSQL = `SELECT started_at FROM connections WHERE id = ?`
 	logSQL     = `INSERT OR REPLACE INTO connection_logs (connection_id, log) VALUES (?, ?)`
@@ -578,7 +578,7 @@ func (st *stmts) apply(r *request) error {
 		_, err := st.exec(st.insert,
 			c.ID, c.Socket, string(c.State), c.RemoteIP, int64(c.RemotePort), c.LocalIP, int64(c.LocalPort),
 			nullInt(c.PID), toNanos(c.StartedAt), nullTime(c.EndedAt), nullInt64(c.DurationMS), nullIntPtr(c.ExitCode),
-			c.Signal, c.BytesIn, c.BytesOut, c.Error, nullIntPtr(c.PeerPID), nullIntPtr(c.PeerUID), nullIntPtr(c.PeerGID), nullIntPtr(c.UID))
+			c.Signal, c.BytesIn, c.BytesOut, c.Error, nullIntPtr(c.PeerPID), nullIntPtr(c.PeerUID), nullIntPtr(c.PeerGID), nullIntPtr(c.UID), c.Reason)
 		if err != nil {
 			return err
 		}
@@ -597,7 +597,7 @@ func (st *stmts) apply(r *request) error {
 		r.durationMS = *c.DurationMS
 		res, err := st.exec(st.finish,
 			string(c.State), ended, *c.DurationMS, nullIntPtr(c.ExitCode), c.Signal,
-			c.BytesIn, c.BytesOut, c.Error, nullInt(c.PID), nullIntPtr(c.UID), c.ID)
+			c.BytesIn, c.BytesOut, c.Error, nullInt(c.PID), nullIntPtr(c.UID), c.Reason, c.ID)
 		if err != nil {
 			return err
 		}
