@@ -22,6 +22,22 @@ type Limits struct {
 	OnLimit string `json:"on_limit,omitempty"`
 	// LimitMessage is a line written to a client refused at the limit.
 	LimitMessage string `json:"limit_message,omitempty"`
+	// MaxConnectionsPerSource is systemd's MaxConnectionsPerSource=: how
+	// many connections one source may have at once; more are refused. A
+	// source is a client's address cut to SourcePrefixIPv4 bits (default
+	// 32) or SourcePrefixIPv6 bits (default 64: one client with a routed
+	// IPv6 prefix is one source); IPv4-mapped IPv6 addresses count as
+	// IPv4. 0: no limit per source.
+	MaxConnectionsPerSource int `json:"max_connections_per_source,omitempty"`
+	SourcePrefixIPv4        int `json:"source_prefix_ipv4,omitempty"`
+	SourcePrefixIPv6        int `json:"source_prefix_ipv6,omitempty"`
+	// RateLimit bounds how fast the socket takes new connections (or
+	// starts its service): beyond it the socket pauses, and clients wait
+	// in the kernel's backlog until it resumes by itself. SourceRateLimit
+	// bounds each source's; beyond it the source's connections are
+	// refused until its rate is back under it.
+	RateLimit       *RateLimit `json:"rate_limit,omitempty"`
+	SourceRateLimit *RateLimit `json:"source_rate_limit,omitempty"`
 	// IPAddressAllow and IPAddressDeny are systemd's IPAddressAllow= and
 	// IPAddressDeny=: addresses, CIDR prefixes or the keywords any,
 	// localhost, link-local and multicast. A client whose address a rule
@@ -30,6 +46,37 @@ type Limits struct {
 	// none matches is allowed.
 	IPAddressAllow []string `json:"ip_address_allow,omitempty"`
 	IPAddressDeny  []string `json:"ip_address_deny,omitempty"`
+}
+
+// RateLimit is a token bucket: PerSecond connections a second on average,
+// Burst at once.
+type RateLimit struct {
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst"`
+}
+
+// Default source prefixes (Limits.SourcePrefixIPv4, SourcePrefixIPv6).
+const (
+	DefaultSourcePrefixIPv4 = 32
+	DefaultSourcePrefixIPv6 = 64
+)
+
+// SourcePrefix returns the source a client at addr counts as: its address
+// cut to the definition's prefix length, IPv4-mapped addresses as IPv4.
+func (l *Limits) SourcePrefix(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap()
+	bits := l.SourcePrefixIPv6
+	if bits == 0 {
+		bits = DefaultSourcePrefixIPv6
+	}
+	if addr.Is4() {
+		bits = l.SourcePrefixIPv4
+		if bits == 0 {
+			bits = DefaultSourcePrefixIPv4
+		}
+	}
+	p, _ := addr.Prefix(bits)
+	return p
 }
 
 // DefaultMaxConnections is systemd's MaxConnections= default.
@@ -75,6 +122,29 @@ func (l *Limits) validate(add func(pointer, format string, args ...any)) {
 	}
 	if m := l.LimitMessage; len(m) > 512 || strings.ContainsAny(m, "\r\n\x00") {
 		add("/limit_message", "must be one line of at most 512 bytes")
+	}
+	if n := l.MaxConnectionsPerSource; n < 0 || n > maxMaxConnections {
+		add("/max_connections_per_source", "must be from 1 to %d, or 0 for no limit per source", maxMaxConnections)
+	}
+	if b := l.SourcePrefixIPv4; b < 0 || b > 32 {
+		add("/source_prefix_ipv4", "must be from 1 to 32, or 0 for 32")
+	}
+	if b := l.SourcePrefixIPv6; b < 0 || b > 128 {
+		add("/source_prefix_ipv6", "must be from 1 to 128, or 0 for 64")
+	}
+	for _, r := range []struct {
+		pointer string
+		rate    *RateLimit
+	}{{"/rate_limit", l.RateLimit}, {"/source_rate_limit", l.SourceRateLimit}} {
+		if r.rate == nil {
+			continue
+		}
+		if !(r.rate.PerSecond > 0 && r.rate.PerSecond <= 1e6) {
+			add(r.pointer+"/per_second", "must be more than 0 and at most 1000000")
+		}
+		if r.rate.Burst < 1 || r.rate.Burst > maxMaxConnections {
+			add(r.pointer+"/burst", "must be from 1 to %d", maxMaxConnections)
+		}
 	}
 	for _, list := range []struct {
 		pointer string

@@ -160,6 +160,13 @@ type SocketStatus struct {
 	// Reasons), since the daemon started; reasons never seen are left
 	// out.
 	RefusedByReason map[string]int64 `json:"refused_by_reason"`
+	// Sources lists the sources (see Limits.SourcePrefix) with live
+	// connections, the busiest first, at most 100; empty for a unix
+	// socket.
+	Sources []SourceCount `json:"sources"`
+	// PausedUntil is when a socket its rate_limit has paused resumes;
+	// nil while it is not paused.
+	PausedUntil *time.Time `json:"paused_until,omitempty"`
 	// ServicePID is the pid of the running service of an accept: false
 	// socket; 0 when none runs.
 	ServicePID int `json:"service_pid,omitempty"`
@@ -168,6 +175,12 @@ type SocketStatus struct {
 	Listening []string `json:"listening"`
 	// Error is the last bind or spawn error, for humans.
 	Error string `json:"error,omitempty"`
+}
+
+// SourceCount is how many live connections a source has.
+type SourceCount struct {
+	Source      string `json:"source"`
+	Connections int    `json:"connections"`
 }
 
 // ConnectionState is the state of one connection in the history.

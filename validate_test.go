@@ -2,6 +2,7 @@ package socketd_test
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +73,8 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 		KeepAlive: true, KeepAliveTime: "5m", KeepAliveInterval: "30s", KeepAliveProbes: 5, NoDelay: true,
 		DeferAccept: "3s", FreeBind: true, ReceiveBuffer: 1 << 20, SendBuffer: 1 << 20, BindToDevice: "lo"}
 	s.Limits = socketd.Limits{MaxConnections: 10, OnLimit: socketd.OnLimitRefuse, LimitMessage: "busy, call later",
+		MaxConnectionsPerSource: 2, SourcePrefixIPv4: 24, SourcePrefixIPv6: 56,
+		RateLimit: &socketd.RateLimit{PerSecond: 100, Burst: 10}, SourceRateLimit: &socketd.RateLimit{PerSecond: 0.5, Burst: 3},
 		IPAddressAllow: []string{"localhost", "10.0.0.0/8", "::ffff:192.0.2.0/120", "2001:db8::1"},
 		IPAddressDeny:  []string{"any", "link-local", "multicast"}}
 	if err := s.Validate(); err != nil {
@@ -155,6 +158,11 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"bad allow rule", func(s *socketd.Socket) { s.IPAddressAllow = []string{"localhost", "10.0.0.0/33"} }, "/ip_address_allow/1"},
 		{"host name rule", func(s *socketd.Socket) { s.IPAddressDeny = []string{"example.com"} }, "/ip_address_deny/0"},
 		{"short mapped prefix", func(s *socketd.Socket) { s.IPAddressDeny = []string{"::ffff:10.0.0.0/64"} }, "/ip_address_deny/0"},
+		{"negative per-source limit", func(s *socketd.Socket) { s.MaxConnectionsPerSource = -1 }, "/max_connections_per_source"},
+		{"IPv4 prefix too long", func(s *socketd.Socket) { s.SourcePrefixIPv4 = 33 }, "/source_prefix_ipv4"},
+		{"IPv6 prefix too long", func(s *socketd.Socket) { s.SourcePrefixIPv6 = 129 }, "/source_prefix_ipv6"},
+		{"zero rate", func(s *socketd.Socket) { s.RateLimit = &socketd.RateLimit{Burst: 1} }, "/rate_limit/per_second"},
+		{"no burst", func(s *socketd.Socket) { s.SourceRateLimit = &socketd.RateLimit{PerSecond: 1} }, "/source_rate_limit/burst"},
 		{"socket mode on TCP", func(s *socketd.Socket) { s.SocketMode = "0600" }, "/socket_mode"},
 		{"socket mode on abstract", func(s *socketd.Socket) { s.Listen, s.SocketMode = []string{"@x"}, "0600" }, "/socket_mode"},
 		{"bad socket mode", func(s *socketd.Socket) { s.Listen, s.SocketMode = []string{"/run/x.sock"}, "0888" }, "/socket_mode"},
@@ -379,5 +387,26 @@ func TestParseRule(t *testing.T) {
 		if err != nil || strings.Join(got, " ") != want {
 			t.Errorf("ParseRule(%q) = %v, %v; want %s", in, got, err, want)
 		}
+	}
+}
+
+func TestSourcePrefix(t *testing.T) {
+	var l socketd.Limits
+	for in, want := range map[string]string{
+		"192.0.2.7":           "192.0.2.7/32",
+		"::ffff:192.0.2.7":    "192.0.2.7/32", // an IPv4 client over IPv6 counts as IPv4
+		"2001:db8:1:2:3::4":   "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::": "2001:db8:1:2::/64",
+	} {
+		if got := l.SourcePrefix(netip.MustParseAddr(in)).String(); got != want {
+			t.Errorf("SourcePrefix(%s) = %s, want %s", in, got, want)
+		}
+	}
+	l.SourcePrefixIPv4, l.SourcePrefixIPv6 = 24, 48
+	if got := l.SourcePrefix(netip.MustParseAddr("192.0.2.7")).String(); got != "192.0.2.0/24" {
+		t.Errorf("with /24: %s", got)
+	}
+	if got := l.SourcePrefix(netip.MustParseAddr("2001:db8:1:2::1")).String(); got != "2001:db8:1::/48" {
+		t.Errorf("with /48: %s", got)
 	}
 }

@@ -1,11 +1,18 @@
 package activator_test
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,5 +173,178 @@ func TestRefusalRowsBudget(t *testing.T) {
 	}
 	if rows > 110 || folded == 0 || rows+folded != n {
 		t.Errorf("%d rows and %d folded for %d refusals", rows, folded, n)
+	}
+}
+
+// TestMaxConnectionsPerSource: with max_connections_per_source 4, a
+// thousand connections from two dozen sources, eight at a time each, never
+// run more than 4 handlers of one source at once, as the handlers' own
+// start and end times show; the connections over it are refused with
+// reason per_source.
+func TestMaxConnectionsPerSource(t *testing.T) {
+	stamps := filepath.Join(t.TempDir(), "stamps")
+	if err := os.WriteFile(stamps, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	s := handlerSocket("shared", testhandler.Stamp, "SOCKETD_TEST_STAMPS", stamps, "SOCKETD_TEST_HOLD", "20")
+	s.Listen = []string{"0.0.0.0:0"}
+	s.MaxConnections, s.MaxConnectionsPerSource = 500, 4
+	h := start(t, activator.Config{}, s)
+	_, port := splitPort(t, h.addr(t, "shared"))
+	const sources, perSource, parallel = 24, 42, 8
+	var wg sync.WaitGroup
+	for i := range sources {
+		src := fmt.Sprintf("127.0.1.%d", i+1)
+		for range parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: timeout}
+				for range perSource / parallel {
+					c, err := d.Dial("tcp", "127.0.0.1:"+port)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					c.SetDeadline(time.Now().Add(timeout))
+					io.ReadAll(c)
+					c.Close()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	total := sources * (perSource / parallel) * parallel
+	eventually(t, "every connection to end", func() bool {
+		st := h.status(t, "shared")
+		return st.Connected == 0 && st.Accepted == int64(total)
+	})
+	st := h.status(t, "shared")
+	if st.RefusedByReason[socketd.ReasonPerSource] == 0 {
+		t.Errorf("no connection refused per source (status %+v): the limit was not put to the test", st)
+	}
+	b, err := os.ReadFile(stamps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type event struct {
+		at    int64
+		delta int
+	}
+	events := map[string][]event{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var src, what string
+		var at int64
+		if _, err := fmt.Sscanf(line, "%s %s %d", &src, &what, &at); err != nil {
+			t.Fatalf("stamp %q: %v", line, err)
+		}
+		delta := 1
+		if what == "end" {
+			delta = -1
+		}
+		events[src] = append(events[src], event{at, delta})
+	}
+	served := 0
+	for src, evs := range events {
+		// Ends sort before starts at the same instant: the slot was free.
+		slices.SortFunc(evs, func(a, b event) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.delta, b.delta)) })
+		running, most := 0, 0
+		for _, e := range evs {
+			running += e.delta
+			most = max(most, running)
+		}
+		if most > 4 {
+			t.Errorf("%s ran %d handlers at once", src, most)
+		}
+		served += len(evs) / 2
+	}
+	if int64(served)+st.RefusedByReason[socketd.ReasonPerSource] != int64(total) {
+		t.Errorf("%d served and %d refused of %d", served, st.RefusedByReason[socketd.ReasonPerSource], total)
+	}
+	if len(st.Sources) != 0 {
+		t.Errorf("sources after every connection ended: %v", st.Sources)
+	}
+}
+
+func splitPort(t *testing.T, addr string) (string, string) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, port
+}
+
+// TestSourcePrefix: with source_prefix_ipv4 24, two addresses of one /24
+// count as one source, and the status shows it.
+func TestSourcePrefix(t *testing.T) {
+	s := handlerSocket("nets", testhandler.ReadyHang)
+	s.Listen = []string{"0.0.0.0:0"}
+	s.MaxConnectionsPerSource, s.SourcePrefixIPv4 = 2, 24
+	h := start(t, activator.Config{}, s)
+	_, port := splitPort(t, h.addr(t, "nets"))
+	for _, src := range []string{"127.0.2.1", "127.0.2.2"} {
+		if got := readLine(t, dialFrom(t, src, "127.0.0.1:"+port)); got != "ready" {
+			t.Fatalf("%s read %q", src, got)
+		}
+	}
+	if out, _ := io.ReadAll(dialFrom(t, "127.0.2.3", "127.0.0.1:"+port)); len(out) != 0 {
+		t.Errorf("a third client of 127.0.2.0/24 read %q", out)
+	}
+	if got := readLine(t, dialFrom(t, "127.0.3.1", "127.0.0.1:"+port)); got != "ready" {
+		t.Errorf("another /24 read %q", got)
+	}
+	st := h.status(t, "nets")
+	want := []socketd.SourceCount{{Source: "127.0.2.0/24", Connections: 2}, {Source: "127.0.3.0/24", Connections: 1}}
+	if !slices.Equal(st.Sources, want) || st.RefusedByReason[socketd.ReasonPerSource] != 1 {
+		t.Errorf("sources %v, refused %v", st.Sources, st.RefusedByReason)
+	}
+}
+
+// TestRateLimits: a socket over its rate_limit pauses, says until when,
+// and resumes by itself, every client served in the end; a source over its
+// source_rate_limit is refused with reason rate, others are not.
+func TestRateLimits(t *testing.T) {
+	paced := handlerSocket("paced", testhandler.Hello)
+	paced.RateLimit = &socketd.RateLimit{PerSecond: 10, Burst: 2}
+	perSource := handlerSocket("persource", testhandler.Hello)
+	perSource.Listen = []string{"0.0.0.0:0"}
+	perSource.SourceRateLimit = &socketd.RateLimit{PerSecond: 0.5, Burst: 2}
+	for _, s := range []socketd.Socket{paced, perSource} {
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := start(t, activator.Config{}, paced, perSource)
+
+	addr := h.addr(t, "paced")
+	began := time.Now()
+	conns := make([]*net.TCPConn, 6)
+	for i := range conns {
+		conns[i] = dial(t, addr)
+	}
+	eventually(t, "the socket to pause", func() bool { return h.status(t, "paced").PausedUntil != nil })
+	for i, c := range conns {
+		if out, err := io.ReadAll(c); err != nil || string(out) != "Hello World\n" {
+			t.Fatalf("client %d read %q, %v", i, out, err)
+		}
+	}
+	// Two at once, then four at ten a second.
+	if took := time.Since(began); took < 350*time.Millisecond {
+		t.Errorf("6 connections served in %v at 10 a second with a burst of 2", took)
+	}
+	eventually(t, "the socket to resume", func() bool { return h.status(t, "paced").PausedUntil == nil })
+
+	_, port := splitPort(t, h.addr(t, "persource"))
+	for i, want := range []string{"Hello World\n", "Hello World\n", ""} {
+		if out, _ := io.ReadAll(dialFrom(t, "127.0.4.1", "127.0.0.1:"+port)); string(out) != want {
+			t.Errorf("connection %d of the source read %q, want %q", i, out, want)
+		}
+	}
+	if out, _ := io.ReadAll(dialFrom(t, "127.0.4.2", "127.0.0.1:"+port)); string(out) != "Hello World\n" {
+		t.Errorf("another source read %q", out)
+	}
+	if st := h.status(t, "persource"); st.RefusedByReason[socketd.ReasonRate] != 1 {
+		t.Errorf("refused %v, want 1 by rate", st.RefusedByReason)
 	}
 }

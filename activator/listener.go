@@ -256,7 +256,11 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 	defer a.wg.Done()
 	var backoff time.Duration
 	for {
-		refuses := s.def.Load().sock.Refuses()
+		def := s.def.Load()
+		if !s.rate.wait(def.sock.RateLimit, l.done) {
+			return
+		}
+		refuses := def.sock.Refuses()
 		if !refuses && !s.slots.take(l.done) {
 			return
 		}
@@ -298,14 +302,7 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 		backoff = 0
 		s.accepted.Add(1)
 		j := job{s: s, l: l, fd: fd, remote: remote, start: time.Now()}
-		def := s.def.Load()
-		switch {
-		case def.denies(remote.Addr()):
-			a.refuseAccepted(j, socketd.ReasonDenied, "the access rules deny "+remote.Addr().String(), "")
-		case refuses && !s.slots.tryTake():
-			a.refuseAccepted(j, socketd.ReasonMaxConnections,
-				fmt.Sprintf("the socket has max_connections (%d) connections", def.sock.Max()), def.sock.LimitMessage)
-		default:
+		if a.admit(&j, s.def.Load(), refuses) {
 			a.wg.Add(1)
 			a.dispatch(j)
 			continue
@@ -315,6 +312,43 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 		}
 		<-a.slots
 	}
+}
+
+// admit decides whether accepted connection j may be served, or refuses
+// it: the access rules, the source's limits (j then counts in its
+// source), and with on_limit refuse, the socket's slot.
+func (a *Activator) admit(j *job, def *definition, refuses bool) bool {
+	s := j.s
+	if ip := j.remote.Addr(); ip.IsValid() {
+		if def.denies(ip) {
+			a.refuseAccepted(*j, socketd.ReasonDenied, "the access rules deny "+ip.String(), "")
+			return false
+		}
+		src := def.sock.SourcePrefix(ip)
+		if reason := s.sources.enter(&def.sock.Limits, src, j.start); reason != "" {
+			a.refuseAccepted(*j, reason, sourceRefusal(reason, src, &def.sock.Limits), "")
+			return false
+		}
+		j.src = src
+	}
+	if refuses && !s.slots.tryTake() {
+		if j.src.IsValid() {
+			s.sources.leave(j.src)
+		}
+		a.refuseAccepted(*j, socketd.ReasonMaxConnections,
+			fmt.Sprintf("the socket has max_connections (%d) connections", def.sock.Max()), def.sock.LimitMessage)
+		return false
+	}
+	return true
+}
+
+// sourceRefusal says why source src was refused, for humans.
+func sourceRefusal(reason string, src netip.Prefix, l *socketd.Limits) string {
+	if reason == socketd.ReasonRate {
+		return fmt.Sprintf("%s is over its source_rate_limit (%g a second, %d at once)",
+			src, l.SourceRateLimit.PerSecond, l.SourceRateLimit.Burst)
+	}
+	return fmt.Sprintf("%s has max_connections_per_source (%d) connections", src, l.MaxConnectionsPerSource)
 }
 
 // refuseAccepted refuses connection j, accepted but not served: it writes

@@ -39,6 +39,8 @@ type socket struct {
 
 	accepted   atomic.Int64
 	refusals   refusals     // by reason, and the budget of refusal rows
+	sources    sources      // live connections and rates by source
+	rate       rateGate     // the socket's rate_limit
 	servicePID atomic.Int64 // accept: false: the running service's pid, or 0
 	connected  atomic.Int64
 	refused    atomic.Int64
@@ -60,11 +62,22 @@ func (s *socket) status() socketd.SocketStatus {
 		Connected:       s.connected.Load(),
 		Refused:         s.refused.Load(),
 		RefusedByReason: s.refusals.counts(),
+		Sources:         s.sources.counts(),
+		PausedUntil:     pausedUntil(s.rate.resumes()),
 		ServicePID:      int(s.servicePID.Load()),
 		// Never nil, so that it shows as [] rather than null.
 		Listening: append([]string{}, s.listening...),
 		Error:     s.errMsg,
 	}
+}
+
+// pausedUntil is t for a status, nil if zero.
+func pausedUntil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 // setState moves the socket to state st with error msg. Staying in the

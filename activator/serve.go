@@ -19,7 +19,8 @@ type conn struct {
 	a   *Activator
 	s   *socket
 	def *definition
-	fd  int // socketd's copy of the connection; -1 for a service (accept: false)
+	fd  int          // socketd's copy of the connection; -1 for a service (accept: false)
+	src netip.Prefix // the source it counts in (see sources); invalid if none
 	// listenFDs are the listening sockets a service gets, in listen
 	// order; nil for a connection.
 	listenFDs []int
@@ -60,6 +61,7 @@ type job struct {
 	fd     int
 	remote netip.AddrPort
 	start  time.Time
+	src    netip.Prefix // the source it counts in; invalid if none
 }
 
 // dispatch hands j to a worker that waits for one, or starts a worker.
@@ -100,13 +102,13 @@ func (a *Activator) worker(j job) {
 // counted in a.wg until its row is finished.
 func (a *Activator) serve(j job) {
 	s, fd, start := j.s, j.fd, j.start
-	c := &conn{a: a, s: s, def: s.def.Load(), fd: fd, start: start, done: make(chan struct{}), logFD: -1}
+	c := &conn{a: a, s: s, def: s.def.Load(), fd: fd, start: start, done: make(chan struct{}), logFD: -1, src: j.src}
 	c.rec = socketd.Connection{Socket: s.name, State: socketd.ConnRunning, StartedAt: start.UTC()}
 	j.describe(&c.rec)
 	c.takeUser()
 	if c.refusal != "" {
 		a.refuse(s, &c.rec, socketd.ReasonNoDynamicUID, c.refusal)
-		a.drop(s, fd)
+		a.drop(c)
 		return
 	}
 	// No handler starts before its row is recorded. The row is committed
@@ -117,7 +119,7 @@ func (a *Activator) serve(j job) {
 		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "err", err)
 		s.setError("record connection: " + err.Error())
 		a.refuse(s, &c.rec, socketd.ReasonHistoryUnavailable, err.Error())
-		a.drop(s, fd)
+		a.drop(c)
 		return
 	}
 	s.connected.Add(1)
@@ -162,12 +164,20 @@ func (j *job) describe(rec *socketd.Connection) {
 	rec.LocalIP, rec.LocalPort = local.Addr().String(), int(local.Port())
 }
 
-// drop closes connection fd of s, refused before its row was begun, and
-// gives back what serve holds for it.
-func (a *Activator) drop(s *socket, fd int) {
-	unix.Close(fd)
-	a.release(s)
+// drop closes connection c, refused before its row was begun, and gives
+// back what serve holds for it.
+func (a *Activator) drop(c *conn) {
+	unix.Close(c.fd)
+	a.release(c.s)
+	c.leaveSource()
 	a.wg.Done()
+}
+
+// leaveSource counts c gone from its source.
+func (c *conn) leaveSource() {
+	if c.src.IsValid() {
+		c.s.sources.leave(c.src)
+	}
 }
 
 // begun is called once c's row is committed or has failed to be. The
@@ -210,6 +220,7 @@ func (c *conn) finish() {
 	ended, ms := end.UTC(), end.Sub(c.start).Milliseconds()
 	c.rec.EndedAt, c.rec.DurationMS = &ended, &ms
 	c.a.release(c.s)
+	c.leaveSource()
 	c.a.cfg.Recorder.FinishConnectionAsync(&c.rec, c.finished)
 }
 

@@ -150,6 +150,9 @@ func (sv *service) run() {
 		if err != nil || isClosed(sv.stopped) {
 			return
 		}
+		if !s.rate.wait(s.def.Load().sock.RateLimit, sv.stopped) {
+			return
+		}
 		if !s.slots.take(sv.stopped) {
 			return
 		}

@@ -256,6 +256,9 @@ func (s *Server) withStatus(sock socketd.Socket) socketd.Socket {
 		if st.RefusedByReason == nil {
 			st.RefusedByReason = map[string]int64{}
 		}
+		if st.Sources == nil {
+			st.Sources = []socketd.SourceCount{}
+		}
 		sock.Status = &st
 	}
 	return sock

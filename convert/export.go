@@ -30,9 +30,39 @@ func ExportSystemd(s *socketd.Socket) []File {
 // Keys of socketd's own in a socket unit, for what systemd cannot say;
 // systemd ignores keys that start with X-.
 const (
-	onLimitKey      = "X-Socketd-OnLimit"
-	limitMessageKey = "X-Socketd-LimitMessage"
+	onLimitKey          = "X-Socketd-OnLimit"
+	limitMessageKey     = "X-Socketd-LimitMessage"
+	sourcePrefixIPv4Key = "X-Socketd-SourcePrefixIPv4"
+	sourcePrefixIPv6Key = "X-Socketd-SourcePrefixIPv6"
+	// A rate limit is "PER_SECOND BURST".
+	rateLimitKey       = "X-Socketd-RateLimit"
+	sourceRateLimitKey = "X-Socketd-SourceRateLimit"
 )
+
+// formatRate writes a rate limit as "PER_SECOND BURST", "" for none.
+func formatRate(r *socketd.RateLimit) string {
+	if r == nil {
+		return ""
+	}
+	return strconv.FormatFloat(r.PerSecond, 'g', -1, 64) + " " + strconv.Itoa(r.Burst)
+}
+
+// parseRate reads what formatRate writes.
+func parseRate(v string) (*socketd.RateLimit, error) {
+	if v == "" {
+		return nil, nil
+	}
+	f := strings.Fields(v)
+	if len(f) != 2 {
+		return nil, fmt.Errorf("%q is not a rate a second and a burst", v)
+	}
+	per, err1 := strconv.ParseFloat(f[0], 64)
+	burst, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("%q is not a rate a second and a burst", v)
+	}
+	return &socketd.RateLimit{PerSecond: per, Burst: burst}, nil
+}
 
 // serviceName is the file name of the service s's socket unit starts.
 func serviceName(s *socketd.Socket) string {
@@ -131,12 +161,17 @@ func socketUnitText(s *socketd.Socket) string {
 	w.setIf("SocketGroup", escapePercent(o.SocketGroup))
 	w.setIf("SocketMode", o.SocketMode)
 	w.setInt("MaxConnections", s.MaxConnections)
+	w.setInt("MaxConnectionsPerSource", s.MaxConnectionsPerSource)
 	w.setIf("IPAddressAllow", strings.Join(s.IPAddressAllow, " "))
 	w.setIf("IPAddressDeny", strings.Join(s.IPAddressDeny, " "))
 	// What systemd cannot say, under keys it ignores (X-), so that an
 	// import gives it back.
 	w.setIf(onLimitKey, s.OnLimit)
 	w.setIf(limitMessageKey, s.LimitMessage)
+	w.setInt(sourcePrefixIPv4Key, s.SourcePrefixIPv4)
+	w.setInt(sourcePrefixIPv6Key, s.SourcePrefixIPv6)
+	w.setIf(rateLimitKey, formatRate(s.RateLimit))
+	w.setIf(sourceRateLimitKey, formatRate(s.SourceRateLimit))
 	// So that systemctl enable starts the socket at boot.
 	w.section("Install")
 	w.set("WantedBy", "sockets.target")

@@ -22,6 +22,8 @@ func everyField() socketd.Socket {
 		FreeBind: true, ReceiveBuffer: 1 << 20, SendBuffer: 65536, BindToDevice: "lo", SocketUser: "nobody",
 		SocketGroup: "nogroup", SocketMode: "0660"}
 	s.Limits = socketd.Limits{MaxConnections: 10, OnLimit: "refuse", LimitMessage: `busy: 100% \`,
+		MaxConnectionsPerSource: 3, SourcePrefixIPv4: 24, SourcePrefixIPv6: 48,
+		RateLimit: &socketd.RateLimit{PerSecond: 6.5, Burst: 20}, SourceRateLimit: &socketd.RateLimit{PerSecond: 1.0 / 60, Burst: 3},
 		IPAddressAllow: []string{"localhost", "192.0.2.0/24", "::ffff:10.0.0.1"}, IPAddressDeny: []string{"any"}}
 	s.Command = []string{"/usr/bin/printf", "%s $HOME ${X} $$\n", "", "two words", "it's", `back\slash`, ";",
 		"\t", "é", "\xff", "$X", "-", "#"}

@@ -181,7 +181,14 @@ func inetdService(f []string) (s socketd.Socket, notes []note, v6only bool, err 
 		return s, nil, false, fmt.Errorf("%q is neither wait nor nowait", wait)
 	}
 	if limit != "" {
-		notes = append(notes, note{"wait", wait, "limits on the rate of connections are not supported"})
+		// Servers started a minute; beyond, inetd stops the service for
+		// ten minutes, where socketd pauses until the rate is back.
+		n, err := strconv.Atoi(limit)
+		if err != nil || n < 1 || n > 1<<20 {
+			return s, nil, false, fmt.Errorf("%q: the rate after the dot is not a number of servers a minute", wait)
+		}
+		s.RateLimit = &socketd.RateLimit{PerSecond: float64(n) / 60, Burst: n}
+		notes = append(notes, note{"wait", wait, "socketd pauses the socket over its rate until it is under it again, where inetd stops the service for ten minutes"})
 	}
 	if udp && s.Accept {
 		s.Accept = false

@@ -81,6 +81,10 @@ func TestInetd(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%v\nwant\n%v", got, want)
 	}
+	// nowait.400: 400 servers a minute.
+	if r := res.Sockets[3].RateLimit; r == nil || r.Burst != 400 || r.PerSecond != 400.0/60 {
+		t.Errorf("port-13063's rate limit %+v, want 400 a minute", r)
+	}
 	if telnet := res.Sockets[0]; telnet.BindIPv6Only != socketd.BindIPv6Only ||
 		telnet.Description != "inetd.conf: telnet stream tcp nowait root /usr/sbin/tcpd /usr/sbin/in.telnetd" {
 		t.Errorf("telnet: bind_ipv6_only %q, description %q", telnet.BindIPv6Only, telnet.Description)

@@ -233,15 +233,14 @@ func unmappedReason(key string) string {
 // reasons say why known directives are left out, where there is more to
 // say than that socketd has no equivalent.
 var reasons = map[string]string{
-	"Documentation":           "socketd keeps no documentation links",
-	"Service":                 "socketd runs the service given with the socket unit",
-	"MaxConnectionsPerSource": "per-source connection limits are not supported",
-	"FileDescriptorName":      `socketd names the connection's file descriptor "connection" in LISTEN_FDNAMES`,
-	"EnvironmentFile":         "socketd reads no environment files: list the variables in Environment=",
-	"UnsetEnvironment":        "a handler's environment holds only what the definition sets or passes",
-	"Restart":                 "socketd starts a handler for each connection and does not restart it",
-	"TimeoutSec":              "it sets the start timeout too: set TimeoutStopSec=",
-	"RemainAfterExit":         "socketd starts a handler for each connection",
+	"Documentation":      "socketd keeps no documentation links",
+	"Service":            "socketd runs the service given with the socket unit",
+	"FileDescriptorName": `socketd names the connection's file descriptor "connection" in LISTEN_FDNAMES`,
+	"EnvironmentFile":    "socketd reads no environment files: list the variables in Environment=",
+	"UnsetEnvironment":   "a handler's environment holds only what the definition sets or passes",
+	"Restart":            "socketd starts a handler for each connection and does not restart it",
+	"TimeoutSec":         "it sets the start timeout too: set TimeoutStopSec=",
+	"RemainAfterExit":    "socketd starts a handler for each connection",
 }
 
 // socketDirective imports a directive of the [Socket] section.
@@ -314,6 +313,16 @@ func (im *unitImport) socketDirective(file string, names unitNames, e entry) err
 		s.SocketMode = v
 	case "MaxConnections":
 		s.MaxConnections, err = optUint(v)
+	case "MaxConnectionsPerSource":
+		s.MaxConnectionsPerSource, err = optUint(v)
+	case sourcePrefixIPv4Key:
+		s.SourcePrefixIPv4, err = optUint(v)
+	case sourcePrefixIPv6Key:
+		s.SourcePrefixIPv6, err = optUint(v)
+	case rateLimitKey:
+		s.RateLimit, err = parseRate(v)
+	case sourceRateLimitKey:
+		s.SourceRateLimit, err = parseRate(v)
 	case "IPAddressAllow":
 		im.rules(file, e, &s.IPAddressAllow)
 	case "IPAddressDeny":

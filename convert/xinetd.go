@@ -200,8 +200,6 @@ func has(list []word, w string) bool {
 
 // xinetdReasons say why attributes are left out.
 var xinetdReasons = map[string]string{
-	"per_source":     "connection limits are not supported",
-	"cps":            "connection rate limits are not supported",
 	"max_load":       "connection limits are not supported",
 	"only_from":      "access rules are not supported",
 	"no_access":      "access rules are not supported",
@@ -231,7 +229,7 @@ func (x *xinetdService) collect() error {
 		case "passenv":
 			x.passenv = listOp(x.passenv, a)
 		case "id", "socket_type", "protocol", "wait", "user", "group", "server", "server_args", "port", "bind",
-			"interface", "disable", "nice", "umask", "groups", "instances":
+			"interface", "disable", "nice", "umask", "groups", "instances", "per_source", "cps":
 			if a.op != "=" {
 				return errorf(a.line, "%s takes =, not %s", a.name, a.op)
 			}
@@ -466,6 +464,28 @@ func (x *xinetdService) process(s *socketd.Socket, udp bool) error {
 		}
 		// xinetd refuses connections beyond it.
 		s.MaxConnections, s.OnLimit = v, socketd.OnLimitRefuse
+	}
+	switch n := x.get("per_source"); n {
+	case "", "UNLIMITED":
+	default:
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 1 {
+			return errorf(x.line("per_source"), "per_source = %s: expected a number or UNLIMITED", n)
+		}
+		s.MaxConnectionsPerSource = v
+	}
+	if c := x.get("cps"); c != "" {
+		// Connections a second, then the seconds xinetd stops the
+		// service for; socketd pauses until the rate is back instead.
+		f := strings.Fields(c)
+		v, err := strconv.Atoi(f[0])
+		if err != nil || v < 1 || len(f) > 2 {
+			return errorf(x.line("cps"), "cps = %s: expected connections a second and seconds to wait", c)
+		}
+		s.RateLimit = &socketd.RateLimit{PerSecond: float64(v), Burst: v}
+		if len(f) == 2 {
+			x.note(x.scalars["cps"], c, "socketd pauses the socket over its rate until it is under it again, instead of for a set time")
+		}
 	}
 	if u := x.get("umask"); u != "" {
 		if _, err := socketd.ParseUMask(u); err != nil {

@@ -63,6 +63,11 @@ const (
 	// InetdWait is a service that gets its one listening socket as stdin,
 	// as inetd's wait services do, and serves it as SDService does.
 	InetdWait = "inetdwait"
+	// Stamp appends "REMOTE_ADDR start NANOSECONDS" to the file
+	// SOCKETD_TEST_STAMPS when it starts, holds the connection for
+	// SOCKETD_TEST_HOLD milliseconds, appends "REMOTE_ADDR end
+	// NANOSECONDS" and exits: its own account of when it ran.
+	Stamp = "stamp"
 	// SockOpts writes the options of its connection (stdin): keep-alive
 	// and its time, interval and probes, no-delay, receive and send
 	// buffers.
@@ -134,6 +139,8 @@ func run(name string) error {
 		return serveListeners(activation.Files(true))
 	case InetdWait:
 		return serveListeners([]*os.File{os.Stdin})
+	case Stamp:
+		return stamp()
 	case FD3Echo:
 		f := os.NewFile(3, "fd3")
 		if f == nil {
@@ -316,4 +323,22 @@ func notify(ch chan struct{}) {
 	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// stamp runs the Stamp handler.
+func stamp() error {
+	f, err := os.OpenFile(os.Getenv("SOCKETD_TEST_STAMPS"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hold, _ := strconv.Atoi(os.Getenv("SOCKETD_TEST_HOLD"))
+	remote := os.Getenv("REMOTE_ADDR")
+	// One write each: appends of a line are not interleaved.
+	if _, err := fmt.Fprintf(f, "%s start %d\n", remote, time.Now().UnixNano()); err != nil {
+		return err
+	}
+	time.Sleep(time.Duration(hold) * time.Millisecond)
+	_, err = fmt.Fprintf(f, "%s end %d\n", remote, time.Now().UnixNano())
+	return err
 }

@@ -1,0 +1,168 @@
+package activator
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/socketd/socketd"
+)
+
+// maxRateSources bounds the sources whose rate a socket keeps: beyond it,
+// the sources whose bucket has filled up again (idle ones) are forgotten.
+const maxRateSources = 16384
+
+// maxStatusSources bounds the sources a socket's status lists.
+const maxStatusSources = 100
+
+// bucket is a token bucket: a rate limit's state.
+type bucket struct {
+	tokens float64
+	last   time.Time // when tokens was last brought up to date; zero: full
+}
+
+// take takes a token at now if r allows one; if not, wait says when one
+// will be there.
+func (b *bucket) take(r *socketd.RateLimit, now time.Time) (ok bool, wait time.Duration) {
+	burst := float64(r.Burst)
+	if b.last.IsZero() {
+		b.tokens = burst
+	} else {
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*r.PerSecond)
+	}
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / r.PerSecond * float64(time.Second))
+}
+
+// full reports whether the bucket is full again at now: it can be
+// forgotten.
+func (b *bucket) full(r *socketd.RateLimit, now time.Time) bool {
+	return b.tokens+now.Sub(b.last).Seconds()*r.PerSecond >= float64(r.Burst)
+}
+
+// sources counts a socket's live connections by source (see
+// socketd.Limits.SourcePrefix), and keeps each source's rate.
+type sources struct {
+	mu    sync.Mutex
+	live  map[netip.Prefix]int
+	rates map[netip.Prefix]*bucket
+}
+
+// enter counts a new connection from src, unless the limits refuse it: it
+// returns the reason then.
+func (s *sources) enter(l *socketd.Limits, src netip.Prefix, now time.Time) (reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := l.SourceRateLimit; r != nil {
+		if s.rates == nil {
+			s.rates = map[netip.Prefix]*bucket{}
+		}
+		b := s.rates[src]
+		if b == nil {
+			if len(s.rates) >= maxRateSources {
+				s.pruneLocked(r, now)
+			}
+			b = &bucket{}
+			s.rates[src] = b
+		}
+		if ok, _ := b.take(r, now); !ok {
+			return socketd.ReasonRate
+		}
+	}
+	if n := l.MaxConnectionsPerSource; n > 0 && s.live[src] >= n {
+		return socketd.ReasonPerSource
+	}
+	if s.live == nil {
+		s.live = map[netip.Prefix]int{}
+	}
+	s.live[src]++
+	return ""
+}
+
+// pruneLocked forgets the sources whose bucket is full again.
+func (s *sources) pruneLocked(r *socketd.RateLimit, now time.Time) {
+	for src, b := range s.rates {
+		if b.full(r, now) {
+			delete(s.rates, src)
+		}
+	}
+}
+
+// leave counts a connection from src gone.
+func (s *sources) leave(src netip.Prefix) {
+	s.mu.Lock()
+	if s.live[src] <= 1 {
+		delete(s.live, src)
+	} else {
+		s.live[src]--
+	}
+	s.mu.Unlock()
+}
+
+// counts returns the sources with live connections, the busiest first, at
+// most maxStatusSources of them.
+func (s *sources) counts() []socketd.SourceCount {
+	s.mu.Lock()
+	out := make([]socketd.SourceCount, 0, len(s.live))
+	for src, n := range s.live {
+		out = append(out, socketd.SourceCount{Source: src.String(), Connections: n})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b socketd.SourceCount) int {
+		return cmp.Or(cmp.Compare(b.Connections, a.Connections), cmp.Compare(a.Source, b.Source))
+	})
+	return out[:min(len(out), maxStatusSources)]
+}
+
+// rateGate paces a socket by its rate_limit: it holds the socket's bucket
+// and, while the socket waits for a token, when it resumes.
+type rateGate struct {
+	mu     sync.Mutex
+	b      bucket
+	paused time.Time // when the socket resumes; zero while it is not paused
+}
+
+// wait takes a token of r, waiting for one while stop is open; it reports
+// false if stopped. A nil r takes nothing.
+func (g *rateGate) wait(r *socketd.RateLimit, stop <-chan struct{}) bool {
+	if r == nil {
+		return true
+	}
+	for {
+		now := time.Now()
+		g.mu.Lock()
+		ok, wait := g.b.take(r, now)
+		if ok {
+			g.paused = time.Time{}
+		} else {
+			g.paused = now.Add(wait)
+		}
+		g.mu.Unlock()
+		if ok {
+			return true
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-stop:
+			t.Stop()
+			return false
+		}
+	}
+}
+
+// resumes returns when the paused socket resumes, or the zero time.
+func (g *rateGate) resumes() time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.paused.IsZero() && time.Now().After(g.paused) {
+		return time.Time{}
+	}
+	return g.paused
+}
