@@ -25,6 +25,8 @@ type Socket struct {
 	SocketOptions
 	// What clients may take, as flat fields.
 	Limits
+	// What a handler may take, as flat fields.
+	ResourceLimits
 	// Command is the argv of the handler. No shell is involved.
 	Command          []string          `json:"command"`
 	Environment      map[string]string `json:"environment,omitempty"`
@@ -69,6 +71,11 @@ type Socket struct {
 	// after TimeoutStop), and its row is killed, saying why. Empty or zero:
 	// no limit.
 	RuntimeMax string `json:"runtime_max,omitempty"`
+	// IdleTimeout is a duration such as "5m": a TCP connection with no
+	// data in either direction for that long is ended, its handler
+	// stopped (KillSignal) and its row killed, saying why. Empty or zero:
+	// none.
+	IdleTimeout string `json:"idle_timeout,omitempty"`
 	// KillSignal is systemd's KillSignal=, the signal that stops a handler
 	// and what it leaves behind; empty is SIGTERM.
 	KillSignal string `json:"kill_signal,omitempty"`

@@ -70,6 +70,14 @@ func (s *Socket) Validate() error {
 	}
 	s.SocketOptions.validate(add, kindsOf(parsed))
 	s.Limits.validate(add)
+	s.ResourceLimits.validate(add)
+	if d, err := ParseDuration(s.IdleTimeout); err != nil {
+		add("/idle_timeout", "%v", err)
+	} else if d > 0 && !kindsOf(parsed).tcp {
+		add("/idle_timeout", "applies to TCP connections, and listen has no TCP address")
+	} else if d > 0 && !s.Accept {
+		add("/idle_timeout", "applies to connections: a service (accept false) has none")
+	}
 	if !s.Accept && s.Stdin() == StdinNull {
 		// The sockets are listening ones: nothing can be written to them.
 		if s.Stdout() == StdoutSocket {

@@ -69,6 +69,9 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 		s.User, s.Group, s.SupplementaryGroups, s.Nice = "nobody", "0", []string{"root", "4242"}, &nice
 	}
 	s.PassEnvironment, s.RuntimeMax, s.KillSignal, s.TimeoutStop = []string{"LANG", "TZ"}, "1m30s", "HUP", "5s"
+	s.IdleTimeout = "5m"
+	s.ResourceLimits = socketd.ResourceLimits{LimitNOFILE: "1024:infinity", LimitNPROC: "infinity", LimitCPU: "90",
+		LimitAS: "2G", LimitCORE: "0:16M"}
 	s.SocketOptions = socketd.SocketOptions{Backlog: 128, BindIPv6Only: socketd.BindIPv6Both, ReusePort: true,
 		KeepAlive: true, KeepAliveTime: "5m", KeepAliveInterval: "30s", KeepAliveProbes: 5, NoDelay: true,
 		DeferAccept: "3s", FreeBind: true, ReceiveBuffer: 1 << 20, SendBuffer: 1 << 20, BindToDevice: "lo"}
@@ -163,6 +166,12 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"IPv6 prefix too long", func(s *socketd.Socket) { s.SourcePrefixIPv6 = 129 }, "/source_prefix_ipv6"},
 		{"zero rate", func(s *socketd.Socket) { s.RateLimit = &socketd.RateLimit{Burst: 1} }, "/rate_limit/per_second"},
 		{"no burst", func(s *socketd.Socket) { s.SourceRateLimit = &socketd.RateLimit{PerSecond: 1} }, "/source_rate_limit/burst"},
+		{"soft over hard", func(s *socketd.Socket) { s.LimitNOFILE = "200:100" }, "/limit_nofile"},
+		{"bad size", func(s *socketd.Socket) { s.LimitAS = "12X" }, "/limit_as"},
+		{"bad cpu time", func(s *socketd.Socket) { s.LimitCPU = "soon" }, "/limit_cpu"},
+		{"bad count", func(s *socketd.Socket) { s.LimitNPROC = "-1" }, "/limit_nproc"},
+		{"idle timeout of a service", func(s *socketd.Socket) { s.Accept, s.IdleTimeout = false, "5m" }, "/idle_timeout"},
+		{"idle timeout on unix", func(s *socketd.Socket) { s.Listen, s.IdleTimeout = []string{"/run/x.sock"}, "5m" }, "/idle_timeout"},
 		{"socket mode on TCP", func(s *socketd.Socket) { s.SocketMode = "0600" }, "/socket_mode"},
 		{"socket mode on abstract", func(s *socketd.Socket) { s.Listen, s.SocketMode = []string{"@x"}, "0600" }, "/socket_mode"},
 		{"bad socket mode", func(s *socketd.Socket) { s.Listen, s.SocketMode = []string{"/run/x.sock"}, "0888" }, "/socket_mode"},

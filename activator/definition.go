@@ -32,6 +32,10 @@ type definition struct {
 	killSignal  unix.Signal
 	stopTimeout time.Duration
 	runtimeMax  time.Duration
+	// idleTimeout is the definition's idle_timeout, 0 for none; rlimits
+	// its resource limits, parsed.
+	idleTimeout time.Duration
+	rlimits     []rlimit
 	// allow and deny are the access rules' prefixes.
 	allow, deny []netip.Prefix
 	path        atomic.Pointer[string]
@@ -61,6 +65,12 @@ func newDefinition(s *socketd.Socket) *definition {
 	}
 	d.stopTimeout, _ = socketd.ParseDuration(s.TimeoutStop)
 	d.runtimeMax, _ = socketd.ParseDuration(s.RuntimeMax)
+	d.idleTimeout, _ = socketd.ParseDuration(s.IdleTimeout)
+	if rls, err := s.Rlimits(); err == nil {
+		for _, r := range rls {
+			d.rlimits = append(d.rlimits, rlimit{resource: rlimitResources[r.Resource], soft: r.Soft, hard: r.Hard})
+		}
+	}
 	// Not socketd's own: "/" as systemd and inetd use, so that a handler
 	// neither depends on nor pins where the daemon was started.
 	d.dir = s.WorkingDirectory

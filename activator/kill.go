@@ -57,6 +57,9 @@ func (c *conn) started(pid int) {
 		c.terminateLocked()
 		return
 	}
+	if d := c.def.idleTimeout; d > 0 && c.fd >= 0 {
+		c.idleTimer = time.AfterFunc(d, c.checkIdle)
+	}
 	if d := c.def.runtimeMax; d > 0 {
 		c.runtimeTimer = time.AfterFunc(d, func() {
 			c.mu.Lock()
@@ -68,6 +71,30 @@ func (c *conn) started(pid int) {
 			}
 		})
 	}
+}
+
+// checkIdle stops the handler of a connection that has carried no data in
+// either direction for idle_timeout, as TCP_INFO on socketd's copy tells,
+// or checks again when it could be.
+func (c *conn) checkIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping || c.exited {
+		return // the connection is closing: its fd may be soon
+	}
+	limit := c.def.idleTimeout
+	ti, err := unix.GetsockoptTCPInfo(c.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return
+	}
+	idle := time.Duration(min(ti.Last_data_recv, ti.Last_data_sent)) * time.Millisecond
+	if idle < limit {
+		c.idleTimer = time.AfterFunc(limit-idle, c.checkIdle)
+		return
+	}
+	c.stopping = true
+	c.stopReason = fmt.Sprintf("no data either way for idle_timeout (%s)", c.def.sock.IdleTimeout)
+	c.terminateLocked()
 }
 
 // kill sends SIGKILL to the handler's group at once, when Close runs out of

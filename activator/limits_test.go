@@ -348,3 +348,78 @@ func TestRateLimits(t *testing.T) {
 		t.Errorf("refused %v, want 1 by rate", st.RefusedByReason)
 	}
 }
+
+// TestResourceLimits: the handler runs with the definition's rlimits, soft
+// and hard, as /proc/self/limits shows them.
+func TestResourceLimits(t *testing.T) {
+	s := handlerSocket("limited", testhandler.Hello)
+	s.Command = []string{"/bin/cat", "/proc/self/limits"}
+	s.ResourceLimits = socketd.ResourceLimits{LimitNOFILE: "100:200", LimitNPROC: "50", LimitCPU: "1m",
+		LimitAS: "1G", LimitCORE: "0"}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, activator.Config{}, s)
+	out := roundTrip(t, h.addr(t, "limited"), "")
+	want := map[string]string{
+		"Max open files":     "100 200",
+		"Max processes":      "50 50",
+		"Max cpu time":       "60 60",
+		"Max address space":  "1073741824 1073741824",
+		"Max core file size": "0 0",
+	}
+	for _, line := range strings.Split(out, "\n") {
+		for name, limits := range want {
+			if strings.HasPrefix(line, name+" ") {
+				f := strings.Fields(strings.TrimPrefix(line, name))
+				if len(f) < 2 || f[0]+" "+f[1] != limits {
+					t.Errorf("%s: %q, want %s", name, line, limits)
+				}
+				delete(want, name)
+			}
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("not in /proc/self/limits: %v\n%s", want, out)
+	}
+}
+
+// TestIdleTimeout: a connection with no data either way for idle_timeout
+// is ended, its row killed saying why; one that keeps talking is not.
+func TestIdleTimeout(t *testing.T) {
+	s := handlerSocket("idle", testhandler.Echo)
+	s.IdleTimeout = "300ms"
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, activator.Config{}, s)
+	talker, silent := dial(t, h.addr(t, "idle")), dial(t, h.addr(t, "idle"))
+	began := time.Now()
+	for range 8 { // 800 ms of talk, a message every 100 ms
+		if _, err := talker.Write([]byte("x\n")); err != nil {
+			t.Fatal(err)
+		}
+		if got := readLine(t, talker); got != "x" {
+			t.Fatalf("echo %q", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, err := io.ReadAll(silent); err != nil || len(out) != 0 {
+		t.Errorf("the silent client read %q, %v", out, err)
+	}
+	row := h.rec.row(t, h.rec.nthBegun(t, 2))
+	if row.State != socketd.ConnKilled || !strings.Contains(row.Error, "idle_timeout (300ms)") ||
+		row.DurationMS == nil || *row.DurationMS < 300 {
+		t.Errorf("silent row %s (%s) after %v ms", row.State, row.Error, row.DurationMS)
+	}
+	h.rec.mu.Lock()
+	_, talkerEnded := h.rec.finished[h.rec.begun[0].ID]
+	h.rec.mu.Unlock()
+	if talkerEnded {
+		t.Errorf("the talking connection was ended within %v", time.Since(began))
+	}
+	// Silent now, it ends too.
+	if out, err := io.ReadAll(talker); err != nil || len(out) != 0 {
+		t.Errorf("the talker read %q, %v", out, err)
+	}
+}

@@ -135,6 +135,16 @@ static int sd_child(void *arg) {
 		}
 	}
 
+	// Limits before the privileges go: raising a hard limit needs them.
+	for (int i = 0; i < a->nrlimits; i++) {
+		struct {
+			unsigned long long cur, max;
+		} lim = {a->rlimits[i].soft, a->rlimits[i].hard};
+		if ((r = sd_syscall(SYS_prlimit64, 0, a->rlimits[i].resource, (long)&lim, 0, 0)) < 0) {
+			return sd_child_fail(p, SD_STEP_RLIMIT, r);
+		}
+	}
+
 	// Nice first: raising priority needs the privileges dropped next.
 	// Then groups before the uid, which takes the right to change them.
 	// The kernel's calls change this thread only, which is the whole

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socketd/socketd"
 )
 
@@ -49,6 +51,7 @@ type procAttr struct {
 	// privateTmp gives it a mount namespace with /tmp and /var/tmp of its
 	// own; noNewPrivs sets no_new_privs.
 	privateTmp, noNewPrivs bool
+	rlimits                []rlimit // set before the privileges are dropped
 	// listenPID says that the last entry of env is LISTEN_PID with room
 	// for the digits, which the new process fills in with its own pid, as
 	// sd_listen_fds(3) checks it: no one knows the pid before.
@@ -90,6 +93,10 @@ func startProcess(a *procAttr) (*process, error) {
 	attrs := C.sd_attrs{umask: C.int(a.umask)}
 	if a.privateTmp {
 		attrs.private_tmp = 1
+	}
+	for i, r := range a.rlimits[:min(len(a.rlimits), C.SD_MAX_RLIMITS)] {
+		attrs.rlimits[i] = C.sd_rlimit{resource: C.int(r.resource), soft: C.ulonglong(r.soft), hard: C.ulonglong(r.hard)}
+		attrs.nrlimits = C.int(i + 1)
 	}
 	if a.noNewPrivs {
 		attrs.no_new_privs = 1
@@ -161,6 +168,7 @@ var childSteps = map[C.int]string{
 	C.SD_STEP_NAMESPACE:    "make a mount namespace",
 	C.SD_STEP_PRIVATE_TMP:  "mount a private /tmp",
 	C.SD_STEP_NO_NEW_PRIVS: "set no_new_privs",
+	C.SD_STEP_RLIMIT:       "set resource limits",
 }
 
 // free releases the memory the child used. Call it only after the child has
@@ -168,4 +176,16 @@ var childSteps = map[C.int]string{
 func (p *process) free() {
 	C.sd_proc_free(p.p)
 	p.p = nil
+}
+
+// rlimit is a resource limit for setrlimit(2).
+type rlimit struct {
+	resource   int
+	soft, hard uint64
+}
+
+// rlimitResources maps the definition's resources to setrlimit's.
+var rlimitResources = map[string]int{
+	"nofile": unix.RLIMIT_NOFILE, "nproc": unix.RLIMIT_NPROC, "cpu": unix.RLIMIT_CPU,
+	"as": unix.RLIMIT_AS, "core": unix.RLIMIT_CORE,
 }

@@ -20,7 +20,16 @@ enum {
 	SD_STEP_NAMESPACE,
 	SD_STEP_PRIVATE_TMP,
 	SD_STEP_NO_NEW_PRIVS,
+	SD_STEP_RLIMIT,
 };
+
+// A resource limit to set (setrlimit's resource, soft and hard).
+typedef struct sd_rlimit {
+	int resource;
+	unsigned long long soft, hard;
+} sd_rlimit;
+
+#define SD_MAX_RLIMITS 8
 
 // What the child changes about itself before it executes, besides its fds
 // and directory: the one place where a handler's privileges are dropped.
@@ -39,6 +48,8 @@ typedef struct sd_attrs {
 	// /tmp and /var/tmp, gone with the last process in it.
 	int private_tmp;
 	int no_new_privs; // PR_SET_NO_NEW_PRIVS before execve
+	int nrlimits;
+	sd_rlimit rlimits[SD_MAX_RLIMITS];
 	// The index of the environment entry "LISTEN_PID=" followed by ten
 	// digits, which the child overwrites with its pid; -1: none.
 	int listen_pid_env;

@@ -39,6 +39,7 @@ type conn struct {
 	// runtimeTimer stops the handler at the definition's runtime_max;
 	// stopReason says why a stop came from socketd itself.
 	runtimeTimer *time.Timer
+	idleTimer    *time.Timer // checks idle_timeout
 	stopReason   string
 	proc         *process // the handler, once started
 	// dynUID is the dynamic user the handler runs as, if hasDynUID: given

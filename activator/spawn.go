@@ -131,6 +131,7 @@ func (c *conn) run() bool {
 		// NoNewPrivileges=.
 		privateTmp: def.sock.DynamicUser,
 		noNewPrivs: def.sock.DynamicUser,
+		rlimits:    def.rlimits,
 	})
 	if logR >= 0 {
 		// Only the handler may hold the write end, or the capture never
@@ -182,6 +183,9 @@ func (c *conn) handleExit() {
 	}
 	if c.runtimeTimer != nil {
 		c.runtimeTimer.Stop()
+	}
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
 	}
 	stopped, killAt, reason := c.stopping, c.killAt, c.stopReason
 	logFD := c.logFD

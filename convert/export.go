@@ -206,6 +206,11 @@ func serviceText(s *socketd.Socket) string {
 	w.setDuration("RuntimeMaxSec", s.RuntimeMax)
 	w.setIf("KillSignal", s.KillSignal)
 	w.setDuration("TimeoutStopSec", s.TimeoutStop)
+	w.setIf("LimitNOFILE", s.LimitNOFILE)
+	w.setIf("LimitNPROC", s.LimitNPROC)
+	w.setIf("LimitCPU", s.LimitCPU)
+	w.setIf("LimitAS", s.LimitAS)
+	w.setIf("LimitCORE", s.LimitCORE)
 	return w.b.String()
 }
 

@@ -38,6 +38,8 @@ func everyField() socketd.Socket {
 	s.Nice = &nice
 	s.PassEnvironment = []string{"LANG", "TZ"}
 	s.RuntimeMax, s.KillSignal, s.TimeoutStop = "15m", "SIGHUP", "5s"
+	s.ResourceLimits = socketd.ResourceLimits{LimitNOFILE: "1024:4096", LimitNPROC: "infinity", LimitCPU: "10m",
+		LimitAS: "512M", LimitCORE: "0"}
 	return s
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/socketd/socketd"
@@ -83,6 +84,16 @@ func (im *unitImport) serviceDirective(file string, names unitNames, e entry) er
 			return nil
 		}
 		return im.duration(file, e, &s.RuntimeMax)
+	case "LimitNOFILE":
+		im.rlimit(file, e, &s.LimitNOFILE, false)
+	case "LimitNPROC":
+		im.rlimit(file, e, &s.LimitNPROC, false)
+	case "LimitCPU":
+		im.rlimit(file, e, &s.LimitCPU, true)
+	case "LimitAS":
+		im.rlimit(file, e, &s.LimitAS, false)
+	case "LimitCORE":
+		im.rlimit(file, e, &s.LimitCORE, false)
 	case "KillSignal":
 		if _, err := socketd.ParseKillSignal(v); err != nil {
 			im.note(file, e, err.Error())
@@ -99,6 +110,38 @@ func (im *unitImport) serviceDirective(file string, names unitNames, e entry) er
 		im.note(file, e, unmappedReason(e.key))
 	}
 	return err
+}
+
+// rlimit imports a Limit*= line into *dst: "VALUE" or "SOFT:HARD". A
+// LimitCPU= time span socketd does not read as it is ("1min") is made
+// seconds. What socketd cannot read is listed.
+func (im *unitImport) rlimit(file string, e entry, dst *string, cpu bool) {
+	v := e.value
+	valid := func(v string) bool {
+		r := socketd.ResourceLimits{LimitNOFILE: v}
+		switch {
+		case cpu:
+			r = socketd.ResourceLimits{LimitCPU: v}
+		case strings.HasSuffix(e.key, "AS") || strings.HasSuffix(e.key, "CORE"):
+			r = socketd.ResourceLimits{LimitAS: v}
+		}
+		_, err := r.Rlimits()
+		return err == nil
+	}
+	if cpu && v != "" && !valid(v) {
+		parts := strings.Split(v, ":")
+		for i, p := range parts {
+			if d, infinity, err := parseTimespan(p); err == nil && !infinity {
+				parts[i] = strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+			}
+		}
+		v = strings.Join(parts, ":")
+	}
+	if v != "" && !valid(v) {
+		im.note(file, e, "not a limit socketd reads: a number, infinity, SOFT:HARD, bytes with K, M, G or T, or seconds")
+		return
+	}
+	*dst = v
 }
 
 // optEntry returns e, or nil when its empty value resets the setting.

@@ -283,6 +283,8 @@ Nice=-5
 RuntimeMaxSec=15min
 KillSignal=SIGHUP
 TimeoutStopSec=5
+LimitCPU=1min:infinity
+LimitNOFILE=1024
 Restart=always
 `
 	res, err := convert.Systemd("hello.socket", text)
@@ -309,11 +311,12 @@ Restart=always
 	want.Nice = &nice
 	want.RuntimeMax, want.KillSignal, want.TimeoutStop = "15m", "SIGHUP", "5s"
 	want.StandardInput, want.StandardOutput, want.Stderr = "null", "log", "inherit"
+	want.LimitCPU, want.LimitNOFILE = "60:infinity", "1024"
 	if !reflect.DeepEqual(res.Sockets[0], want) {
 		t.Errorf("got  %+v\nwant %+v", res.Sockets[0], want)
 	}
 	wantUnmapped := []string{"hello.socket:4:After", "hello.socket:31:IPAddressAllow",
-		"hello.service:42:WorkingDirectory", "hello.service:50:Restart"}
+		"hello.service:42:WorkingDirectory", "hello.service:52:Restart"}
 	if got := unmappedKeys(res.Unmapped); !reflect.DeepEqual(got, wantUnmapped) {
 		t.Errorf("unmapped %q, want %q", got, wantUnmapped)
 	}

@@ -229,7 +229,8 @@ func (x *xinetdService) collect() error {
 		case "passenv":
 			x.passenv = listOp(x.passenv, a)
 		case "id", "socket_type", "protocol", "wait", "user", "group", "server", "server_args", "port", "bind",
-			"interface", "disable", "nice", "umask", "groups", "instances", "per_source", "cps":
+			"interface", "disable", "nice", "umask", "groups", "instances", "per_source", "cps",
+			"rlimit_files", "rlimit_cpu", "rlimit_as":
 			if a.op != "=" {
 				return errorf(a.line, "%s takes =, not %s", a.name, a.op)
 			}
@@ -241,7 +242,7 @@ func (x *xinetdService) collect() error {
 			reason, known := xinetdReasons[a.name]
 			switch {
 			case strings.HasPrefix(a.name, "rlimit_"):
-				reason = "resource limits are not supported"
+				reason = "socketd sets the limits of open files, CPU time, address space, processes and core size only"
 			case !known:
 				reason = "socketd has no equivalent"
 			}
@@ -486,6 +487,26 @@ func (x *xinetdService) process(s *socketd.Socket, udp bool) error {
 		if len(f) == 2 {
 			x.note(x.scalars["cps"], c, "socketd pauses the socket over its rate until it is under it again, instead of for a set time")
 		}
+	}
+	for _, r := range []struct {
+		attr string
+		dst  *string
+	}{{"rlimit_files", &s.LimitNOFILE}, {"rlimit_cpu", &s.LimitCPU}, {"rlimit_as", &s.LimitAS}} {
+		v := x.get(r.attr)
+		switch v {
+		case "":
+			continue
+		case "UNLIMITED":
+			v = "infinity"
+		}
+		check := socketd.ResourceLimits{LimitNOFILE: v}
+		if r.attr == "rlimit_as" {
+			check = socketd.ResourceLimits{LimitAS: v}
+		}
+		if _, err := check.Rlimits(); err != nil {
+			return errorf(x.line(r.attr), "%s = %s: %v", r.attr, v, err)
+		}
+		*r.dst = v
 	}
 	if u := x.get("umask"); u != "" {
 		if _, err := socketd.ParseUMask(u); err != nil {

@@ -1,0 +1,128 @@
+package socketd
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ResourceLimits are systemd's Limit*= settings for the handler, each
+// "VALUE" (soft and hard alike) or "SOFT:HARD", a value being a number or
+// "infinity": a count for limit_nofile and limit_nproc, a duration ("30s",
+// or seconds) for limit_cpu, bytes with an optional K, M, G or T (powers
+// of 1024) for limit_as and limit_core. Empty: socketd's own limit.
+type ResourceLimits struct {
+	LimitNOFILE string `json:"limit_nofile,omitempty"`
+	LimitNPROC  string `json:"limit_nproc,omitempty"`
+	LimitCPU    string `json:"limit_cpu,omitempty"`
+	LimitAS     string `json:"limit_as,omitempty"`
+	LimitCORE   string `json:"limit_core,omitempty"`
+}
+
+// Rlimit is a parsed resource limit; Infinity is RLIM_INFINITY.
+type Rlimit struct {
+	Resource   string // "nofile", "nproc", "cpu", "as", "core"
+	Soft, Hard uint64
+}
+
+// Infinity is an unlimited resource limit.
+const Infinity = math.MaxUint64
+
+// maxNOFILE is the kernel's bound on open files (fs.nr_open's ceiling).
+const maxNOFILE = 1 << 30
+
+// Rlimits returns the limits set, parsed, in a fixed order.
+func (r *ResourceLimits) Rlimits() ([]Rlimit, error) {
+	var out []Rlimit
+	for _, f := range r.fields() {
+		if f.value == "" {
+			continue
+		}
+		soft, hard, err := parseRlimit(f.resource, f.value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.pointer[1:], err)
+		}
+		out = append(out, Rlimit{Resource: f.resource, Soft: soft, Hard: hard})
+	}
+	return out, nil
+}
+
+type rlimitField struct{ pointer, resource, value string }
+
+func (r *ResourceLimits) fields() []rlimitField {
+	return []rlimitField{
+		{"/limit_nofile", "nofile", r.LimitNOFILE},
+		{"/limit_nproc", "nproc", r.LimitNPROC},
+		{"/limit_cpu", "cpu", r.LimitCPU},
+		{"/limit_as", "as", r.LimitAS},
+		{"/limit_core", "core", r.LimitCORE},
+	}
+}
+
+func (r *ResourceLimits) validate(add func(pointer, format string, args ...any)) {
+	for _, f := range r.fields() {
+		if f.value == "" {
+			continue
+		}
+		if _, _, err := parseRlimit(f.resource, f.value); err != nil {
+			add(f.pointer, "%v", err)
+		}
+	}
+}
+
+// parseRlimit parses "VALUE" or "SOFT:HARD" for resource.
+func parseRlimit(resource, s string) (soft, hard uint64, err error) {
+	a, b, pair := strings.Cut(s, ":")
+	if soft, err = parseRlimitValue(resource, a); err != nil {
+		return 0, 0, err
+	}
+	hard = soft
+	if pair {
+		if hard, err = parseRlimitValue(resource, b); err != nil {
+			return 0, 0, err
+		}
+	}
+	if soft > hard {
+		return 0, 0, fmt.Errorf("%q: the soft limit is above the hard one", s)
+	}
+	if resource == "nofile" && hard != Infinity && hard > maxNOFILE {
+		return 0, 0, fmt.Errorf("%q: at most %d open files", s, maxNOFILE)
+	}
+	return soft, hard, nil
+}
+
+func parseRlimitValue(resource, s string) (uint64, error) {
+	if s == "infinity" {
+		return Infinity, nil
+	}
+	switch resource {
+	case "cpu":
+		if isDigits(s) {
+			return strconv.ParseUint(s, 10, 64)
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return 0, fmt.Errorf("%q is not seconds, a duration such as 30s, or infinity", s)
+		}
+		return uint64((d + time.Second - 1) / time.Second), nil
+	case "as", "core":
+		mult := uint64(1)
+		if n := len(s); n > 0 {
+			if i := strings.IndexByte("KMGT", s[n-1]); i >= 0 {
+				mult, s = 1<<(10*(i+1)), s[:n-1]
+			}
+		}
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || !isDigits(s) || v > math.MaxUint64/mult {
+			return 0, fmt.Errorf("%q is not bytes (with K, M, G or T) or infinity", s)
+		}
+		return v * mult, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || !isDigits(s) {
+		return 0, fmt.Errorf("%q is not a number or infinity", s)
+	}
+	return v, nil
+}
