@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/activator"
 	"github.com/socketd/socketd/internal/testhandler"
@@ -421,5 +423,67 @@ func TestIdleTimeout(t *testing.T) {
 	// Silent now, it ends too.
 	if out, err := io.ReadAll(talker); err != nil || len(out) != 0 {
 		t.Errorf("the talker read %q, %v", out, err)
+	}
+}
+
+// TestAcceptSurvivesEMFILE: out of file descriptors, the accept loop backs
+// off without spinning, says so once, and serves the clients that waited
+// once descriptors are there again.
+func TestAcceptSurvivesEMFILE(t *testing.T) {
+	h := start(t, activator.Config{}, handlerSocket("files", testhandler.Hello))
+	_, port := splitPort(t, h.addr(t, "files"))
+	p, _ := strconv.Atoi(port)
+	// The clients' sockets are made first: connecting takes no new one.
+	clients := make([]int, 3)
+	for i := range clients {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = fd
+		defer unix.Close(fd)
+		tv := unix.Timeval{Sec: int64(timeout / time.Second)}
+		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	}
+	var saved unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	// The lowest free descriptor becomes the limit: no new one can open.
+	probe, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(probe)
+	restore := func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &saved) }
+	defer restore()
+	var before unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &before)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: uint64(probe), Max: saved.Max}); err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range clients {
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: p, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			restore()
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	var during unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &during)
+	restore()
+	cpu := time.Duration(during.Utime.Nano()+during.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) * time.Nanosecond
+	if cpu > 250*time.Millisecond {
+		t.Errorf("%v of CPU in 500 ms out of descriptors: the accept loop spins", cpu)
+	}
+	if logs := h.logs.String(); strings.Count(logs, "too many open files") != 1 {
+		t.Errorf("want the accept error logged once:\n%s", logs)
+	}
+	for i, fd := range clients {
+		buf := make([]byte, 64)
+		n, err := unix.Read(fd, buf)
+		if err != nil || string(buf[:max(n, 0)]) != "Hello World\n" {
+			t.Errorf("client %d read %q, %v", i, buf[:max(n, 0)], err)
+		}
 	}
 }
