@@ -406,6 +406,13 @@ func TestIdleTimeout(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Its last word was 100 ms ago: still on.
+	h.rec.mu.Lock()
+	_, talkerEnded := h.rec.finished[h.rec.begun[0].ID]
+	h.rec.mu.Unlock()
+	if talkerEnded {
+		t.Errorf("the talking connection was ended within %v", time.Since(began))
+	}
 	if out, err := io.ReadAll(silent); err != nil || len(out) != 0 {
 		t.Errorf("the silent client read %q, %v", out, err)
 	}
@@ -413,12 +420,6 @@ func TestIdleTimeout(t *testing.T) {
 	if row.State != socketd.ConnKilled || !strings.Contains(row.Error, "idle_timeout (300ms)") ||
 		row.DurationMS == nil || *row.DurationMS < 300 {
 		t.Errorf("silent row %s (%s) after %v ms", row.State, row.Error, row.DurationMS)
-	}
-	h.rec.mu.Lock()
-	_, talkerEnded := h.rec.finished[h.rec.begun[0].ID]
-	h.rec.mu.Unlock()
-	if talkerEnded {
-		t.Errorf("the talking connection was ended within %v", time.Since(began))
 	}
 	// Silent now, it ends too.
 	if out, err := io.ReadAll(talker); err != nil || len(out) != 0 {
