@@ -463,6 +463,14 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: uint64(probe), Max: saved.Max}); err != nil {
 		t.Fatal(err)
 	}
+	// Fill any descriptor closed since the probe.
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		defer unix.Close(fd)
+	}
 	for _, fd := range clients {
 		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: p, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 			restore()
