@@ -4,13 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/user"
+	"runtime"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
-	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Default range of dynamic users, as systemd's (61184-65519). On a host
@@ -22,29 +21,22 @@ const (
 	DefaultDynamicUIDMax = 65519
 )
 
-// Sweeps: at most sweepPasses scans of /proc, sweepPause apart, until one
-// finds no process left running as a uid swept.
-const (
-	sweepPasses = 5
-	sweepPause  = 10 * time.Millisecond
-)
-
 // uidPool hands out the dynamic users of dynamic_user handlers: uids (each
 // also the gid) from a range, skipping those the user or group database or
 // systemd's registry knows, never one a live connection has. A uid given
-// back is not handed out again before a sweep has killed every process
-// still running as it (a handler's child that left its process group, say),
-// so that no two connections ever share one. A new pool trusts no uid of
-// its range: its first sweep covers them all, for processes a socketd
-// before it left behind.
+// back is cleared first: every process still running as it (a handler's
+// child that left its process group, say) is killed, so that no two
+// connections ever share one and nothing of a connection outlives it. A new
+// pool trusts no uid of its range and clears them all before it hands out
+// one, for processes a socketd before it left behind.
 type uidPool struct {
 	min, max uint32
 
 	mu    sync.Mutex
 	next  uint32
-	swept bool            // the whole range has been swept once
+	swept bool            // the whole range has been cleared once
 	busy  map[uint32]bool // handed to a live connection
-	dirty map[uint32]bool // given back, not swept yet
+	dirty map[uint32]bool // given back, its clearing failed: cleared again before use
 	known map[uint32]bool // taken by someone else; forgotten at each sweep
 
 	sweepMu sync.Mutex // one sweep at a time, without holding mu
@@ -114,11 +106,15 @@ func (p *uidPool) taken(u uint32) bool {
 	return true
 }
 
-// put gives back a uid whose connection has ended.
+// put gives back a uid whose connection's process group is gone, once
+// whatever else still runs as it is killed.
 func (p *uidPool) put(u uint32) {
+	err := killUID(u)
 	p.mu.Lock()
 	delete(p.busy, u)
-	p.dirty[u] = true
+	if err != nil {
+		p.dirty[u] = true
+	}
 	p.mu.Unlock()
 }
 
@@ -138,101 +134,94 @@ func known(u uint32) bool {
 	return !errors.As(err, new(user.UnknownGroupIdError))
 }
 
-// sweep kills every process running as a dirty uid (or, at the first
-// sweep, as any uid of the range), and marks clean the uids that no
-// process runs as any more. It kills all of a uid's processes at once, by
-// a process of that uid sending SIGKILL to every process it may signal
-// (kill(2) with pid -1): unlike a kill of each pid found in /proc, a
-// process cannot escape it by forking in between.
+// sweep clears the dirty uids or, at the first sweep, every uid of the
+// range.
 func (p *uidPool) sweep() {
 	p.sweepMu.Lock()
 	defer p.sweepMu.Unlock()
 	p.mu.Lock()
 	all := !p.swept
-	dirty := make(map[uint32]bool, len(p.dirty))
+	uids := make([]uint32, 0, len(p.dirty))
 	for u := range p.dirty {
-		dirty[u] = true
+		uids = append(uids, u)
 	}
 	p.mu.Unlock()
-	inSweep := func(u uint32) bool { return dirty[u] || all && u >= p.min && u <= p.max }
-
-	left := map[uint32]bool{}
-	for pass := range sweepPasses {
-		left = uidsRunning(inSweep)
-		if len(left) == 0 {
-			break
+	if all {
+		uids = uids[:0]
+		for u := p.min; ; u++ {
+			uids = append(uids, u)
+			if u == p.max {
+				break
+			}
 		}
-		if pass > 0 {
-			time.Sleep(sweepPause) // SIGKILLed processes take a moment to die
-		}
-		for u := range left {
-			killAll(u)
+	}
+	failed := map[uint32]bool{}
+	for _, u := range uids {
+		if killUID(u) != nil {
+			failed[u] = true
 		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for u := range dirty {
-		if !left[u] {
+	for _, u := range uids {
+		if failed[u] {
+			p.dirty[u] = true
+		} else {
 			delete(p.dirty, u)
 		}
 	}
-	if all {
-		p.swept = true
-		for u := range left {
-			p.dirty[u] = true // still running: not handed out
-		}
-	}
+	p.swept = true
 	clear(p.known)
 }
 
-// uidsRunning returns the uids that in says are swept and that a live
-// process runs as (real, effective, saved or filesystem). Zombies are dead
-// and are not counted: whoever adopted them reaps them.
-func uidsRunning(in func(uint32) bool) map[uint32]bool {
-	found := map[uint32]bool{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
+// killUID sends SIGKILL to every process running as uid u (its real or
+// saved uid), at once: one thread of socketd takes u as its real and
+// effective uid, keeping root as its saved one, calls kill(2) with pid -1,
+// which reaches every process it may signal but socketd's own, and takes
+// root back. A process cannot escape it by forking, as it could a kill of
+// each pid read from /proc: the kernel signals them all under one lock, and
+// a process with SIGKILL pending cannot fork. The credentials are the
+// thread's alone; signals to socketd are checked against its main thread's,
+// root's.
+func killUID(u uint32) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(u), uintptr(u), 0); e != 0 {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("setresuid %d: %w", u, e)
+			return
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
-		if err != nil {
-			continue // gone
+		// The kernel has cleared the thread's effective capabilities:
+		// with CAP_KILL (SECBIT_NO_SETUID_FIXUP keeps it) kill(-1)
+		// would reach every process of the host.
+		var e unix.Errno = unix.EPERM
+		if !hasCapKill() {
+			_, _, e = unix.RawSyscall(unix.SYS_KILL, ^uintptr(0), uintptr(unix.SIGKILL), 0)
 		}
-		var uids []uint32
-		dead := false
-		for line := range strings.Lines(string(b)) {
-			if rest, ok := strings.CutPrefix(line, "State:"); ok {
-				st := strings.TrimSpace(rest)
-				dead = strings.HasPrefix(st, "Z") || strings.HasPrefix(st, "X")
-			} else if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-				for _, f := range strings.Fields(rest) {
-					if u, err := strconv.ParseUint(f, 10, 32); err == nil {
-						uids = append(uids, uint32(u))
-					}
-				}
-				break
-			}
+		if _, _, back := unix.RawSyscall(unix.SYS_SETRESUID, 0, 0, 0); back != 0 {
+			// The thread stays locked, and ends with this goroutine:
+			// none runs as u after it.
+			errc <- fmt.Errorf("setresuid back to root: %w", back)
+			return
 		}
-		for _, u := range uids {
-			if !dead && in(u) {
-				found[u] = true
-			}
+		runtime.UnlockOSThread()
+		if e != 0 && e != unix.ESRCH {
+			errc <- fmt.Errorf("kill the processes of uid %d: %w", u, e)
+			return
 		}
-	}
-	return found
+		errc <- nil
+	}()
+	return <-errc
 }
 
-// killAll sends SIGKILL to every process running as uid u, from a shell
-// running as u: kill(2) with pid -1 reaches every process the sender may
-// signal but itself.
-func killAll(u uint32) {
-	cmd := exec.Command("/bin/sh", "-c", "kill -9 -1")
-	cmd.Env = []string{}
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: u, Gid: u, Groups: []uint32{}},
-		Setpgid:    true,
+// hasCapKill reports whether the calling thread may have CAP_KILL in
+// effect; true if it cannot tell.
+func hasCapKill() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return true
 	}
-	_ = cmd.Run()
+	return data[unix.CAP_KILL/32].Effective&(1<<(unix.CAP_KILL%32)) != 0
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -95,9 +96,8 @@ func TestDynamicUser(t *testing.T) {
 }
 
 // TestDynamicUserRange: with a range of one uid, a second live connection
-// is refused with the reason; a uid is handed out again only once every
-// process left running under it (here one that escaped its process group)
-// is killed.
+// is refused with the reason; a process the first leaves running outside
+// its process group dies with it, and the uid is handed out again.
 func TestDynamicUserRange(t *testing.T) {
 	testhandler.RequireRoot(t)
 	h := start(t, activator.Config{DynamicUIDMin: 64000, DynamicUIDMax: 64000}, dynamicSocket("one"))
@@ -133,9 +133,8 @@ func TestDynamicUserRange(t *testing.T) {
 	first.CloseWrite()
 	readAll(t, first)
 	h.rec.row(t, h.rec.nthBegun(t, 1))
-	if gone(pid) {
-		t.Fatalf("the process left behind (%d) is gone already", pid)
-	}
+	// It dies with its connection, once the connection's group is gone.
+	eventually(t, "the process left behind to be killed", func() bool { return gone(pid) })
 
 	// The uid comes back once the first connection's process group is
 	// gone, which socketd may see a moment after the row is finished:
@@ -163,10 +162,11 @@ func readAll(t *testing.T, c net.Conn) string {
 	return string(b)
 }
 
-// TestDynamicUserSweepCatchesForks: a process left behind that keeps
-// forking and exiting (so that a scan of /proc can always miss it) is
-// killed before its uid is handed out again, and so is one left behind
-// before socketd started (here, by another activator).
+// TestDynamicUserSweepCatchesForks: a process a connection leaves behind,
+// one that keeps forking and exiting (so that a scan of /proc can always
+// miss it), dies with its connection; and one running as a uid of the range
+// before socketd started (here, started by the test) is killed before that
+// uid is handed out.
 func TestDynamicUserSweepCatchesForks(t *testing.T) {
 	testhandler.RequireRoot(t)
 	dir, err := os.MkdirTemp("/dev/shm", "socketd-sweep-") // not in the handler's private /tmp
@@ -175,54 +175,51 @@ func TestDynamicUserSweepCatchesForks(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o777)
-	const uid = 64100
-	t.Cleanup(func() { killUID(uid) })
-	// Each handler leaves behind a process that writes a heartbeat to a
-	// file named after its connection, forks itself and exits, every few
-	// milliseconds; the handler ends once it has escaped its group.
-	hopper := func(name string) socketd.Socket {
-		s := socketd.NewSocket()
-		s.Name, s.Listen, s.DynamicUser = name, []string{"127.0.0.1:0"}, true
-		s.Command = []string{"/bin/sh", "-c", `f=` + dir + `/$SOCKETD_SOCKET-$SOCKETD_CONNECTION_ID
-setsid sh -c 'hop() { date +%s%N > "$1"; sleep 0.005; (hop "$1" &); }; hop "$1"' hop $f </dev/null >/dev/null 2>&1 &
-while [ ! -s $f ]; do sleep 0.01; done
-echo $f`}
-		return s
-	}
+	const uid, other = 64100, 64101
+	t.Cleanup(func() { killUID(uid); killUID(other) })
+	// hop writes a heartbeat to its file, forks itself and exits, every
+	// few milliseconds.
+	const hop = `setsid sh -c 'hop() { date +%s%N > "$1"; sleep 0.005; (hop "$1" &); }; hop "$1"' hop "$0" </dev/null >/dev/null 2>&1 &
+while [ ! -s "$0" ]; do sleep 0.01; done`
 	beating := func(file string) bool {
 		a, _ := os.ReadFile(file)
 		time.Sleep(50 * time.Millisecond)
 		b, _ := os.ReadFile(file)
 		return len(a) > 0 && string(a) != string(b)
 	}
-	cfg := activator.Config{DynamicUIDMin: uid, DynamicUIDMax: uid}
-	h := start(t, cfg, hopper("one"))
-	first := strings.TrimSpace(roundTrip(t, h.addr(t, "one"), ""))
-	eventually(t, "the first process left behind to beat", func() bool { return beating(first) })
-	// The uid comes back once the first connection's group is gone, and
-	// is handed out again only after a sweep.
-	var second string
-	eventually(t, "the uid to be handed out again", func() bool {
-		second = strings.TrimSpace(roundTrip(t, h.addr(t, "one"), ""))
-		return second != ""
-	})
-	if beating(first) {
-		t.Errorf("the uid was handed out again while the first connection's process still runs as it")
-	}
-	eventually(t, "the second process left behind to beat", func() bool { return beating(second) })
 
-	// Another activator, like a socketd started again, trusts no uid of
-	// its range before a sweep.
-	h2 := start(t, cfg, hopper("two"))
-	if third := strings.TrimSpace(roundTrip(t, h2.addr(t, "two"), "")); third == "" {
-		t.Fatal("the other activator refused the connection")
+	s := socketd.NewSocket()
+	s.Name, s.Listen, s.DynamicUser = "hop", []string{"127.0.0.1:0"}, true
+	first := filepath.Join(dir, "first")
+	s.Command = []string{"/bin/sh", "-c", hop + "\necho ok", first}
+	h := start(t, activator.Config{DynamicUIDMin: uid, DynamicUIDMax: uid}, s)
+	if got := roundTrip(t, h.addr(t, "hop"), ""); got != "ok\n" {
+		t.Fatalf("the connection read %q", got)
 	}
-	if beating(second) {
-		t.Errorf("a new pool handed out a uid a process left behind still runs as")
+	eventually(t, "the process left behind to die with its connection", func() bool { return !beating(first) })
+
+	// A hopper of another uid, as if left by a socketd before this one.
+	before := filepath.Join(dir, "before")
+	cmd := exec.Command("/bin/sh", "-c", hop, before)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: other, Gid: other}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !beating(before) {
+		t.Fatal("the hopper of uid 64101 does not beat")
+	}
+	s2 := s
+	s2.Name, s2.Command = "hop2", []string{"/bin/sh", "-c", "id -u"}
+	h2 := start(t, activator.Config{DynamicUIDMin: other, DynamicUIDMax: other}, s2)
+	if got := roundTrip(t, h2.addr(t, "hop2"), ""); got != "64101\n" {
+		t.Fatalf("the other activator's connection read %q", got)
+	}
+	if beating(before) {
+		t.Errorf("a new pool handed out uid 64101 while a process still runs as it")
 	}
 }
 
-// killUID kills every process running as uid.
+// killUID kills every process running as uid, from a shell of that uid.
 func killUID(uid uint32) {
 	cmd := exec.Command("/bin/sh", "-c", "kill -9 -1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
