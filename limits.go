@@ -79,6 +79,9 @@ func (l *Limits) SourcePrefix(addr netip.Addr) netip.Prefix {
 	return p
 }
 
+// minRate is the slowest rate limit, a second: one a week, roughly.
+const minRate = 1e-6
+
 // DefaultMaxConnections is systemd's MaxConnections= default.
 const DefaultMaxConnections = 64
 
@@ -139,8 +142,8 @@ func (l *Limits) validate(add func(pointer, format string, args ...any)) {
 		if r.rate == nil {
 			continue
 		}
-		if !(r.rate.PerSecond > 0 && r.rate.PerSecond <= 1e6) {
-			add(r.pointer+"/per_second", "must be more than 0 and at most 1000000")
+		if !(r.rate.PerSecond >= minRate && r.rate.PerSecond <= 1e6) {
+			add(r.pointer+"/per_second", "must be from %g (about one a week) to 1000000", minRate)
 		}
 		if r.rate.Burst < 1 || r.rate.Burst > maxMaxConnections {
 			add(r.pointer+"/burst", "must be from 1 to %d", maxMaxConnections)

@@ -3,6 +3,7 @@ package socketd
 import (
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -30,8 +31,23 @@ type Rlimit struct {
 // Infinity is an unlimited resource limit.
 const Infinity = math.MaxUint64
 
-// maxNOFILE is the kernel's bound on open files (fs.nr_open's ceiling).
-const maxNOFILE = 1 << 30
+// minNOFILE is the lowest soft limit of open files a handler may be given:
+// it needs its standard streams and the sockets passed to it.
+const minNOFILE = 8
+
+// NROpen returns the kernel's ceiling of open files for one process
+// (fs.nr_open), which an RLIMIT_NOFILE cannot exceed.
+func NROpen() uint64 {
+	b, err := os.ReadFile("/proc/sys/fs/nr_open")
+	if err != nil {
+		return 1 << 20 // the kernel's default
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 1 << 20
+	}
+	return n
+}
 
 // Rlimits returns the limits set, parsed, in a fixed order.
 func (r *ResourceLimits) Rlimits() ([]Rlimit, error) {
@@ -87,8 +103,13 @@ func parseRlimit(resource, s string) (soft, hard uint64, err error) {
 	if soft > hard {
 		return 0, 0, fmt.Errorf("%q: the soft limit is above the hard one", s)
 	}
-	if resource == "nofile" && hard != Infinity && hard > maxNOFILE {
-		return 0, 0, fmt.Errorf("%q: at most %d open files", s, maxNOFILE)
+	if resource == "nofile" {
+		if n := NROpen(); hard != Infinity && hard > n {
+			return 0, 0, fmt.Errorf("%q: at most %d open files (fs.nr_open); infinity is that", s, n)
+		}
+		if soft < minNOFILE {
+			return 0, 0, fmt.Errorf("%q: at least %d open files: the handler needs its standard streams and sockets", s, minNOFILE)
+		}
 	}
 	return soft, hard, nil
 }

@@ -70,6 +70,24 @@ func (s *Socket) Validate() error {
 	}
 	s.SocketOptions.validate(add, kindsOf(parsed))
 	s.Limits.validate(add)
+	ip := kindsOf(parsed).tcp
+	for _, f := range []struct {
+		pointer string
+		set     bool
+	}{
+		{"/ip_address_allow", len(s.IPAddressAllow) > 0}, {"/ip_address_deny", len(s.IPAddressDeny) > 0},
+		{"/max_connections_per_source", s.MaxConnectionsPerSource > 0}, {"/source_rate_limit", s.SourceRateLimit != nil},
+		{"/source_prefix_ipv4", s.SourcePrefixIPv4 > 0}, {"/source_prefix_ipv6", s.SourcePrefixIPv6 > 0},
+		{"/on_limit", s.OnLimit == OnLimitRefuse},
+	} {
+		switch {
+		case !f.set:
+		case !s.Accept:
+			add(f.pointer, "applies to accepted connections: a service (accept false) gets its sockets as they are")
+		case !ip && f.pointer != "/on_limit":
+			add(f.pointer, "applies to clients with an IP address, and listen has no TCP address")
+		}
+	}
 	s.ResourceLimits.validate(add)
 	if d, err := ParseDuration(s.IdleTimeout); err != nil {
 		add("/idle_timeout", "%v", err)

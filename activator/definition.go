@@ -66,11 +66,7 @@ func newDefinition(s *socketd.Socket) *definition {
 	d.stopTimeout, _ = socketd.ParseDuration(s.TimeoutStop)
 	d.runtimeMax, _ = socketd.ParseDuration(s.RuntimeMax)
 	d.idleTimeout, _ = socketd.ParseDuration(s.IdleTimeout)
-	if rls, err := s.Rlimits(); err == nil {
-		for _, r := range rls {
-			d.rlimits = append(d.rlimits, rlimit{resource: rlimitResources[r.Resource], soft: r.Soft, hard: r.Hard})
-		}
-	}
+	d.rlimits = handlerRlimits(s)
 	// Not socketd's own: "/" as systemd and inetd use, so that a handler
 	// neither depends on nor pins where the daemon was started.
 	d.dir = s.WorkingDirectory
@@ -262,3 +258,32 @@ func (d *definition) environ(c *socketd.Connection, nListen int) []string {
 
 // listenPIDVar is LISTEN_PID with room for any pid.
 const listenPIDVar = "LISTEN_PID=0000000000"
+
+// defaultNOFILE is the soft limit of open files a handler gets unless its
+// definition sets limit_nofile, as systemd gives a service: Go raised
+// socketd's own for itself, and a handler using select(2) must not get more
+// than 1024.
+const defaultNOFILE = 1024
+
+// handlerRlimits returns the resource limits a handler of s is started
+// with: its definition's (validated), with infinity for open files made
+// the kernel's ceiling (fs.nr_open), which is all it allows; and the soft
+// limit of open files brought down to defaultNOFILE if it sets none.
+func handlerRlimits(s *socketd.Socket) []rlimit {
+	var out []rlimit
+	rls, _ := s.Rlimits()
+	nofile := false
+	for _, r := range rls {
+		if r.Resource == "nofile" {
+			nofile = true
+			nrOpen := socketd.NROpen()
+			r.Soft, r.Hard = min(r.Soft, nrOpen), min(r.Hard, nrOpen)
+		}
+		out = append(out, rlimit{resource: rlimitResources[r.Resource], soft: r.Soft, hard: r.Hard})
+	}
+	var own unix.Rlimit
+	if !nofile && unix.Getrlimit(unix.RLIMIT_NOFILE, &own) == nil && own.Cur > defaultNOFILE {
+		out = append(out, rlimit{resource: unix.RLIMIT_NOFILE, soft: defaultNOFILE, hard: own.Max})
+	}
+	return out
+}

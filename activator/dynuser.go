@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"runtime"
 	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/socketd/socketd"
 )
 
 // Default range of dynamic users, as systemd's (61184-65519). On a host
@@ -20,6 +21,9 @@ const (
 	DefaultDynamicUIDMin = 61184
 	DefaultDynamicUIDMax = 65519
 )
+
+// sweepWorkers is how many uids a sweep clears at once.
+const sweepWorkers = 16
 
 // uidPool hands out the dynamic users of dynamic_user handlers: uids (each
 // also the gid) from a range, skipping those the user or group database or
@@ -155,12 +159,27 @@ func (p *uidPool) sweep() {
 			}
 		}
 	}
+	// A few at a time: the first sweep covers the whole range.
 	failed := map[uint32]bool{}
-	for _, u := range uids {
-		if killUID(u) != nil {
-			failed[u] = true
-		}
+	var fmu sync.Mutex
+	var wg sync.WaitGroup
+	work := make(chan uint32)
+	for range sweepWorkers {
+		wg.Go(func() {
+			for u := range work {
+				if killUID(u) != nil {
+					fmu.Lock()
+					failed[u] = true
+					fmu.Unlock()
+				}
+			}
+		})
 	}
+	for _, u := range uids {
+		work <- u
+	}
+	close(work)
+	wg.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, u := range uids {
@@ -175,53 +194,34 @@ func (p *uidPool) sweep() {
 }
 
 // killUID sends SIGKILL to every process running as uid u (its real or
-// saved uid), at once: one thread of socketd takes u as its real and
-// effective uid, keeping root as its saved one, calls kill(2) with pid -1,
-// which reaches every process it may signal but socketd's own, and takes
-// root back. A process cannot escape it by forking, as it could a kill of
-// each pid read from /proc: the kernel signals them all under one lock, and
-// a process with SIGKILL pending cannot fork. The credentials are the
-// thread's alone; signals to socketd are checked against its main thread's,
-// root's.
+// saved uid), at once: a child of socketd takes u as all its uids, with no
+// capabilities, and calls kill(2) with pid -1, which reaches every process
+// it may signal but itself. A process cannot escape it by forking, as it
+// could a kill of each pid read from /proc: the kernel signals them all
+// under one lock, and a process with SIGKILL pending cannot fork. Not a
+// thread of socketd taking u for a moment: a process of u could signal
+// socketd then.
 func killUID(u uint32) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(u), uintptr(u), 0); e != 0 {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setresuid %d: %w", u, e)
-			return
-		}
-		// The kernel has cleared the thread's effective capabilities:
-		// with CAP_KILL (SECBIT_NO_SETUID_FIXUP keeps it) kill(-1)
-		// would reach every process of the host.
-		var e unix.Errno = unix.EPERM
-		if !hasCapKill() {
-			_, _, e = unix.RawSyscall(unix.SYS_KILL, ^uintptr(0), uintptr(unix.SIGKILL), 0)
-		}
-		if _, _, back := unix.RawSyscall(unix.SYS_SETRESUID, 0, 0, 0); back != 0 {
-			// The thread stays locked, and ends with this goroutine:
-			// none runs as u after it.
-			errc <- fmt.Errorf("setresuid back to root: %w", back)
-			return
-		}
-		runtime.UnlockOSThread()
-		if e != 0 && e != unix.ESRCH {
-			errc <- fmt.Errorf("kill the processes of uid %d: %w", u, e)
-			return
-		}
-		errc <- nil
-	}()
-	return <-errc
-}
-
-// hasCapKill reports whether the calling thread may have CAP_KILL in
-// effect; true if it cannot tell.
-func hasCapKill() bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return true
+	proc, err := startProcess(&procAttr{path: "/", killAll: true,
+		creds: &socketd.Credentials{SetUID: true, UID: u, SetGID: true, GID: u, Groups: []uint32{}}})
+	if err != nil {
+		return fmt.Errorf("kill the processes of uid %d: %w", u, err)
 	}
-	return data[unix.CAP_KILL/32].Effective&(1<<(unix.CAP_KILL%32)) != 0
+	defer proc.free()
+	var ws unix.WaitStatus
+	for {
+		if _, err := unix.Wait4(proc.pid, &ws, 0, nil); err != unix.EINTR {
+			break
+		}
+	}
+	if proc.pidfd >= 0 {
+		unix.Close(proc.pidfd)
+	}
+	if err := proc.execErr(); err != nil {
+		return fmt.Errorf("kill the processes of uid %d: %w", u, err)
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		return fmt.Errorf("kill the processes of uid %d: the killer ended with status %v", u, ws)
+	}
+	return nil
 }

@@ -14,9 +14,9 @@ type gate struct {
 
 func newGate(max int) *gate { return &gate{max: max, freed: make(chan struct{})} }
 
-// take takes a slot, waiting for one until stop is closed; it reports
-// false if stopped.
-func (g *gate) take(stop <-chan struct{}) bool {
+// take takes a slot, waiting for one until stop or changed is closed; it
+// reports false if either was.
+func (g *gate) take(stop, changed <-chan struct{}) bool {
 	g.mu.Lock()
 	for g.n >= g.max {
 		g.waiting++
@@ -25,6 +25,11 @@ func (g *gate) take(stop <-chan struct{}) bool {
 		select {
 		case <-ch:
 		case <-stop:
+			g.mu.Lock()
+			g.waiting--
+			g.mu.Unlock()
+			return false
+		case <-changed:
 			g.mu.Lock()
 			g.waiting--
 			g.mu.Unlock()

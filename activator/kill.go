@@ -57,7 +57,7 @@ func (c *conn) started(pid int) {
 		c.terminateLocked()
 		return
 	}
-	if d := c.def.idleTimeout; d > 0 && c.fd >= 0 {
+	if d := c.def.idleTimeout; d > 0 && c.fd >= 0 && c.rec.PeerUID == nil { // TCP only
 		c.idleTimer = time.AfterFunc(d, c.checkIdle)
 	}
 	if d := c.def.runtimeMax; d > 0 {
@@ -87,7 +87,13 @@ func (c *conn) checkIdle() {
 	if err != nil {
 		return
 	}
-	idle := time.Duration(min(ti.Last_data_recv, ti.Last_data_sent)) * time.Millisecond
+	// Retransmissions count as sent: with data unacknowledged, what
+	// counts is when the peer last acknowledged any.
+	sent := ti.Last_data_sent
+	if ti.Unacked > 0 {
+		sent = max(sent, ti.Last_ack_recv)
+	}
+	idle := time.Duration(min(ti.Last_data_recv, sent)) * time.Millisecond
 	if idle < limit {
 		c.idleTimer = time.AfterFunc(limit-idle, c.checkIdle)
 		return

@@ -406,9 +406,14 @@ func TestIdleTimeout(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// Its last word was 100 ms ago: still on.
+	// Its last word was 100 ms ago: still on. Rows are told apart by the
+	// client's port: the two may have been begun in either order.
+	talkerPort := talker.LocalAddr().(*net.TCPAddr).Port
 	h.rec.mu.Lock()
-	_, talkerEnded := h.rec.finished[h.rec.begun[0].ID]
+	talkerEnded := false
+	for _, row := range h.rec.finished {
+		talkerEnded = talkerEnded || row.RemotePort == talkerPort
+	}
 	h.rec.mu.Unlock()
 	if talkerEnded {
 		t.Errorf("the talking connection was ended within %v", time.Since(began))
@@ -416,7 +421,17 @@ func TestIdleTimeout(t *testing.T) {
 	if out, err := io.ReadAll(silent); err != nil || len(out) != 0 {
 		t.Errorf("the silent client read %q, %v", out, err)
 	}
-	row := h.rec.row(t, h.rec.nthBegun(t, 2))
+	silentPort := silent.LocalAddr().(*net.TCPAddr).Port
+	var row socketd.Connection
+	h.rec.waitFor(t, "the silent connection's row", func() bool {
+		for _, r := range h.rec.finished {
+			if r.RemotePort == silentPort {
+				row = r
+				return true
+			}
+		}
+		return false
+	})
 	if row.State != socketd.ConnKilled || !strings.Contains(row.Error, "idle_timeout (300ms)") ||
 		row.DurationMS == nil || *row.DurationMS < 300 {
 		t.Errorf("silent row %s (%s) after %v ms", row.State, row.Error, row.DurationMS)
@@ -481,5 +496,43 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 		if err != nil || string(buf[:max(n, 0)]) != "Hello World\n" {
 			t.Errorf("client %d read %q, %v", i, buf[:max(n, 0)], err)
 		}
+	}
+}
+
+// TestLimitsChangeWhileWaiting: a socket waiting under its old limits sees
+// a new definition at once: a rate limit removed lets the waiting client
+// in, and a switch to on_limit refuse refuses the client the full socket
+// kept waiting.
+func TestLimitsChangeWhileWaiting(t *testing.T) {
+	slow := handlerSocket("slow", testhandler.Hello)
+	slow.RateLimit = &socketd.RateLimit{PerSecond: 0.001, Burst: 1}
+	full := handlerSocket("full", testhandler.ReadyHang)
+	full.MaxConnections = 1
+	h := start(t, activator.Config{}, slow, full)
+	if out := roundTrip(t, h.addr(t, "slow"), ""); out != "Hello World\n" {
+		t.Fatalf("first read %q", out)
+	}
+	waiting := dial(t, h.addr(t, "slow"))
+	eventually(t, "the socket to pause", func() bool { return h.status(t, "slow").PausedUntil != nil })
+	first := dial(t, h.addr(t, "full"))
+	if got := readLine(t, first); got != "ready" {
+		t.Fatalf("read %q", got)
+	}
+	kept := dial(t, h.addr(t, "full"))
+
+	slow.RateLimit = nil
+	full.OnLimit = socketd.OnLimitRefuse
+	h.apply(t, slow, full)
+	if out, err := io.ReadAll(waiting); err != nil || string(out) != "Hello World\n" {
+		t.Errorf("the client paused under the removed rate limit read %q, %v", out, err)
+	}
+	if h.status(t, "slow").PausedUntil != nil {
+		t.Error("the socket still shows a pause")
+	}
+	if out, err := io.ReadAll(kept); err != nil || len(out) != 0 {
+		t.Errorf("the client kept waiting read %q, %v", out, err)
+	}
+	if st := h.status(t, "full"); st.RefusedByReason[socketd.ReasonMaxConnections] != 1 {
+		t.Errorf("refused %v, want the waiting client refused at the limit", st.RefusedByReason)
 	}
 }

@@ -256,14 +256,15 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 	defer a.wg.Done()
 	var backoff time.Duration
 	for {
+		changed := *s.changed.Load()
 		def := s.def.Load()
-		if !s.rate.wait(def.sock.RateLimit, l.done) {
-			return
+		if !s.rate.wait(def.sock.RateLimit, l.done, changed) || !def.sock.Refuses() && !s.slots.take(l.done, changed) {
+			if isClosed(l.done) {
+				return
+			}
+			continue // a new definition: its limits apply
 		}
 		refuses := def.sock.Refuses()
-		if !refuses && !s.slots.take(l.done) {
-			return
-		}
 		select {
 		case a.slots <- struct{}{}:
 		case <-l.done:

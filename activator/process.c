@@ -112,6 +112,26 @@ static int sd_child(void *arg) {
 
 	sd_attrs *a = &p->attrs;
 
+	// The fds first: they need no privilege, and a low limit_nofile set
+	// below must not keep them from being placed. Every source fd moves
+	// out of the way of the targets 0..nfds-1 first, so that no dup3
+	// overwrites a source still to be used.
+	int *fds = p->fds;
+	for (int i = 0; i < p->nfds; i++) {
+		if (fds[i] >= 0 && fds[i] < p->nfds) {
+			if ((r = sd_syscall(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, p->nfds, 0, 0)) < 0) {
+				return sd_child_fail(p, SD_STEP_DUP, r);
+			}
+			fds[i] = (int)r;
+		}
+	}
+	for (int i = 0; i < p->nfds; i++) {
+		r = sd_syscall(SYS_dup3, fds[i], i, 0, 0, 0); // dup3 clears close-on-exec
+		if (r < 0) {
+			return sd_child_fail(p, SD_STEP_DUP, r);
+		}
+	}
+
 	// A private /tmp needs CAP_SYS_ADMIN, dropped next. The new namespace
 	// is this process's alone: it has no CLONE_FS, so no other shares its
 	// root and working directory.
@@ -184,6 +204,12 @@ static int sd_child(void *arg) {
 			return sd_child_fail(p, SD_STEP_SETUID, r);
 		}
 	}
+	if (a->kill_all) {
+		// kill(2) with pid -1: every process these credentials may
+		// signal, but this one, at once.
+		r = sd_syscall(SYS_kill, -1, SIGKILL, 0, 0, 0);
+		sd_syscall(SYS_exit, r < 0 && r != -ESRCH ? 1 : 0, 0, 0, 0, 0);
+	}
 
 	if (p->listen_pid) {
 		// sd_listen_fds(3) checks that LISTEN_PID is its own pid.
@@ -213,24 +239,6 @@ static int sd_child(void *arg) {
 		// The parent may have died before the signal was armed.
 		if (sd_syscall(SYS_getppid, 0, 0, 0, 0, 0) != p->ppid) {
 			sd_syscall(SYS_exit, 127, 0, 0, 0, 0);
-		}
-	}
-
-	// Move every source fd out of the way of the targets 0..nfds-1 first,
-	// so that no dup3 overwrites a source still to be used.
-	int *fds = p->fds;
-	for (int i = 0; i < p->nfds; i++) {
-		if (fds[i] >= 0 && fds[i] < p->nfds) {
-			if ((r = sd_syscall(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, p->nfds, 0, 0)) < 0) {
-				return sd_child_fail(p, SD_STEP_DUP, r);
-			}
-			fds[i] = (int)r;
-		}
-	}
-	for (int i = 0; i < p->nfds; i++) {
-		r = sd_syscall(SYS_dup3, fds[i], i, 0, 0, 0); // dup3 clears close-on-exec
-		if (r < 0) {
-			return sd_child_fail(p, SD_STEP_DUP, r);
 		}
 	}
 

@@ -52,6 +52,9 @@ type procAttr struct {
 	// own; noNewPrivs sets no_new_privs.
 	privateTmp, noNewPrivs bool
 	rlimits                []rlimit // set before the privileges are dropped
+	// killAll makes the process, once it has creds, kill every process
+	// they may signal and exit, instead of executing path.
+	killAll bool
 	// listenPID says that the last entry of env is LISTEN_PID with room
 	// for the digits, which the new process fills in with its own pid, as
 	// sd_listen_fds(3) checks it: no one knows the pid before.
@@ -93,6 +96,9 @@ func startProcess(a *procAttr) (*process, error) {
 	attrs := C.sd_attrs{umask: C.int(a.umask)}
 	if a.privateTmp {
 		attrs.private_tmp = 1
+	}
+	if a.killAll {
+		attrs.kill_all = 1
 	}
 	for i, r := range a.rlimits[:min(len(a.rlimits), C.SD_MAX_RLIMITS)] {
 		attrs.rlimits[i] = C.sd_rlimit{resource: C.int(r.resource), soft: C.ulonglong(r.soft), hard: C.ulonglong(r.hard)}

@@ -48,6 +48,9 @@ typedef struct sd_attrs {
 	// /tmp and /var/tmp, gone with the last process in it.
 	int private_tmp;
 	int no_new_privs; // PR_SET_NO_NEW_PRIVS before execve
+	// kill_all: once the credentials are changed, send SIGKILL to every
+	// process they may signal and exit, instead of executing anything.
+	int kill_all;
 	int nrlimits;
 	sd_rlimit rlimits[SD_MAX_RLIMITS];
 	// The index of the environment entry "LISTEN_PID=" followed by ten

@@ -24,6 +24,9 @@ type socket struct {
 	// def is the definition new connections use. Replacing it never
 	// touches the listeners, so editing a command refuses no connection.
 	def atomic.Pointer[definition]
+	// changed is closed (and replaced) when def is: an accept loop waiting
+	// for a slot or a token under the old one looks again.
+	changed atomic.Pointer[chan struct{}]
 
 	// slots counts the live connections of this socket, taken before
 	// accept like Activator.slots (unless on_limit is refuse): when it is
@@ -160,6 +163,7 @@ func (a *Activator) reconcileLocked(desired []socketd.Socket) {
 		if want[name] == nil {
 			s.setSpecs(nil)
 			delete(a.sockets, name)
+			a.flushSummary(s) // its timer would write it to a socket gone
 		}
 	}
 	a.mu.Unlock()
@@ -199,6 +203,10 @@ func (a *Activator) prepare(d *socketd.Socket) *socket {
 	}
 	if old := s.def.Load(); old == nil || !old.same(d) {
 		s.def.Store(newDefinition(d))
+		ch := make(chan struct{})
+		if prev := s.changed.Swap(&ch); prev != nil {
+			close(*prev)
+		}
 	}
 	s.slots.setMax(d.Max())
 

@@ -35,8 +35,8 @@ type refusals struct {
 	summary     *time.Timer
 }
 
-// count counts a refusal whose row is written another way (it was begun
-// before the refusal).
+// countRefusal counts a refusal whose row is written another way (it was
+// begun before the refusal).
 func (s *socket) countRefusal(reason string) {
 	s.refused.Add(1)
 	s.refusals.mu.Lock()
@@ -132,11 +132,17 @@ func (a *Activator) writeSummaries() {
 	socks := slices.Collect(maps.Values(a.sockets))
 	a.mu.RUnlock()
 	for _, s := range socks {
-		s.refusals.mu.Lock()
-		t := s.refusals.summary
-		s.refusals.mu.Unlock()
-		if t != nil && t.Stop() {
-			a.writeSummary(s)
-		}
+		a.flushSummary(s)
+	}
+}
+
+// flushSummary writes the summary row of s now, if one is due, rather than
+// when its timer fires.
+func (a *Activator) flushSummary(s *socket) {
+	s.refusals.mu.Lock()
+	t := s.refusals.summary
+	s.refusals.mu.Unlock()
+	if t != nil && t.Stop() {
+		a.writeSummary(s)
 	}
 }

@@ -150,11 +150,12 @@ func (sv *service) run() {
 		if err != nil || isClosed(sv.stopped) {
 			return
 		}
-		if !s.rate.wait(s.def.Load().sock.RateLimit, sv.stopped) {
-			return
-		}
-		if !s.slots.take(sv.stopped) {
-			return
+		changed := *s.changed.Load()
+		if !s.rate.wait(s.def.Load().sock.RateLimit, sv.stopped, changed) || !s.slots.take(sv.stopped, changed) {
+			if isClosed(sv.stopped) {
+				return
+			}
+			continue // a new definition: its limits apply
 		}
 		select {
 		case a.slots <- struct{}{}:

@@ -10,9 +10,16 @@ import (
 	"github.com/socketd/socketd"
 )
 
-// maxRateSources bounds the sources whose rate a socket keeps: beyond it,
-// the sources whose bucket has filled up again (idle ones) are forgotten.
-const maxRateSources = 16384
+// A socket keeps the rates of at most maxRateSources sources: past
+// pruneRateSources, the sources whose bucket has filled up again (idle ones)
+// are forgotten, and the next pruning waits until there are twice as many;
+// at maxRateSources, a new source is refused (reason rate) until some are
+// forgotten, so that a client minting sources (a routed IPv6 prefix) can
+// neither grow memory nor make every connection pay for a scan.
+const (
+	pruneRateSources = 16384
+	maxRateSources   = 1 << 18
+)
 
 // maxStatusSources bounds the sources a socket's status lists.
 const maxStatusSources = 100
@@ -37,7 +44,10 @@ func (b *bucket) take(r *socketd.RateLimit, now time.Time) (ok bool, wait time.D
 		b.tokens--
 		return true, 0
 	}
-	return false, time.Duration((1 - b.tokens) / r.PerSecond * float64(time.Second))
+	// Bounded: a rate stored before Validate bounded it must not make
+	// the wait overflow into the past, and spin.
+	wait = time.Duration(min((1-b.tokens)/r.PerSecond, float64(24*time.Hour/time.Second)) * float64(time.Second))
+	return false, max(wait, time.Millisecond)
 }
 
 // full reports whether the bucket is full again at now: it can be
@@ -49,9 +59,10 @@ func (b *bucket) full(r *socketd.RateLimit, now time.Time) bool {
 // sources counts a socket's live connections by source (see
 // socketd.Limits.SourcePrefix), and keeps each source's rate.
 type sources struct {
-	mu    sync.Mutex
-	live  map[netip.Prefix]int
-	rates map[netip.Prefix]*bucket
+	mu        sync.Mutex
+	live      map[netip.Prefix]int
+	rates     map[netip.Prefix]*bucket
+	pruneMark int // len(rates) at which to prune next
 }
 
 // enter counts a new connection from src, unless the limits refuse it: it
@@ -59,14 +70,20 @@ type sources struct {
 func (s *sources) enter(l *socketd.Limits, src netip.Prefix, now time.Time) (reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := l.SourceRateLimit; r != nil {
+	if r := l.SourceRateLimit; r == nil {
+		s.rates = nil // a rate limit removed: forget the rates
+	} else {
 		if s.rates == nil {
-			s.rates = map[netip.Prefix]*bucket{}
+			s.rates, s.pruneMark = map[netip.Prefix]*bucket{}, pruneRateSources
 		}
 		b := s.rates[src]
 		if b == nil {
-			if len(s.rates) >= maxRateSources {
+			if len(s.rates) >= s.pruneMark {
 				s.pruneLocked(r, now)
+				s.pruneMark = max(pruneRateSources, 2*len(s.rates))
+			}
+			if len(s.rates) >= maxRateSources {
+				return socketd.ReasonRate
 			}
 			b = &bucket{}
 			s.rates[src] = b
@@ -128,10 +145,13 @@ type rateGate struct {
 	paused time.Time // when the socket resumes; zero while it is not paused
 }
 
-// wait takes a token of r, waiting for one while stop is open; it reports
-// false if stopped. A nil r takes nothing.
-func (g *rateGate) wait(r *socketd.RateLimit, stop <-chan struct{}) bool {
+// wait takes a token of r, waiting for one while stop and changed are
+// open; it reports false if either was closed. A nil r takes nothing.
+func (g *rateGate) wait(r *socketd.RateLimit, stop, changed <-chan struct{}) bool {
 	if r == nil {
+		g.mu.Lock()
+		g.paused = time.Time{}
+		g.mu.Unlock()
 		return true
 	}
 	for {
@@ -151,6 +171,9 @@ func (g *rateGate) wait(r *socketd.RateLimit, stop <-chan struct{}) bool {
 		select {
 		case <-t.C:
 		case <-stop:
+			t.Stop()
+			return false
+		case <-changed:
 			t.Stop()
 			return false
 		}

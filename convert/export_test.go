@@ -21,10 +21,7 @@ func everyField() socketd.Socket {
 		KeepAliveTime: "5m", KeepAliveInterval: "1m30s", KeepAliveProbes: 5, NoDelay: true, DeferAccept: "1.5s",
 		FreeBind: true, ReceiveBuffer: 1 << 20, SendBuffer: 65536, BindToDevice: "lo", SocketUser: "nobody",
 		SocketGroup: "nogroup", SocketMode: "0660"}
-	s.Limits = socketd.Limits{MaxConnections: 10, OnLimit: "refuse", LimitMessage: `busy: 100% \`,
-		MaxConnectionsPerSource: 3, SourcePrefixIPv4: 24, SourcePrefixIPv6: 48,
-		RateLimit: &socketd.RateLimit{PerSecond: 6.5, Burst: 20}, SourceRateLimit: &socketd.RateLimit{PerSecond: 1.0 / 60, Burst: 3},
-		IPAddressAllow: []string{"localhost", "192.0.2.0/24", "::ffff:10.0.0.1"}, IPAddressDeny: []string{"any"}}
+	s.Limits = socketd.Limits{MaxConnections: 10, RateLimit: &socketd.RateLimit{PerSecond: 6.5, Burst: 20}}
 	s.Command = []string{"/usr/bin/printf", "%s $HOME ${X} $$\n", "", "two words", "it's", `back\slash`, ";",
 		"\t", "é", "\xff", "$X", "-", "#"}
 	s.Environment = map[string]string{"A": "1", "B": "two words", "C": "100%", "D": `"q" 'q' \`, "E": "", "F": "$X"}
@@ -49,6 +46,10 @@ func TestExportRoundTrip(t *testing.T) {
 	accepting.Accept = true
 	accepting.StandardInput, accepting.StandardOutput, accepting.Stderr = "socket", "socket", "socket"
 	accepting.IgnoreExitStatus = false
+	accepting.Limits = socketd.Limits{MaxConnections: 10, OnLimit: "refuse", LimitMessage: `busy: 100% \`,
+		MaxConnectionsPerSource: 3, SourcePrefixIPv4: 24, SourcePrefixIPv6: 48,
+		RateLimit: &socketd.RateLimit{PerSecond: 6.5, Burst: 20}, SourceRateLimit: &socketd.RateLimit{PerSecond: 1.0 / 60, Burst: 3},
+		IPAddressAllow: []string{"localhost", "192.0.2.0/24", "::ffff:10.0.0.1"}, IPAddressDeny: []string{"any"}}
 	for _, tc := range []struct {
 		name string
 		s    socketd.Socket

@@ -3,6 +3,7 @@ package convert
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/socketd/socketd"
@@ -89,6 +90,25 @@ func Systemd(name, text string) (Result, error) {
 	}
 	if err := im.finish(socketUnit, serviceUnit, serviceFile, serviceNames); err != nil {
 		return Result{}, err
+	}
+	if !im.s.Accept {
+		// systemd filters a service's packets; socketd checks clients as
+		// it accepts them, which a service's socketd does not.
+		for _, x := range []struct {
+			directive, value string
+			set              bool
+		}{
+			{"IPAddressAllow", strings.Join(im.s.IPAddressAllow, " "), len(im.s.IPAddressAllow) > 0},
+			{"IPAddressDeny", strings.Join(im.s.IPAddressDeny, " "), len(im.s.IPAddressDeny) > 0},
+			{"MaxConnectionsPerSource", strconv.Itoa(im.s.MaxConnectionsPerSource), im.s.MaxConnectionsPerSource > 0},
+		} {
+			if x.set {
+				im.unmapped = append(im.unmapped, Unmapped{Source: name + ".socket", Socket: name,
+					Line: socketUnit.sectionLine("Socket"), Directive: x.directive, Value: x.value,
+					Reason: "socketd applies it to the connections it accepts, and with Accept=no it accepts none"})
+			}
+		}
+		im.s.IPAddressAllow, im.s.IPAddressDeny, im.s.MaxConnectionsPerSource = nil, nil, 0
 	}
 	return newResult([]socketd.Socket{im.s}, im.unmapped), nil
 }

@@ -299,8 +299,9 @@ Restart=always
 		KeepAliveTime: "1m30s", KeepAliveInterval: "30s", KeepAliveProbes: 5, NoDelay: true, DeferAccept: "1.5s",
 		FreeBind: true, ReceiveBuffer: 65536, SendBuffer: 1 << 20, BindToDevice: "lo", SocketUser: "nobody",
 		SocketGroup: "nogroup", SocketMode: "0660"}
-	want.Limits = socketd.Limits{MaxConnections: 10, OnLimit: "refuse", LimitMessage: "busy, call again",
-		IPAddressDeny: []string{"any"}, IPAddressAllow: []string{"localhost", "192.0.2.0/24"}}
+	// With Accept=no the access rules go: socketd checks clients as it
+	// accepts them, and accepts none.
+	want.Limits = socketd.Limits{MaxConnections: 10, OnLimit: "refuse", LimitMessage: "busy, call again"}
 	want.Command = []string{"/usr/bin/env"}
 	want.Environment = map[string]string{"A": "one", "B": "two words", "C": "%", "D": "4"}
 	want.PassEnvironment = []string{"LANG", "TZ"}
@@ -315,7 +316,8 @@ Restart=always
 	if !reflect.DeepEqual(res.Sockets[0], want) {
 		t.Errorf("got  %+v\nwant %+v", res.Sockets[0], want)
 	}
-	wantUnmapped := []string{"hello.socket:4:After", "hello.socket:31:IPAddressAllow",
+	wantUnmapped := []string{"hello.socket:4:After", "hello.socket:6:IPAddressAllow", "hello.socket:6:IPAddressDeny",
+		"hello.socket:31:IPAddressAllow",
 		"hello.service:42:WorkingDirectory", "hello.service:52:Restart"}
 	if got := unmappedKeys(res.Unmapped); !reflect.DeepEqual(got, wantUnmapped) {
 		t.Errorf("unmapped %q, want %q", got, wantUnmapped)

@@ -201,8 +201,8 @@ func has(list []word, w string) bool {
 // xinetdReasons say why attributes are left out.
 var xinetdReasons = map[string]string{
 	"max_load":       "connection limits are not supported",
-	"only_from":      "access rules are not supported",
-	"no_access":      "access rules are not supported",
+	"only_from":      "not mapped: set ip_address_allow (with ip_address_deny any), whose rules take addresses and CIDR prefixes",
+	"no_access":      "not mapped: set ip_address_deny, whose rules take addresses and CIDR prefixes",
 	"access_times":   "access rules are not supported",
 	"deny_time":      "access rules are not supported",
 	"log_type":       "socketd records every connection in its history",
