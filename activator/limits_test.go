@@ -536,3 +536,21 @@ func TestLimitsChangeWhileWaiting(t *testing.T) {
 		t.Errorf("refused %v, want the waiting client refused at the limit", st.RefusedByReason)
 	}
 }
+
+// TestSlotsShareAcrossListeners: a socket's slots go to the listener with a
+// client waiting: with max_connections 1 and two addresses, the second
+// address is served once the first's client is done.
+func TestSlotsShareAcrossListeners(t *testing.T) {
+	s := handlerSocket("two-addrs", testhandler.Hello)
+	s.Listen = []string{"127.0.0.1:0", "127.0.0.2:0"}
+	s.MaxConnections = 1
+	h := start(t, activator.Config{}, s)
+	st := h.status(t, "two-addrs")
+	for i := range 3 {
+		for _, addr := range st.Listening {
+			if out := roundTrip(t, addr, ""); out != "Hello World\n" {
+				t.Fatalf("round %d, %s: read %q", i, addr, out)
+			}
+		}
+	}
+}

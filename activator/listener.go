@@ -214,6 +214,16 @@ func (l *listener) close() {
 	})
 }
 
+// waitPending waits in the netpoller until a connection waits to be
+// accepted, or the listener closes (an error then).
+func (l *listener) waitPending() error {
+	return l.rc.Read(func(fd uintptr) bool {
+		pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, _ := unix.Poll(pfd[:], 0)
+		return n > 0
+	})
+}
+
 // accept waits in the netpoller for a connection and returns its fd, which
 // is blocking and close-on-exec, ready to be a handler's stdin and stdout.
 func (l *listener) accept() (int, netip.AddrPort, error) {
@@ -258,6 +268,13 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 	for {
 		changed := *s.changed.Load()
 		def := s.def.Load()
+		if len(def.sock.Listen) > 1 {
+			// Another listener of the socket may need the slot: hold
+			// none while this one has nothing to accept.
+			if err := l.waitPending(); err != nil {
+				return // closed
+			}
+		}
 		if !s.rate.wait(def.sock.RateLimit, l.done, changed) || !def.sock.Refuses() && !s.slots.take(l.done, changed) {
 			if isClosed(l.done) {
 				return
