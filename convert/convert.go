@@ -86,3 +86,24 @@ func newResult(sockets []socketd.Socket, unmapped []Unmapped) Result {
 	slices.SortStableFunc(unmapped, func(a, b Unmapped) int { return cmp.Compare(a.Line, b.Line) })
 	return Result{Sockets: sockets, Unmapped: unmapped}
 }
+
+// narrowerDeny returns a deny rule more specific than an allow rule that
+// holds it, or "": socketd lets the most specific rule decide, where
+// systemd lets any match of IPAddressAllow= win, so such a pair means
+// something else to each.
+func narrowerDeny(allow, deny []string) string {
+	for _, d := range deny {
+		dp, _ := socketd.ParseRule(d)
+		for _, a := range allow {
+			ap, _ := socketd.ParseRule(a)
+			for _, x := range dp {
+				for _, y := range ap {
+					if x.Bits() > y.Bits() && y.Contains(x.Addr()) {
+						return d
+					}
+				}
+			}
+		}
+	}
+	return ""
+}

@@ -162,6 +162,10 @@ func socketUnitText(s *socketd.Socket) string {
 	w.setIf("SocketMode", o.SocketMode)
 	w.setInt("MaxConnections", s.MaxConnections)
 	w.setInt("MaxConnectionsPerSource", s.MaxConnectionsPerSource)
+	if d := narrowerDeny(s.IPAddressAllow, s.IPAddressDeny); d != "" {
+		w.b.WriteString("# In socketd the most specific rule decides, and " + d + " is denied; systemd lets any\n" +
+			"# match of IPAddressAllow= win, and allows it.\n")
+	}
 	w.setIf("IPAddressAllow", strings.Join(s.IPAddressAllow, " "))
 	w.setIf("IPAddressDeny", strings.Join(s.IPAddressDeny, " "))
 	// What systemd cannot say, under keys it ignores (X-), so that an

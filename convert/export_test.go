@@ -2,6 +2,7 @@ package convert_test
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -135,5 +136,27 @@ func TestExportNormalisesDurations(t *testing.T) {
 	got := res.Sockets[0]
 	if got.RuntimeMax != "1m30s" || got.TimeoutStop != "1h" || got.KeepAliveTime != "5m" {
 		t.Errorf("runtime_max %q timeout_stop %q keep_alive_time %q, want 1m30s 1h 5m", got.RuntimeMax, got.TimeoutStop, got.KeepAliveTime)
+	}
+}
+
+// TestNarrowerDeny: a deny rule more specific than an allow rule means
+// something else to systemd: the import keeps it and says so, and the
+// export says so in a comment.
+func TestNarrowerDeny(t *testing.T) {
+	s := helloWorld()
+	s.IPAddressAllow, s.IPAddressDeny = []string{"10.0.0.0/8"}, []string{"10.6.6.6"}
+	files := convert.ExportSystemd(&s)
+	if !strings.Contains(files[0].Content, "# In socketd the most specific rule decides, and 10.6.6.6 is denied") {
+		t.Errorf("export:\n%s", files[0].Content)
+	}
+	res, err := convert.Systemd(s.Name, files[0].Content+files[1].Content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := unmappedKeys(res.Unmapped); !slices.Contains(got, "octoi-helloworld.socket:4:IPAddressDeny") {
+		t.Errorf("unmapped %q", got)
+	}
+	if !slices.Equal(res.Sockets[0].IPAddressDeny, []string{"10.6.6.6"}) {
+		t.Errorf("the rule was not kept: %v", res.Sockets[0].IPAddressDeny)
 	}
 }

@@ -91,6 +91,11 @@ func Systemd(name, text string) (Result, error) {
 	if err := im.finish(socketUnit, serviceUnit, serviceFile, serviceNames); err != nil {
 		return Result{}, err
 	}
+	if d := narrowerDeny(im.s.IPAddressAllow, im.s.IPAddressDeny); d != "" && im.s.Accept {
+		im.unmapped = append(im.unmapped, Unmapped{Source: name + ".socket", Socket: name,
+			Line: socketUnit.sectionLine("Socket"), Directive: "IPAddressDeny", Value: d,
+			Reason: "kept, but socketd lets the most specific rule decide, so it denies what it matches; systemd lets any match of IPAddressAllow= win"})
+	}
 	if !im.s.Accept {
 		// systemd filters a service's packets; socketd checks clients as
 		// it accepts them, which a service's socketd does not.
