@@ -1,6 +1,7 @@
 package activator
 
 import (
+	"fmt"
 	"maps"
 	"net/netip"
 	"os"
@@ -36,6 +37,7 @@ type definition struct {
 	// its resource limits, parsed.
 	idleTimeout time.Duration
 	rlimits     []rlimit
+	rlimitErr   error // a stored limit that does not parse: no handler starts
 	// allow and deny are the access rules' prefixes.
 	allow, deny []netip.Prefix
 	path        atomic.Pointer[string]
@@ -66,7 +68,7 @@ func newDefinition(s *socketd.Socket) *definition {
 	d.stopTimeout, _ = socketd.ParseDuration(s.TimeoutStop)
 	d.runtimeMax, _ = socketd.ParseDuration(s.RuntimeMax)
 	d.idleTimeout, _ = socketd.ParseDuration(s.IdleTimeout)
-	d.rlimits = handlerRlimits(s)
+	d.rlimits, d.rlimitErr = handlerRlimits(s)
 	// Not socketd's own: "/" as systemd and inetd use, so that a handler
 	// neither depends on nor pins where the daemon was started.
 	d.dir = s.WorkingDirectory
@@ -269,9 +271,15 @@ const defaultNOFILE = 1024
 // with: its definition's (validated), with infinity for open files made
 // the kernel's ceiling (fs.nr_open), which is all it allows; and the soft
 // limit of open files brought down to defaultNOFILE if it sets none.
-func handlerRlimits(s *socketd.Socket) []rlimit {
+// A limit that does not parse (stored before Validate refused it) is an
+// error: a handler started without it would run with fewer limits than its
+// definition asks for.
+func handlerRlimits(s *socketd.Socket) ([]rlimit, error) {
 	var out []rlimit
-	rls, _ := s.Rlimits()
+	rls, err := s.Rlimits()
+	if err != nil {
+		return nil, fmt.Errorf("resource limits: %w", err)
+	}
 	nofile := false
 	for _, r := range rls {
 		if r.Resource == "nofile" {
@@ -285,5 +293,5 @@ func handlerRlimits(s *socketd.Socket) []rlimit {
 	if !nofile && unix.Getrlimit(unix.RLIMIT_NOFILE, &own) == nil && own.Cur > defaultNOFILE {
 		out = append(out, rlimit{resource: unix.RLIMIT_NOFILE, soft: defaultNOFILE, hard: own.Max})
 	}
-	return out
+	return out, nil
 }

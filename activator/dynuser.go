@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -113,13 +114,52 @@ func (p *uidPool) taken(u uint32) bool {
 // put gives back a uid whose connection's process group is gone, once
 // whatever else still runs as it is killed.
 func (p *uidPool) put(u uint32) {
-	err := killUID(u)
+	spare := p.spare(u)
+	err := killUID(u, spare)
 	p.mu.Lock()
 	delete(p.busy, u)
+	if spare != u {
+		delete(p.busy, spare)
+	}
 	if err != nil {
 		p.dirty[u] = true
 	}
 	p.mu.Unlock()
+}
+
+// spare reserves a uid of the range other than u that no process runs as
+// (neither busy, dirty nor someone else's), for the killer of u; u itself
+// if it finds none in a few tries.
+func (p *uidPool) spare(u uint32) uint32 {
+	for range 8 {
+		c, ok := p.reserveSpare(u)
+		if !ok {
+			break
+		}
+		if !p.taken(c) { // the databases, checked outside the lock
+			return c
+		}
+	}
+	return u
+}
+
+// reserveSpare reserves the highest uid of the range that is not u and not
+// busy, dirty or known to be taken.
+func (p *uidPool) reserveSpare(u uint32) (uint32, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.swept {
+		return 0, false
+	}
+	for c := p.max; ; c-- {
+		if c != u && !p.busy[c] && !p.dirty[c] && !p.known[c] {
+			p.busy[c] = true
+			return c, true
+		}
+		if c == p.min {
+			return 0, false
+		}
+	}
 }
 
 // known reports whether uid u belongs to someone: a user or group of the
@@ -151,9 +191,14 @@ func (p *uidPool) sweep() {
 	}
 	p.mu.Unlock()
 	if all {
+		// Only uids no one else has: a uid of the user or group
+		// database, or of systemd's dynamic users, is someone's, and so
+		// is socketd's own; their processes are not ours to kill.
 		uids = uids[:0]
 		for u := p.min; ; u++ {
-			uids = append(uids, u)
+			if u != uint32(os.Getuid()) && !known(u) {
+				uids = append(uids, u)
+			}
 			if u == p.max {
 				break
 			}
@@ -167,7 +212,7 @@ func (p *uidPool) sweep() {
 	for range sweepWorkers {
 		wg.Go(func() {
 			for u := range work {
-				if killUID(u) != nil {
+				if killUID(u, u) != nil {
 					fmu.Lock()
 					failed[u] = true
 					fmu.Unlock()
@@ -193,29 +238,48 @@ func (p *uidPool) sweep() {
 	clear(p.known)
 }
 
+// killTimeout bounds the wait for a killer (see killUID).
+const killTimeout = 5 * time.Second
+
 // killUID sends SIGKILL to every process running as uid u (its real or
-// saved uid), at once: a child of socketd takes u as all its uids, with no
-// capabilities, and calls kill(2) with pid -1, which reaches every process
-// it may signal but itself. A process cannot escape it by forking, as it
-// could a kill of each pid read from /proc: the kernel signals them all
-// under one lock, and a process with SIGKILL pending cannot fork. Not a
-// thread of socketd taking u for a moment: a process of u could signal
-// socketd then.
-func killUID(u uint32) error {
-	proc, err := startProcess(&procAttr{path: "/", killAll: true,
+// saved uid), at once: a child of socketd takes u as its effective uid and
+// spare as its real and saved one, with no capabilities, and calls kill(2)
+// with pid -1, which reaches every process whose real or saved uid is u or
+// spare, but itself. A process cannot escape it by forking, as it could a
+// kill of each pid read from /proc: the kernel signals them all under one
+// lock, and a process with SIGKILL pending cannot fork. spare must be a uid
+// no process runs as: then the processes of u cannot signal the killer
+// (kill(2) checks the target's real and saved uid). spare == u leaves them
+// able to stop it; the wait is bounded, and the killer is killed then.
+// Not a thread of socketd taking u for a moment: a process of u could
+// signal socketd then.
+func killUID(u, spare uint32) error {
+	proc, err := startProcess(&procAttr{path: "/", killAll: true, killRUID: spare,
 		creds: &socketd.Credentials{SetUID: true, UID: u, SetGID: true, GID: u, Groups: []uint32{}}})
 	if err != nil {
 		return fmt.Errorf("kill the processes of uid %d: %w", u, err)
 	}
 	defer proc.free()
+	if proc.pidfd >= 0 {
+		defer unix.Close(proc.pidfd)
+		pfd := []unix.PollFd{{Fd: int32(proc.pidfd), Events: unix.POLLIN}}
+		deadline := time.Now().Add(killTimeout)
+		for {
+			n, err := unix.Poll(pfd, int(max(time.Until(deadline), 0)/time.Millisecond))
+			if n > 0 || err != nil && err != unix.EINTR {
+				break
+			}
+			if !time.Now().Before(deadline) {
+				_ = unix.Kill(proc.pid, unix.SIGKILL) // stopped or stuck: end it
+				break
+			}
+		}
+	}
 	var ws unix.WaitStatus
 	for {
 		if _, err := unix.Wait4(proc.pid, &ws, 0, nil); err != unix.EINTR {
 			break
 		}
-	}
-	if proc.pidfd >= 0 {
-		unix.Close(proc.pidfd)
 	}
 	if err := proc.execErr(); err != nil {
 		return fmt.Errorf("kill the processes of uid %d: %w", u, err)

@@ -191,10 +191,11 @@ static int sd_child(void *arg) {
 	// ptrace by others). That is what keeps a process of the handler's user
 	// from attaching to this child, and through it to socketd's memory,
 	// before the execve: leave it so.
-	if (a->set_uid && (r = sd_syscall(SYS_setresuid, a->uid, a->uid, a->uid, 0, 0)) < 0) {
+	unsigned int ruid = a->kill_all ? a->kill_ruid : a->uid;
+	if (a->set_uid && (r = sd_syscall(SYS_setresuid, ruid, a->uid, ruid, 0, 0)) < 0) {
 		return sd_child_fail(p, SD_STEP_SETUID, r);
 	}
-	if (a->set_uid && a->uid != 0) {
+	if (a->set_uid && a->uid != 0 && ruid != 0) {
 		// The kernel clears the capabilities of a process whose uids all
 		// leave 0, unless socketd runs with SECBIT_NO_SETUID_FIXUP: clear
 		// them whatever its securebits say.

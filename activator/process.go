@@ -55,6 +55,9 @@ type procAttr struct {
 	// killAll makes the process, once it has creds, kill every process
 	// they may signal and exit, instead of executing path.
 	killAll bool
+	// killRUID, with killAll, is the killer's real and saved uid (see
+	// process.h); creds.UID is its effective one.
+	killRUID uint32
 	// listenPID says that the last entry of env is LISTEN_PID with room
 	// for the digits, which the new process fills in with its own pid, as
 	// sd_listen_fds(3) checks it: no one knows the pid before.
@@ -98,7 +101,7 @@ func startProcess(a *procAttr) (*process, error) {
 		attrs.private_tmp = 1
 	}
 	if a.killAll {
-		attrs.kill_all = 1
+		attrs.kill_all, attrs.kill_ruid = 1, C.uint(a.killRUID)
 	}
 	for i, r := range a.rlimits[:min(len(a.rlimits), C.SD_MAX_RLIMITS)] {
 		attrs.rlimits[i] = C.sd_rlimit{resource: C.int(r.resource), soft: C.ulonglong(r.soft), hard: C.ulonglong(r.hard)}

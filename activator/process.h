@@ -51,6 +51,10 @@ typedef struct sd_attrs {
 	// kill_all: once the credentials are changed, send SIGKILL to every
 	// process they may signal and exit, instead of executing anything.
 	int kill_all;
+	// kill_ruid, with kill_all: the real and saved uid, uid being the
+	// effective one, so that the processes of uid cannot signal (stop)
+	// the killer while they may not be signalled by anyone else.
+	unsigned int kill_ruid;
 	int nrlimits;
 	sd_rlimit rlimits[SD_MAX_RLIMITS];
 	// The index of the environment entry "LISTEN_PID=" followed by ten

@@ -62,7 +62,8 @@ type sources struct {
 	mu        sync.Mutex
 	live      map[netip.Prefix]int
 	rates     map[netip.Prefix]*bucket
-	pruneMark int // len(rates) at which to prune next
+	pruneMark int       // len(rates) at which to prune next
+	pruned    time.Time // when rates was last pruned
 }
 
 // enter counts a new connection from src, unless the limits refuse it: it
@@ -78,12 +79,13 @@ func (s *sources) enter(l *socketd.Limits, src netip.Prefix, now time.Time) (rea
 		}
 		b := s.rates[src]
 		if b == nil {
-			if len(s.rates) >= s.pruneMark {
+			if len(s.rates) >= s.pruneMark || len(s.rates) >= maxRateSources && now.Sub(s.pruned) >= time.Second {
 				s.pruneLocked(r, now)
-				s.pruneMark = max(pruneRateSources, 2*len(s.rates))
+				s.pruned = now
+				s.pruneMark = min(max(pruneRateSources, 2*len(s.rates)), maxRateSources)
 			}
 			if len(s.rates) >= maxRateSources {
-				return socketd.ReasonRate
+				return socketd.ReasonRate // at the cap: pruned again at most once a second
 			}
 			b = &bucket{}
 			s.rates[src] = b

@@ -41,6 +41,10 @@ func (c *conn) run() bool {
 		c.spawnFailed(err)
 		return false
 	}
+	if def.rlimitErr != nil {
+		c.spawnFailed(def.rlimitErr)
+		return false
+	}
 	c.mu.Lock()
 	stopping := c.stopping
 	c.mu.Unlock()

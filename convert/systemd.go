@@ -106,6 +106,11 @@ func Systemd(name, text string) (Result, error) {
 			{"IPAddressAllow", strings.Join(im.s.IPAddressAllow, " "), len(im.s.IPAddressAllow) > 0},
 			{"IPAddressDeny", strings.Join(im.s.IPAddressDeny, " "), len(im.s.IPAddressDeny) > 0},
 			{"MaxConnectionsPerSource", strconv.Itoa(im.s.MaxConnectionsPerSource), im.s.MaxConnectionsPerSource > 0},
+			{onLimitKey, im.s.OnLimit, im.s.OnLimit != ""},
+			{limitMessageKey, im.s.LimitMessage, im.s.LimitMessage != ""},
+			{sourceRateLimitKey, formatRate(im.s.SourceRateLimit), im.s.SourceRateLimit != nil},
+			{sourcePrefixIPv4Key, strconv.Itoa(im.s.SourcePrefixIPv4), im.s.SourcePrefixIPv4 != 0},
+			{sourcePrefixIPv6Key, strconv.Itoa(im.s.SourcePrefixIPv6), im.s.SourcePrefixIPv6 != 0},
 		} {
 			if x.set {
 				im.unmapped = append(im.unmapped, Unmapped{Source: name + ".socket", Socket: name,
@@ -114,6 +119,8 @@ func Systemd(name, text string) (Result, error) {
 			}
 		}
 		im.s.IPAddressAllow, im.s.IPAddressDeny, im.s.MaxConnectionsPerSource = nil, nil, 0
+		im.s.OnLimit, im.s.LimitMessage, im.s.SourceRateLimit = "", "", nil
+		im.s.SourcePrefixIPv4, im.s.SourcePrefixIPv6 = 0, 0
 	}
 	return newResult([]socketd.Socket{im.s}, im.unmapped), nil
 }

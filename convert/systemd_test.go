@@ -299,9 +299,9 @@ Restart=always
 		KeepAliveTime: "1m30s", KeepAliveInterval: "30s", KeepAliveProbes: 5, NoDelay: true, DeferAccept: "1.5s",
 		FreeBind: true, ReceiveBuffer: 65536, SendBuffer: 1 << 20, BindToDevice: "lo", SocketUser: "nobody",
 		SocketGroup: "nogroup", SocketMode: "0660"}
-	// With Accept=no the access rules go: socketd checks clients as it
-	// accepts them, and accepts none.
-	want.Limits = socketd.Limits{MaxConnections: 10, OnLimit: "refuse", LimitMessage: "busy, call again"}
+	// With Accept=no the access rules and what concerns refused clients
+	// go: socketd checks clients as it accepts them, and accepts none.
+	want.Limits = socketd.Limits{MaxConnections: 10}
 	want.Command = []string{"/usr/bin/env"}
 	want.Environment = map[string]string{"A": "one", "B": "two words", "C": "%", "D": "4"}
 	want.PassEnvironment = []string{"LANG", "TZ"}
@@ -317,6 +317,7 @@ Restart=always
 		t.Errorf("got  %+v\nwant %+v", res.Sockets[0], want)
 	}
 	wantUnmapped := []string{"hello.socket:4:After", "hello.socket:6:IPAddressAllow", "hello.socket:6:IPAddressDeny",
+		"hello.socket:6:X-Socketd-OnLimit", "hello.socket:6:X-Socketd-LimitMessage",
 		"hello.socket:31:IPAddressAllow",
 		"hello.service:42:WorkingDirectory", "hello.service:52:Restart"}
 	if got := unmappedKeys(res.Unmapped); !reflect.DeepEqual(got, wantUnmapped) {

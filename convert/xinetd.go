@@ -463,8 +463,12 @@ func (x *xinetdService) process(s *socketd.Socket, udp bool) error {
 		if err != nil || v < 1 {
 			return errorf(x.line("instances"), "instances = %s: expected a number or UNLIMITED", n)
 		}
-		// xinetd refuses connections beyond it.
-		s.MaxConnections, s.OnLimit = v, socketd.OnLimitRefuse
+		// xinetd refuses connections beyond it; a wait service has
+		// one run at a time whatever it says.
+		s.MaxConnections = v
+		if s.Accept {
+			s.OnLimit = socketd.OnLimitRefuse
+		}
 	}
 	switch n := x.get("per_source"); n {
 	case "", "UNLIMITED":
@@ -473,7 +477,11 @@ func (x *xinetdService) process(s *socketd.Socket, udp bool) error {
 		if err != nil || v < 1 {
 			return errorf(x.line("per_source"), "per_source = %s: expected a number or UNLIMITED", n)
 		}
-		s.MaxConnectionsPerSource = v
+		if s.Accept {
+			s.MaxConnectionsPerSource = v
+		} else {
+			x.note(x.scalars["per_source"], n, "a wait service takes no connections of its own to count by source")
+		}
 	}
 	if c := x.get("cps"); c != "" {
 		// Connections a second, then the seconds xinetd stops the

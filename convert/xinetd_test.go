@@ -89,7 +89,6 @@ func TestXinetd(t *testing.T) {
 	tftp.Listen, tftp.Accept, tftp.Enabled = []string{"udp:0.0.0.0:69"}, false, false
 	tftp.Command = []string{"/usr/sbin/in.tftpd", "-s", "/srv/tftp"}
 	tftp.User = "root"
-	tftp.MaxConnectionsPerSource = 11
 	tftp.RateLimit = &socketd.RateLimit{PerSecond: 100, Burst: 100} // cps = 100 2
 
 	hello := socketd.NewSocket()
@@ -114,7 +113,7 @@ func TestXinetd(t *testing.T) {
 		"xinetd defaults:4:instances", "xinetd defaults:5:log_type", "xinetd:8:includedir",
 		"xinetd service telnet:21:log_on_failure", "xinetd service telnet:22:only_from",
 		"xinetd service telnet:24:env", "xinetd service telnet:25:passenv",
-		"xinetd service tftp:39:cps",
+		"xinetd service tftp:38:per_source", "xinetd service tftp:39:cps",
 		"xinetd service hello:52:server_args", "xinetd service hello:53:flags",
 		"xinetd service hello:56:groups",
 	}
