@@ -46,8 +46,10 @@ func TestMain(m *testing.M) {
 // with a client holding the admin token.
 func openMain(t *testing.T, dataDir string) (*Main, *api.Client) {
 	t.Helper()
-	cfg, err := ParseConfig([]string{"--api-addr", "127.0.0.1:0", "--data-dir", dataDir, "--stop-timeout", "2s"},
-		os.Getenv, io.Discard)
+	// A dynamic user range of its own: a socketd kills whatever runs as
+	// its uids, and the tests of other packages run at the same time.
+	cfg, err := ParseConfig([]string{"--api-addr", "127.0.0.1:0", "--data-dir", dataDir, "--stop-timeout", "2s",
+		"--dynamic-users", "62000-62099"}, os.Getenv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func TestSeedUnitsImported(t *testing.T) {
 	}
 	conn.Close() // so that socketd need not linger for the row to end
 	row := waitConnection(t, c, socketd.ConnectionFilter{Socket: "octoi-helloworld", Limit: 1}, socketd.ConnExited)
-	if row.UID == nil || *row.UID < 61184 || *row.UID > 65519 {
+	if row.UID == nil || *row.UID < 62000 || *row.UID > 62099 {
 		t.Errorf("row %+v: no dynamic uid", row)
 	}
 }
