@@ -128,9 +128,12 @@ func parseID(s string) (uint32, error) {
 
 // ParseUMask parses an octal umask such as "0027"; "" is systemd's default,
 // 0022.
-func ParseUMask(s string) (uint32, error) {
+func ParseUMask(s string) (uint32, error) { return parseMode(s, 0o022) }
+
+// parseMode parses permission bits in octal, from 0000 to 0777; "" is def.
+func parseMode(s string, def uint32) (uint32, error) {
 	if s == "" {
-		return 0o022, nil
+		return def, nil
 	}
 	n, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || n > 0o777 {

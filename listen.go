@@ -40,9 +40,6 @@ type ListenAddr struct {
 // Datagram reports whether the entry is a datagram socket.
 func (l ListenAddr) Datagram() bool { return strings.HasPrefix(l.Network, "udp") }
 
-// Unix reports whether the entry is a unix socket.
-func (l ListenAddr) Unix() bool { return l.Network == "unix" }
-
 // ParseListen parses a listen entry: an address in systemd ListenStream=
 // syntax, a bare port ("13063", all addresses, IPv6 and IPv4), "IPv4:port"
 // or "[IPv6]:port", a unix socket's absolute path or "@" and an abstract

@@ -1,9 +1,7 @@
 package socketd
 
 import (
-	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -204,16 +202,7 @@ func Seconds(s string) int {
 
 // ParseSocketMode parses a unix socket file's mode, in octal; "" is 0666,
 // as systemd's SocketMode= defaults.
-func ParseSocketMode(s string) (uint32, error) {
-	if s == "" {
-		return 0o666, nil
-	}
-	n, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || n > 0o777 {
-		return 0, fmt.Errorf("%q is not an octal mode from 0000 to 0777", s)
-	}
-	return uint32(n), nil
-}
+func ParseSocketMode(s string) (uint32, error) { return parseMode(s, 0o666) }
 
 // SocketOwner returns the owner a unix socket's file gets: -1 for socketd's
 // own user or group where the options set none.
