@@ -110,7 +110,28 @@ func (l *Limits) Max() int {
 // than left waiting.
 func (l *Limits) Refuses() bool { return l.OnLimit == OnLimitRefuse }
 
-func (l *Limits) validate(add func(pointer, format string, args ...any)) {
+// validate adds a problem with l to add. k says what the socket listens
+// on and accept whether it accepts connections: what concerns clients
+// applies only to the connections socketd accepts, and per source only to
+// TCP ones.
+func (l *Limits) validate(add func(pointer, format string, args ...any), k listenKinds, accept bool) {
+	for _, f := range []struct {
+		pointer string
+		set     bool
+	}{
+		{"/ip_address_allow", len(l.IPAddressAllow) > 0}, {"/ip_address_deny", len(l.IPAddressDeny) > 0},
+		{"/max_connections_per_source", l.MaxConnectionsPerSource > 0}, {"/source_rate_limit", l.SourceRateLimit != nil},
+		{"/source_prefix_ipv4", l.SourcePrefixIPv4 > 0}, {"/source_prefix_ipv6", l.SourcePrefixIPv6 > 0},
+		{"/on_limit", l.OnLimit == OnLimitRefuse},
+	} {
+		switch {
+		case !f.set:
+		case !accept:
+			add(f.pointer, "applies to accepted connections: a service (accept false) gets its sockets as they are")
+		case !k.tcp && f.pointer != "/on_limit":
+			add(f.pointer, "applies to clients with an IP address, and listen has no TCP address")
+		}
+	}
 	if l.MaxConnections < 0 || l.MaxConnections > maxMaxConnections {
 		add("/max_connections", "must be from 1 to %d, or 0 for %d", maxMaxConnections, DefaultMaxConnections)
 	}

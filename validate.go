@@ -68,30 +68,13 @@ func (s *Socket) Validate() error {
 	for i, j := range listenOverlaps(s.Listen, parsed, s.BindIPv6Only == BindIPv6Only) {
 		add(fmt.Sprintf("/listen/%d", i), "%s", j)
 	}
-	s.SocketOptions.validate(add, kindsOf(parsed))
-	s.Limits.validate(add)
-	ip := kindsOf(parsed).tcp
-	for _, f := range []struct {
-		pointer string
-		set     bool
-	}{
-		{"/ip_address_allow", len(s.IPAddressAllow) > 0}, {"/ip_address_deny", len(s.IPAddressDeny) > 0},
-		{"/max_connections_per_source", s.MaxConnectionsPerSource > 0}, {"/source_rate_limit", s.SourceRateLimit != nil},
-		{"/source_prefix_ipv4", s.SourcePrefixIPv4 > 0}, {"/source_prefix_ipv6", s.SourcePrefixIPv6 > 0},
-		{"/on_limit", s.OnLimit == OnLimitRefuse},
-	} {
-		switch {
-		case !f.set:
-		case !s.Accept:
-			add(f.pointer, "applies to accepted connections: a service (accept false) gets its sockets as they are")
-		case !ip && f.pointer != "/on_limit":
-			add(f.pointer, "applies to clients with an IP address, and listen has no TCP address")
-		}
-	}
+	kinds := kindsOf(parsed)
+	s.SocketOptions.validate(add, kinds)
+	s.Limits.validate(add, kinds, s.Accept)
 	s.ResourceLimits.validate(add)
 	if d, err := ParseDuration(s.IdleTimeout); err != nil {
 		add("/idle_timeout", "%v", err)
-	} else if d > 0 && !kindsOf(parsed).tcp {
+	} else if d > 0 && !kinds.tcp {
 		add("/idle_timeout", "applies to TCP connections, and listen has no TCP address")
 	} else if d > 0 && !s.Accept {
 		add("/idle_timeout", "applies to connections: a service (accept false) has none")
