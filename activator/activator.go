@@ -359,6 +359,20 @@ func (a *Activator) loop() {
 	}
 }
 
+// sleep waits for d, or until stop or changed (nil: never) is closed: it
+// reports false then.
+func sleep(d time.Duration, stop, changed <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+	case <-changed:
+	}
+	return false
+}
+
 // kickLoop tells the resync loop to look at the retry times again.
 func (a *Activator) kickLoop() {
 	select {

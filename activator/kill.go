@@ -64,12 +64,17 @@ func (c *conn) started(pid int) {
 		c.runtimeTimer = time.AfterFunc(d, func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			if !c.stopping && !c.exited {
-				c.stopping = true
-				c.stopReason = fmt.Sprintf("ran longer than runtime_max (%s)", c.def.sock.RuntimeMax)
-				c.terminateLocked()
-			}
+			c.stopForLocked(fmt.Sprintf("ran longer than runtime_max (%s)", c.def.sock.RuntimeMax))
 		})
+	}
+}
+
+// stopForLocked stops the handler, which socketd itself decided to, saying
+// why in its row; unless it is stopping or gone already.
+func (c *conn) stopForLocked(reason string) {
+	if !c.stopping && !c.exited {
+		c.stopping, c.stopReason = true, reason
+		c.terminateLocked()
 	}
 }
 
@@ -98,9 +103,7 @@ func (c *conn) checkIdle() {
 		c.idleTimer = time.AfterFunc(limit-idle, c.checkIdle)
 		return
 	}
-	c.stopping = true
-	c.stopReason = fmt.Sprintf("no data either way for idle_timeout (%s)", c.def.sock.IdleTimeout)
-	c.terminateLocked()
+	c.stopForLocked(fmt.Sprintf("no data either way for idle_timeout (%s)", c.def.sock.IdleTimeout))
 }
 
 // kill sends SIGKILL to the handler's group at once, when Close runs out of

@@ -308,11 +308,7 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 				a.log.Error("accept", "socket", s.name, "address", l.addr, "err", err)
 			}
 			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-l.done:
-				t.Stop()
+			if !sleep(backoff, l.done, nil) {
 				return
 			}
 			continue

@@ -199,11 +199,7 @@ func (sv *service) run() {
 			a.log.Warn("service leaves its sockets ready; delaying its starts", "socket", s.name, "runs", quick)
 		}
 		s.setError(msg)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-sv.stopped:
-			t.Stop()
+		if !sleep(delay, sv.stopped, nil) {
 			return
 		}
 	}

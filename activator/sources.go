@@ -169,14 +169,7 @@ func (g *rateGate) wait(r *socketd.RateLimit, stop, changed <-chan struct{}) boo
 		if ok {
 			return true
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-stop:
-			t.Stop()
-			return false
-		case <-changed:
-			t.Stop()
+		if !sleep(wait, stop, changed) {
 			return false
 		}
 	}
