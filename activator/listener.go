@@ -375,10 +375,12 @@ func (a *Activator) refuseAccepted(j job, reason, detail, message string) {
 		_, _ = unix.SendmsgN(j.fd, []byte(message+"\r\n"), nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 		endOutput(j.fd)
 	}
-	rec := socketd.Connection{Socket: j.s.name, StartedAt: j.start.UTC()}
-	j.describe(&rec)
+	a.refuse(j.s, reason, detail, func() socketd.Connection {
+		rec := socketd.Connection{Socket: j.s.name, StartedAt: j.start.UTC()}
+		j.describe(&rec)
+		return rec
+	})
 	unix.Close(j.fd)
-	a.refuse(j.s, &rec, reason, detail)
 }
 
 // retryNow reports whether an accept error concerns only the connection at

@@ -62,10 +62,11 @@ func (r *refusals) counts() map[string]int64 {
 }
 
 // refuse records that a connection to s was refused for reason (one of
-// socketd.Reasons), detail saying it for humans. rec, the connection's row
-// (nothing begun yet), gets a row of its own within the socket's budget;
-// beyond it, the refusal is folded into the next summary row.
-func (a *Activator) refuse(s *socket, rec *socketd.Connection, reason, detail string) {
+// socketd.Reasons), detail saying it for humans. Within the socket's budget
+// it gets a row of its own, which conn makes (nothing begun yet); beyond
+// it, the refusal is folded into the next summary row, and conn is not
+// called: under a flood, a refusal costs no more than it must.
+func (a *Activator) refuse(s *socket, reason, detail string, conn func() socketd.Connection) {
 	s.refused.Add(1)
 	r := &s.refusals
 	now := time.Now()
@@ -88,11 +89,12 @@ func (a *Activator) refuse(s *socket, rec *socketd.Connection, reason, detail st
 	if !row {
 		return
 	}
+	rec := conn()
 	ended := now.UTC()
 	ms := now.Sub(rec.StartedAt).Milliseconds()
 	rec.State, rec.Reason, rec.Error = socketd.ConnRefused, reason, detail
 	rec.EndedAt, rec.DurationMS = &ended, &ms
-	if err := a.cfg.Recorder.BeginConnectionAsync(rec, func(error) {}); err != nil {
+	if err := a.cfg.Recorder.BeginConnectionAsync(&rec, func(error) {}); err != nil {
 		// Nothing more to do: the count stands.
 		a.log.Debug("record refusal", "socket", s.name, "err", err)
 	}

@@ -108,7 +108,7 @@ func (a *Activator) serve(j job) {
 	j.describe(&c.rec)
 	c.takeUser()
 	if c.refusal != "" {
-		a.refuse(s, &c.rec, socketd.ReasonNoDynamicUID, c.refusal)
+		a.refuse(s, socketd.ReasonNoDynamicUID, c.refusal, c.row)
 		a.drop(c)
 		return
 	}
@@ -119,7 +119,7 @@ func (a *Activator) serve(j job) {
 		c.releaseUser()
 		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "err", err)
 		s.setError("record connection: " + err.Error())
-		a.refuse(s, &c.rec, socketd.ReasonHistoryUnavailable, err.Error())
+		a.refuse(s, socketd.ReasonHistoryUnavailable, err.Error(), c.row)
 		a.drop(c)
 		return
 	}
@@ -173,6 +173,9 @@ func (a *Activator) drop(c *conn) {
 	c.leaveSource()
 	a.wg.Done()
 }
+
+// row returns c's row, as begun so far.
+func (c *conn) row() socketd.Connection { return c.rec }
 
 // leaveSource counts c gone from its source.
 func (c *conn) leaveSource() {

@@ -269,7 +269,7 @@ func (sv *service) start(fd int, start time.Time) *conn {
 	}
 	c.takeUser()
 	if c.refusal != "" {
-		a.refuse(s, &c.rec, socketd.ReasonNoDynamicUID, c.refusal)
+		a.refuse(s, socketd.ReasonNoDynamicUID, c.refusal, c.row)
 		a.release(s)
 		return nil
 	}
@@ -277,7 +277,7 @@ func (sv *service) start(fd int, start time.Time) *conn {
 		c.releaseUser()
 		a.log.Error("record", "socket", s.name, "err", err)
 		s.setError("record connection: " + err.Error())
-		a.refuse(s, &c.rec, socketd.ReasonHistoryUnavailable, err.Error())
+		a.refuse(s, socketd.ReasonHistoryUnavailable, err.Error(), c.row)
 		a.release(s)
 		return nil
 	}
