@@ -58,12 +58,8 @@ func TestHandlerCredentials(t *testing.T) {
 		svc.Name, svc.Accept, svc.Listen = c.name+"-service", false, []string{"udp:127.0.0.1:0"}
 		svc.StandardInput, svc.StandardOutput = socketd.StdinSocket, socketd.StdoutLog
 		svc.Command = []string{"/bin/sh", "-c", "dd bs=512 count=1 of=/dev/null 2>/dev/null; " + idsScript}
-		for _, s := range []socketd.Socket{s, svc} {
-			if err := s.Validate(); err != nil {
-				t.Fatalf("%s: %v", s.Name, err)
-			}
-			socks = append(socks, s)
-		}
+		mustValid(t, s, svc)
+		socks = append(socks, s, svc)
 	}
 	h := start(t, activator.Config{}, socks...)
 	for _, c := range cases {
@@ -165,11 +161,7 @@ func TestStopOptions(t *testing.T) {
 	quick.TimeoutStop = "100ms"
 	env := handlerSocket("env", testhandler.Environ, "SOCKETD_TEST_OVERRIDDEN", "from the definition")
 	env.PassEnvironment = []string{"SOCKETD_TEST_PASSED", "SOCKETD_TEST_OVERRIDDEN", "SOCKETD_TEST_ABSENT"}
-	for _, s := range []socketd.Socket{limited, intsig, quick, env} {
-		if err := s.Validate(); err != nil {
-			t.Fatalf("%s: %v", s.Name, err)
-		}
-	}
+	mustValid(t, limited, intsig, quick, env)
 	h := start(t, activator.Config{StopTimeout: time.Minute}, limited, intsig, quick, env)
 
 	t.Run("runtime_max", func(t *testing.T) {

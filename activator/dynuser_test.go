@@ -51,9 +51,7 @@ func readDynamic(t *testing.T, lines func() string) dynamicRun {
 func TestDynamicUser(t *testing.T) {
 	testhandler.RequireRoot(t)
 	s := dynamicSocket("dyn")
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	mustValid(t, s)
 	// A file in the host's /tmp stays out of sight.
 	host, err := os.CreateTemp("", "socketd-host-*")
 	if err != nil {

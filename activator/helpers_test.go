@@ -49,6 +49,17 @@ func handlerSocket(name, handler string, kv ...string) socketd.Socket {
 	return s
 }
 
+// mustValid fails t unless every definition passes Validate, as the API
+// would save it.
+func mustValid(t testing.TB, socks ...socketd.Socket) {
+	t.Helper()
+	for _, s := range socks {
+		if err := s.Validate(); err != nil {
+			t.Fatalf("%s: %v", s.Name, err)
+		}
+	}
+}
+
 // fakeSource is a Source whose definitions the test sets.
 type fakeSource struct {
 	mu    sync.Mutex

@@ -76,9 +76,7 @@ func TestMaxConnectionsDefer(t *testing.T) {
 func TestMaxConnectionsRefuse(t *testing.T) {
 	s := handlerSocket("one", testhandler.ReadyHang)
 	s.MaxConnections, s.OnLimit, s.LimitMessage = 1, socketd.OnLimitRefuse, "busy, try later"
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	mustValid(t, s)
 	h := start(t, activator.Config{}, s)
 	addr := h.addr(t, "one")
 	first := dial(t, addr)
@@ -106,9 +104,7 @@ func TestAccessRules(t *testing.T) {
 	s.IPAddressDeny = []string{"127.0.0.0/8", "127.0.0.5"}
 	s.IPAddressAllow = []string{"127.0.0.0/24", "127.0.1.7", "127.0.2.0/24"}
 	s.IPAddressDeny = append(s.IPAddressDeny, "127.0.2.0/24") // a tie: allowed
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	mustValid(t, s)
 	h := start(t, activator.Config{}, s)
 	_, port, _ := net.SplitHostPort(h.addr(t, "guarded"))
 	for src, allowed := range map[string]bool{
@@ -312,11 +308,7 @@ func TestRateLimits(t *testing.T) {
 	perSource := handlerSocket("persource", testhandler.Hello)
 	perSource.Listen = []string{"0.0.0.0:0"}
 	perSource.SourceRateLimit = &socketd.RateLimit{PerSecond: 0.5, Burst: 2}
-	for _, s := range []socketd.Socket{paced, perSource} {
-		if err := s.Validate(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustValid(t, paced, perSource)
 	h := start(t, activator.Config{}, paced, perSource)
 
 	addr := h.addr(t, "paced")
@@ -358,9 +350,7 @@ func TestResourceLimits(t *testing.T) {
 	s.Command = []string{"/bin/cat", "/proc/self/limits"}
 	s.ResourceLimits = socketd.ResourceLimits{LimitNOFILE: "100:200", LimitNPROC: "50", LimitCPU: "1m",
 		LimitAS: "1G", LimitCORE: "0"}
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	mustValid(t, s)
 	h := start(t, activator.Config{}, s)
 	out := roundTrip(t, h.addr(t, "limited"), "")
 	want := map[string]string{
@@ -391,9 +381,7 @@ func TestResourceLimits(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	s := handlerSocket("idle", testhandler.Echo)
 	s.IdleTimeout = "300ms"
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	mustValid(t, s)
 	h := start(t, activator.Config{}, s)
 	talker, silent := dial(t, h.addr(t, "idle")), dial(t, h.addr(t, "idle"))
 	began := time.Now()

@@ -59,9 +59,7 @@ func datagram(t *testing.T, addr, msg string) string {
 // status shows the running service's pid.
 func TestServiceGetsEveryListener(t *testing.T) {
 	s := serviceSocket("svc", testhandler.SDService, "127.0.0.1:0", "udp:127.0.0.1:0", "127.0.0.1:0")
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	mustValid(t, s)
 	h := start(t, activator.Config{}, s)
 	st := h.status(t, "svc")
 	if len(st.Listening) != 3 {
@@ -109,12 +107,8 @@ func TestServiceGetsEveryListener(t *testing.T) {
 func TestInetdWait(t *testing.T) {
 	stream := serviceSocket("stream", testhandler.InetdWait, "127.0.0.1:0")
 	dgram := serviceSocket("dgram", testhandler.InetdWait, "udp:127.0.0.1:0")
-	for _, s := range []*socketd.Socket{&stream, &dgram} {
-		s.StandardInput = socketd.StdinSocket
-		if err := s.Validate(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	stream.StandardInput, dgram.StandardInput = socketd.StdinSocket, socketd.StdinSocket
+	mustValid(t, stream, dgram)
 	h := start(t, activator.Config{}, stream, dgram)
 	if got := lineFrom(t, h.addr(t, "stream")); !strings.HasPrefix(got, "0 /dev/stdin pid=") || !strings.HasSuffix(got, "nonblock=false") {
 		t.Errorf("stream service wrote %q", got)
@@ -140,12 +134,8 @@ func TestServiceIPv6Datagram(t *testing.T) {
 	v6 := serviceSocket("v6", testhandler.InetdWait, "udp:[::1]:0")
 	both := serviceSocket("both", testhandler.InetdWait, "udp:[::]:0")
 	both.BindIPv6Only = socketd.BindIPv6Both
-	for _, s := range []*socketd.Socket{&v6, &both} {
-		s.StandardInput = socketd.StdinSocket
-		if err := s.Validate(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	v6.StandardInput, both.StandardInput = socketd.StdinSocket, socketd.StdinSocket
+	mustValid(t, v6, both)
 	h := start(t, activator.Config{}, v6, both)
 	if got := datagram(t, h.addr(t, "v6"), "six"); !strings.HasSuffix(got, " six") {
 		t.Errorf("IPv6 service answered %q", got)
@@ -305,9 +295,7 @@ func TestSystemdSocketProxyd(t *testing.T) {
 	s := socketd.NewSocket()
 	s.Name, s.Accept, s.Listen = "proxy", false, []string{"127.0.0.1:0"}
 	s.Command = []string{proxyd, "--exit-idle-time=1s", backend.Addr().String()}
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	mustValid(t, s)
 	h := start(t, activator.Config{}, s)
 	// The proxy ends a connection at the client's end of file, before
 	// the backend answers: read the answer first.
@@ -347,9 +335,7 @@ func TestTFTPD(t *testing.T) {
 	s.Name, s.Accept, s.Listen = "tftp", false, []string{"udp:127.0.0.1:0"}
 	s.StandardInput, s.Stderr = socketd.StdinSocket, socketd.StderrLog
 	s.Command = []string{tftpd, "--timeout", "1", "--user", "nobody", "--secure", dir}
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	mustValid(t, s)
 	h := start(t, activator.Config{}, s)
 	if got := tftpGet(t, h.addr(t, "tftp"), "hello.txt"); got != want {
 		t.Errorf("fetched %q, want %q", got, want)

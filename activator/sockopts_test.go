@@ -50,11 +50,7 @@ func TestSocketOptions(t *testing.T) {
 	noDevice := handlerSocket("nodevice", testhandler.Hello)
 	noDevice.BindToDevice = "nosuchdev0"
 	all := []socketd.Socket{opts, v6only, both, dual, mapped, split, v4, freeBind, deferred, device, noDevice}
-	for _, s := range all {
-		if err := s.Validate(); err != nil {
-			t.Fatalf("%s: %v", s.Name, err)
-		}
-	}
+	mustValid(t, all...)
 	h := start(t, activator.Config{}, all...)
 
 	t.Run("connection options", func(t *testing.T) {

@@ -25,11 +25,7 @@ func TestStandardStreams(t *testing.T) {
 	nowhere.StandardOutput = socketd.StdoutNull
 	inherit := handlerSocket("inherit", testhandler.Stderr)
 	inherit.Stderr = socketd.StderrInherit
-	for _, s := range []socketd.Socket{fd3, logged, nowhere, inherit} {
-		if err := s.Validate(); err != nil {
-			t.Fatalf("%s: %v", s.Name, err)
-		}
-	}
+	mustValid(t, fd3, logged, nowhere, inherit)
 	h := start(t, activator.Config{}, fd3, logged, nowhere, inherit)
 
 	t.Run("fd3", func(t *testing.T) {

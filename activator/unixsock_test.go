@@ -50,9 +50,7 @@ func TestUnixSockets(t *testing.T) {
 	abstract := fmt.Sprintf("@socketd-test-%d", os.Getpid())
 	s := testhandler.Socket("env", testhandler.Environ, path, abstract)
 	s.SocketMode = "0600"
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	mustValid(t, s)
 	h := start(t, activator.Config{}, s)
 	if got := h.status(t, "env").Listening; len(got) != 2 || got[0] != path || got[1] != abstract {
 		t.Errorf("listening on %q", got)
@@ -143,9 +141,7 @@ func TestUnixSocketOwner(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "owned.sock")
 	s := testhandler.Socket("owned", testhandler.Hello, path)
 	s.SocketUser, s.SocketGroup, s.SocketMode = "nobody", "4242", "0660"
-	if err := s.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	mustValid(t, s)
 	start(t, activator.Config{}, s)
 	fi, err := os.Stat(path)
 	if err != nil {

@@ -135,7 +135,7 @@ func TestBeginCompleteRow(t *testing.T) {
 	d := int64(1)
 	c := &socketd.Connection{
 		Socket: "s", State: socketd.ConnRefused, RemoteIP: "192.0.2.7", RemotePort: 1,
-		StartedAt: started, EndedAt: &ended, DurationMS: &d, Error: "too many connections",
+		StartedAt: started, EndedAt: &ended, DurationMS: &d, Error: "too many connections", Reason: socketd.ReasonMaxConnections,
 		Log: []byte("refused"),
 	}
 	if err := db.BeginConnection(ctx, c); err != nil {
@@ -172,11 +172,12 @@ func TestBeginCompleteRow(t *testing.T) {
 	if err := db.FinishConnection(ctx, &f); err != nil {
 		t.Fatal(err)
 	}
-	f.UID = nil
+	f.UID, f.State, f.Reason = nil, socketd.ConnRefused, socketd.ReasonShuttingDown
 	if err := db.FinishConnection(ctx, &f); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := db.GetConnection(ctx, u.ID); err != nil || got.UID == nil || *got.UID != uid || *got.PeerPID != pid {
+	if got, err := db.GetConnection(ctx, u.ID); err != nil || got.UID == nil || *got.UID != uid || *got.PeerPID != pid ||
+		got.Reason != socketd.ReasonShuttingDown {
 		t.Errorf("finished unix row %#v (%v), want uid %d", got, err, uid)
 	}
 }
