@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -105,7 +106,7 @@ func listen(spec listenSpec) (*listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b := spec.opts.Backlog; b > 0 && spec.network != "udp" && spec.network != "udp4" && spec.network != "udp6" {
+	if b := spec.opts.Backlog; b > 0 && !isDatagram(spec.network) {
 		// listen(2) again sets the queue's length.
 		rc, err := sock.SyscallConn()
 		if err == nil {
@@ -149,6 +150,9 @@ func listen(spec listenSpec) (*listener, error) {
 	l.try = l.tryAccept
 	return l, nil
 }
+
+// isDatagram reports whether a listen network is UDP.
+func isDatagram(network string) bool { return strings.HasPrefix(network, "udp") }
 
 // setOptions sets o on listening socket fd before it is bound. Go has made
 // an IPv6 socket dual stack, unless it binds an IPv6 address only.

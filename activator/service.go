@@ -3,6 +3,7 @@ package activator
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -33,11 +34,12 @@ const (
 // signal), and the socket binds again only once that run has ended, since
 // the run holds the sockets too.
 type service struct {
-	a    *Activator
-	s    *socket
-	fds  []int // copies of the listeners' descriptors, in listen order
-	p    *poller
-	prev *service // the socket's service before this one, or nil
+	a     *Activator
+	s     *socket
+	fds   []int  // copies of the listeners' descriptors, in listen order
+	dgram []bool // dgram[i]: fds[i] is a datagram socket
+	p     *poller
+	prev  *service // the socket's service before this one, or nil
 
 	mu  sync.Mutex
 	cur *conn // the running run, or nil
@@ -62,6 +64,7 @@ func (a *Activator) startService(s *socket) error {
 		fd, err := unix.FcntlInt(uintptr(l.fd), unix.F_DUPFD_CLOEXEC, 0)
 		if err == nil {
 			sv.fds = append(sv.fds, fd)
+			sv.dgram = append(sv.dgram, isDatagram(l.spec.network))
 			err = p.add(fd)
 		}
 		if err != nil {
@@ -169,9 +172,9 @@ func (sv *service) run() {
 			a.release(s)
 			return
 		}
-		before := queues(sv.fds)
+		before := sv.queues()
 		start := time.Now()
-		if c := sv.start(fd, start); c != nil {
+		if c := sv.start(fd, start, before); c != nil {
 			<-c.done
 		}
 		sv.mu.Lock()
@@ -183,7 +186,7 @@ func (sv *service) run() {
 		}
 
 		// See quickRuns.
-		if time.Since(start) >= quickRun || !sv.p.ready() || progressed(before, queues(sv.fds)) {
+		if time.Since(start) >= quickRun || !sv.p.ready() || progressed(before, sv.queues()) {
 			if delay > 0 {
 				s.setError("")
 			}
@@ -207,24 +210,31 @@ func (sv *service) run() {
 
 // queue is what waits on a listening socket, as far as socketd can tell
 // without taking it: how many connections wait to be accepted (TCP), or
-// the first datagram's sender and length; n is -1 when it cannot tell.
+// the first datagram's sender (from) and length; n is -1 when it cannot
+// tell.
 type queue struct {
 	n    int
 	head string
+	from netip.AddrPort
 }
 
-func queues(fds []int) []queue {
-	qs := make([]queue, len(fds))
-	for i, fd := range fds {
+// queues returns what waits on each of the service's sockets.
+func (sv *service) queues() []queue {
+	qs := make([]queue, len(sv.fds))
+	for i, fd := range sv.fds {
 		qs[i] = queue{n: -1}
-		if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err == nil && t == unix.SOCK_DGRAM {
+		if sv.dgram[i] {
 			var buf [64]byte
-			n, from, err := unix.Recvfrom(fd, buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+			var rsa unix.RawSockaddrAny
+			rsaLen := uint32(unix.SizeofSockaddrAny)
+			n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+				unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC, uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&rsaLen)))
 			switch {
-			case err == unix.EAGAIN:
+			case e == unix.EAGAIN:
 				qs[i] = queue{n: 0}
-			case err == nil:
-				qs[i] = queue{n: 1, head: fmt.Sprintf("%v %d %x", from, n, buf[:min(n, len(buf))])}
+			case e == 0:
+				from := sockaddrAddrPort(&rsa)
+				qs[i] = queue{n: 1, from: from, head: fmt.Sprintf("%v %d %x", from, n, buf[:min(int(n), len(buf))])}
 			}
 		} else if ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
 			// For a listening socket, the kernel reports its accept
@@ -251,11 +261,11 @@ func progressed(before, after []queue) bool {
 	return false
 }
 
-// start records a run of the service, which socket fd woke, and starts it.
-// It returns the run, which ends when its done is closed, or nil if it was
-// refused before it was recorded; either way the slots taken for it are
-// given back.
-func (sv *service) start(fd int, start time.Time) *conn {
+// start records a run of the service, which socket fd woke (its sockets'
+// queues are waiting), and starts it. It returns the run, which ends when
+// its done is closed, or nil if it was refused before it was recorded;
+// either way the slots taken for it are given back.
+func (sv *service) start(fd int, start time.Time, waiting []queue) *conn {
 	a, s := sv.a, sv.s
 	c := &conn{a: a, s: s, def: s.def.Load(), fd: -1, listenFDs: sv.fds, start: start,
 		done: make(chan struct{}), logFD: -1}
@@ -263,9 +273,10 @@ func (sv *service) start(fd int, start time.Time) *conn {
 	if local := localAddr(fd); local.IsValid() {
 		c.rec.LocalIP, c.rec.LocalPort = local.Addr().String(), int(local.Port())
 	}
-	if remote := peekSender(fd); remote.IsValid() {
+	if i := slices.Index(sv.fds, fd); i >= 0 && waiting[i].from.IsValid() {
 		// The datagram that woke the service: who asked for it.
-		c.rec.RemoteIP, c.rec.RemotePort = remote.Addr().String(), int(remote.Port())
+		from := waiting[i].from
+		c.rec.RemoteIP, c.rec.RemotePort = from.Addr().String(), int(from.Port())
 	}
 	c.takeUser()
 	if c.refusal != "" {
@@ -305,20 +316,4 @@ func (sv *service) start(fd int, start time.Time) *conn {
 	}
 	s.servicePID.Store(int64(c.rec.PID))
 	return c
-}
-
-// peekSender returns the sender of the datagram waiting on fd, without
-// taking it, or the zero AddrPort if fd is not a datagram socket.
-func peekSender(fd int) netip.AddrPort {
-	if t, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || t != unix.SOCK_DGRAM {
-		return netip.AddrPort{}
-	}
-	var rsa unix.RawSockaddrAny
-	n := uint32(unix.SizeofSockaddrAny)
-	_, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, 0, unix.MSG_PEEK|unix.MSG_DONTWAIT,
-		uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)))
-	if e != 0 {
-		return netip.AddrPort{}
-	}
-	return sockaddrAddrPort(&rsa)
 }
