@@ -232,25 +232,3 @@ func killUID(uid uint32) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
 	cmd.Run()
 }
-
-// TestDynamicUserStopperCannotStall: a process left behind that stops
-// every process it may signal cannot stop the one that kills it, and the
-// connection ends; its uid is served again.
-func TestDynamicUserStopperCannotStall(t *testing.T) {
-	testhandler.RequireRoot(t)
-	t.Cleanup(func() { killUID(64200); killUID(64201) })
-	s := socketd.NewSocket()
-	s.Name, s.Listen, s.DynamicUser = "stopper", []string{"127.0.0.1:0"}, true
-	s.Command = []string{"/bin/sh", "-c", `setsid sh -c 'while :; do kill -STOP -1; done' </dev/null >/dev/null 2>&1 & echo $!`}
-	h := start(t, activator.Config{DynamicUIDMin: 64200, DynamicUIDMax: 64201}, s)
-	out := roundTrip(t, h.addr(t, "stopper"), "")
-	pid, err := strconv.Atoi(strings.TrimSpace(out))
-	if err != nil {
-		t.Fatalf("read %q", out)
-	}
-	h.rec.row(t, h.rec.nthBegun(t, 1))
-	eventually(t, "the stopper to be killed", func() bool { return gone(pid) })
-	if out := roundTrip(t, h.addr(t, "stopper"), ""); strings.TrimSpace(out) == "" {
-		t.Error("the next connection was not served")
-	}
-}
