@@ -21,6 +21,18 @@
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+
+// The kernel's struct clone_args (linux/sched.h, version 2).
+struct sd_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+		set_tid, set_tid_size, cgroup;
+};
 
 // The child's stack. It runs a few system calls and no library code.
 #define SD_STACK (16 << 10)
@@ -52,6 +64,61 @@ static long sd_syscall(long n, long a1, long a2, long a3, long a4, long a5) {
 	return x0;
 #else
 #error "socketd's process start supports amd64 and arm64"
+#endif
+}
+
+// sd_clone3 makes a child with clone3(2) that runs fn(arg) on the stack the
+// arguments give and exits with its result; it returns the child's pid, or
+// -errno. Unlike the C library's clone, clone3 can place the child in a
+// cgroup as it is made (CLONE_INTO_CGROUP). The child shares the parent's
+// memory and starts on its new stack with the parent's registers: it must
+// never return into the parent's frames, so the call and the exit are in
+// the assembly.
+static long sd_clone3(struct sd_clone_args *args, int (*fn)(void *), void *arg) {
+#if defined(__x86_64__)
+	long ret;
+	register long r8 __asm__("r8") = (long)fn;
+	register long r9 __asm__("r9") = (long)arg;
+	__asm__ volatile("syscall\n\t"
+			 "test %%rax, %%rax\n\t"
+			 "jnz 1f\n\t"
+			 // The child: the kernel keeps every register but rax,
+			 // rcx and r11, and set rsp to the top of the new stack.
+			 "xor %%ebp, %%ebp\n\t"
+			 "and $-16, %%rsp\n\t"
+			 "mov %%r9, %%rdi\n\t"
+			 "call *%%r8\n\t"
+			 "mov %%eax, %%edi\n\t"
+			 "mov %[exit], %%eax\n\t"
+			 "syscall\n\t"
+			 "hlt\n"
+			 "1:"
+			 : "=a"(ret)
+			 : "a"((long)SYS_clone3), "D"(args), "S"(sizeof(*args)), "r"(r8), "r"(r9),
+			   [exit] "i"(SYS_exit)
+			 : "rcx", "r11", "memory");
+	return ret;
+#elif defined(__aarch64__)
+	register long x8 __asm__("x8") = SYS_clone3;
+	register long x0 __asm__("x0") = (long)args;
+	register long x1 __asm__("x1") = sizeof(*args);
+	register long x2 __asm__("x2") = (long)fn;
+	register long x3 __asm__("x3") = (long)arg;
+	__asm__ volatile("svc 0\n\t"
+			 "cbnz x0, 1f\n\t"
+			 // The child: sp is the top of the new stack.
+			 "mov x29, xzr\n\t"
+			 "mov x30, xzr\n\t"
+			 "mov x0, x3\n\t"
+			 "blr x2\n\t"
+			 "mov x8, %[exit]\n\t"
+			 "svc 0\n\t"
+			 "brk 0\n"
+			 "1:"
+			 : "+r"(x0)
+			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), [exit] "i"(SYS_exit)
+			 : "memory");
+	return x0;
 #endif
 }
 
@@ -317,7 +384,8 @@ sd_proc *sd_proc_new(const char *blob, size_t len, int argc, int envc, int has_d
 	}
 	p->dir = has_dir ? s : NULL;
 
-	p->stack_top = (char *)((uintptr_t)(m + off_stack + SD_STACK) & ~(uintptr_t)15);
+	p->stack = m + off_stack;
+	p->cgroup_fd = -1;
 	p->pid = -1;
 	p->pidfd = -1;
 	return p;
@@ -334,24 +402,34 @@ int sd_proc_start(sd_proc *p) {
 	sd_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, sizeof(all), 0);
 	p->ppid = sd_pid;
 	int pidfd = -1;
-	int pid = clone(sd_child, p->stack_top, CLONE_VM | CLONE_PIDFD | SIGCHLD, p, &pidfd);
-	int err = pid < 0 ? errno : 0;
+	struct sd_clone_args args = {
+		.flags = CLONE_VM | CLONE_PIDFD,
+		.pidfd = (uintptr_t)&pidfd,
+		.exit_signal = SIGCHLD,
+		.stack = (uintptr_t)p->stack,
+		.stack_size = SD_STACK,
+	};
+	if (p->cgroup_fd >= 0) {
+		args.flags |= CLONE_INTO_CGROUP;
+		args.cgroup = p->cgroup_fd;
+	}
+	long pid = sd_clone3(&args, sd_child, p);
 	sd_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, sizeof(old), 0);
 	if (pid < 0) {
-		return err;
+		return (int)-pid;
 	}
 	// The child makes its own group as its first step, but the parent may
 	// signal the group before the child has run at all: make it here too,
 	// so that the group exists when sd_proc_start returns. Once the child
 	// has executed this fails (EACCES), and it has made the group itself.
-	setpgid(pid, pid);
+	setpgid((pid_t)pid, (pid_t)pid);
 	// The pidfd waits in Go's netpoller, which takes only non-blocking
 	// descriptors; CLONE_PIDFD makes it O_RDWR.
 	if (pidfd >= 0 && fcntl(pidfd, F_SETFL, O_RDWR | O_NONBLOCK) < 0) {
 		close(pidfd);
 		pidfd = -1;
 	}
-	p->pid = pid;
+	p->pid = (int)pid;
 	p->pidfd = pidfd;
 	return 0;
 }

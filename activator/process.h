@@ -1,4 +1,4 @@
-// A handler process started with clone(CLONE_VM) on a small stack of its
+// A handler process started with clone3(CLONE_VM) on a small stack of its
 // own: the parent neither copies its address space nor waits for the exec.
 // See process.go.
 
@@ -84,7 +84,11 @@ typedef struct sd_proc {
 	int pid;
 	int pidfd; // non-blocking; -1 if the kernel gave none
 
-	char *stack_top;
+	// Set by the caller before sd_proc_start: the cgroup v2 directory
+	// the child starts in, or -1 for socketd's own.
+	int cgroup_fd;
+
+	char *stack; // SD_STACK bytes, 16-byte aligned
 } sd_proc;
 
 sd_proc *sd_proc_new(const char *blob, size_t len, int argc, int envc, int has_dir,
