@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -20,6 +21,93 @@ type ResourceLimits struct {
 	LimitCPU    string `json:"limit_cpu,omitempty"`
 	LimitAS     string `json:"limit_as,omitempty"`
 	LimitCORE   string `json:"limit_core,omitempty"`
+	// MemoryMax and TasksMax are systemd's MemoryMax= and TasksMax=: caps
+	// on the memory (bytes with an optional K, M, G or T, or a percentage
+	// of the host's memory) and on the processes and threads (a count, or
+	// a percentage of the host's ceiling) of a handler and everything it
+	// starts together, enforced by the kernel through the connection's
+	// cgroup. "infinity" or empty: none.
+	MemoryMax string `json:"memory_max,omitempty"`
+	TasksMax  string `json:"tasks_max,omitempty"`
+}
+
+// Caps are the parsed cgroup caps of ResourceLimits; 0 is none.
+type Caps struct {
+	Memory uint64 // bytes
+	Tasks  uint64
+}
+
+// Caps parses MemoryMax and TasksMax, turning percentages into amounts
+// of this host's.
+func (r *ResourceLimits) Caps() (Caps, error) {
+	var c Caps
+	var err error
+	if c.Memory, err = parseCap(r.MemoryMax, true); err != nil {
+		return Caps{}, fmt.Errorf("memory_max: %w", err)
+	}
+	if c.Tasks, err = parseCap(r.TasksMax, false); err != nil {
+		return Caps{}, fmt.Errorf("tasks_max: %w", err)
+	}
+	return c, nil
+}
+
+// parseCap parses a memory (bytes) or tasks cap; "" and "infinity" are 0.
+func parseCap(s string, bytes bool) (uint64, error) {
+	if s == "" || s == "infinity" {
+		return 0, nil
+	}
+	var v uint64
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		pct, err := strconv.ParseFloat(p, 64)
+		if err != nil || !isDigits(strings.Replace(p, ".", "", 1)) || pct <= 0 || pct > 100 {
+			return 0, fmt.Errorf("%q is not a percentage above 0 and at most 100", s)
+		}
+		host := hostTasks()
+		if bytes {
+			host = hostMemory()
+		}
+		v = uint64(float64(host) * pct / 100)
+	} else if bytes {
+		var err error
+		if v, err = parseRlimitValue("as", s); err != nil {
+			return 0, fmt.Errorf("%q is not bytes (with K, M, G or T), a percentage or infinity", s)
+		}
+	} else {
+		var err error
+		if v, err = strconv.ParseUint(s, 10, 64); err != nil || !isDigits(s) {
+			return 0, fmt.Errorf("%q is not a number, a percentage or infinity", s)
+		}
+	}
+	if v == 0 {
+		return 0, fmt.Errorf("%q is no room at all: not one handler could start", s)
+	}
+	return v, nil
+}
+
+// hostMemory is the host's physical memory in bytes.
+func hostMemory() uint64 {
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
+}
+
+// hostTasks is the most processes and threads the host can have: the
+// lower of kernel.pid_max and kernel.threads-max, as systemd reckons a
+// TasksMax= percentage.
+func hostTasks() uint64 {
+	n := uint64(0)
+	for _, f := range []string{"/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && (n == 0 || v < n) {
+			n = v
+		}
+	}
+	return n
 }
 
 // Rlimit is a parsed resource limit; Infinity is RLIM_INFINITY.
@@ -78,6 +166,12 @@ func (r *ResourceLimits) fields() []rlimitField {
 }
 
 func (r *ResourceLimits) validate(add func(pointer, format string, args ...any)) {
+	if _, err := parseCap(r.MemoryMax, true); err != nil {
+		add("/memory_max", "%v", err)
+	}
+	if _, err := parseCap(r.TasksMax, false); err != nil {
+		add("/tasks_max", "%v", err)
+	}
 	for _, f := range r.fields() {
 		if f.value == "" {
 			continue

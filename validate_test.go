@@ -71,7 +71,7 @@ func TestValidateAcceptsAGoodDefinition(t *testing.T) {
 	s.PassEnvironment, s.RuntimeMax, s.KillSignal, s.TimeoutStop = []string{"LANG", "TZ"}, "1m30s", "HUP", "5s"
 	s.IdleTimeout = "5m"
 	s.ResourceLimits = socketd.ResourceLimits{LimitNOFILE: "1024:infinity", LimitNPROC: "infinity", LimitCPU: "90",
-		LimitAS: "2G", LimitCORE: "0:16M"}
+		LimitAS: "2G", LimitCORE: "0:16M", MemoryMax: "12.5%", TasksMax: "64"}
 	s.SocketOptions = socketd.SocketOptions{Backlog: 128, BindIPv6Only: socketd.BindIPv6Both, ReusePort: true,
 		KeepAlive: true, KeepAliveTime: "5m", KeepAliveInterval: "30s", KeepAliveProbes: 5, NoDelay: true,
 		DeferAccept: "3s", FreeBind: true, ReceiveBuffer: 1 << 20, SendBuffer: 1 << 20, BindToDevice: "lo"}
@@ -169,6 +169,12 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"soft over hard", func(s *socketd.Socket) { s.LimitNOFILE = "200:100" }, "/limit_nofile"},
 		{"bad size", func(s *socketd.Socket) { s.LimitAS = "12X" }, "/limit_as"},
 		{"bad cpu time", func(s *socketd.Socket) { s.LimitCPU = "soon" }, "/limit_cpu"},
+		{"bad memory cap", func(s *socketd.Socket) { s.MemoryMax = "lots" }, "/memory_max"},
+		{"memory cap over 100%", func(s *socketd.Socket) { s.MemoryMax = "120%" }, "/memory_max"},
+		{"no memory at all", func(s *socketd.Socket) { s.MemoryMax = "0" }, "/memory_max"},
+		{"bad tasks cap", func(s *socketd.Socket) { s.TasksMax = "-1" }, "/tasks_max"},
+		{"tasks cap in bytes", func(s *socketd.Socket) { s.TasksMax = "10K" }, "/tasks_max"},
+		{"no task at all", func(s *socketd.Socket) { s.TasksMax = "0%" }, "/tasks_max"},
 		{"bad count", func(s *socketd.Socket) { s.LimitNPROC = "-1" }, "/limit_nproc"},
 		{"idle timeout of a service", func(s *socketd.Socket) { s.Accept, s.IdleTimeout = false, "5m" }, "/idle_timeout"},
 		{"idle timeout on unix", func(s *socketd.Socket) { s.Listen, s.IdleTimeout = []string{"/run/x.sock"}, "5m" }, "/idle_timeout"},

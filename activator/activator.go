@@ -68,6 +68,11 @@ type Config struct {
 	// DynamicUIDMin and DynamicUIDMax bound the uids of dynamic_user
 	// handlers; default DefaultDynamicUIDMin to DefaultDynamicUIDMax.
 	DynamicUIDMin, DynamicUIDMax uint32
+	// NoCgroups tracks handlers by process group only, even where socketd
+	// could give each connection a cgroup (see cgroup.go): what a handler
+	// starts in a session of its own then escapes a stop, and no
+	// definition with memory_max or tasks_max can start a handler.
+	NoCgroups bool
 }
 
 // DefaultMaxConnections caps the live connections of a socket whose
@@ -147,6 +152,10 @@ type Activator struct {
 	hurryOnce sync.Once
 
 	dynUsers *uidPool // the uids of dynamic_user handlers
+	// cgroups are the connections' cgroups; nil if there are none, and
+	// cgroupsErr says why.
+	cgroups    *cgroups
+	cgroupsErr error
 
 	wg        sync.WaitGroup // resync loop, log watcher, accept loops, connections, leftover groups
 	closeOnce sync.Once
@@ -230,6 +239,14 @@ func (a *Activator) Open(ctx context.Context) error {
 	}
 	a.lingerer, a.exits = l, x
 	a.devNull = fd
+	if a.cfg.NoCgroups {
+		a.cgroupsErr = errors.New("cgroups are turned off")
+	} else if a.cgroups, a.cgroupsErr = openCgroups(); a.cgroupsErr != nil {
+		a.log.Warn("handlers are tracked by their process group only: what starts a session of its own "+
+			"escapes a stop, and memory_max and tasks_max cannot be had", "err", a.cgroupsErr)
+	} else {
+		a.log.Debug("connection cgroups", "dir", a.cgroups.dir, "v1", a.cgroups.v1, "v2", a.cgroups.v2)
+	}
 	a.opened = true
 	a.reconcileLocked(socks)
 	a.wg.Add(2)
@@ -311,6 +328,9 @@ func (a *Activator) Close(ctx context.Context) error {
 			if a.lingerer != nil {
 				a.exits.p.stop()
 				a.lingerer.p.stop()
+			}
+			if a.cgroups != nil {
+				a.cgroups.close()
 			}
 			a.writeSummaries()
 			close(a.finished)

@@ -38,6 +38,8 @@ type definition struct {
 	idleTimeout time.Duration
 	rlimits     []rlimit
 	rlimitErr   error // a stored limit that does not parse: no handler starts
+	caps        socketd.Caps
+	capsErr     error // likewise
 	// allow and deny are the access rules' prefixes.
 	allow, deny []netip.Prefix
 	path        atomic.Pointer[string]
@@ -69,6 +71,7 @@ func newDefinition(s *socketd.Socket) *definition {
 	d.runtimeMax, _ = socketd.ParseDuration(s.RuntimeMax)
 	d.idleTimeout, _ = socketd.ParseDuration(s.IdleTimeout)
 	d.rlimits, d.rlimitErr = handlerRlimits(s)
+	d.caps, d.capsErr = s.Caps()
 	// Not socketd's own: "/" as systemd and inetd use, so that a handler
 	// neither depends on nor pins where the daemon was started.
 	d.dir = s.WorkingDirectory

@@ -28,3 +28,26 @@ func UseKillFallback(t testing.TB) {
 	noPidfdGroups.Store(true)
 	t.Cleanup(func() { noPidfdGroups.Store(false) })
 }
+
+// CgroupDir is the directory of a's connection cgroups; "" without them.
+func (a *Activator) CgroupDir() string {
+	if a.cgroups == nil {
+		return ""
+	}
+	return a.cgroups.dir
+}
+
+// CapsDir is where a caps controller ctl ("memory", "pids") is set for a
+// connection cgroup named name: a v1 directory, or the cgroup itself in
+// v2; "" if ctl is not to be had.
+func (a *Activator) CapsDir(ctl, name string) string {
+	switch {
+	case a.cgroups == nil:
+		return ""
+	case a.cgroups.v2[ctl]:
+		return a.cgroups.dir + "/" + name
+	case a.cgroups.v1[ctl] != "":
+		return a.cgroups.v1[ctl] + "/" + name
+	}
+	return ""
+}

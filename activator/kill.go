@@ -111,7 +111,12 @@ func (c *conn) checkIdle() {
 func (c *conn) kill() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pid != 0 && !c.exited {
+	if c.pid == 0 || c.exited {
+		return
+	}
+	if c.cg != nil {
+		c.cg.kill()
+	} else {
 		_ = unix.Kill(-c.pid, unix.SIGKILL)
 	}
 }
@@ -124,21 +129,34 @@ func (c *conn) terminateLocked() {
 	if c.exited {
 		return
 	}
-	_ = unix.Kill(-c.pid, c.def.killSignal)
+	c.signalLocked(c.def.killSignal)
 	if wakes(c.def.killSignal) {
-		_ = unix.Kill(-c.pid, unix.SIGCONT)
+		c.signalLocked(unix.SIGCONT)
 	}
 	timeout := c.a.stopTimeout(c.def)
 	c.killAt = time.Now().Add(timeout)
 	c.killTimer = time.AfterFunc(timeout, c.kill)
 }
 
-// group is the process group of a handler that has been reaped: its id (the
-// handler's pid) and the handler's pidfd, kept open to signal the group
-// through (-1 without one), which close closes.
+// signalLocked sends sig to the running handler and to all it started:
+// every process of its cgroup, or of its process group without one.
+func (c *conn) signalLocked(sig unix.Signal) {
+	if c.cg != nil {
+		_ = c.cg.signal(sig)
+	} else {
+		_ = unix.Kill(-c.pid, sig)
+	}
+}
+
+// group is what a handler that has been reaped may have left running: its
+// cgroup if it has one, else its process group, with its id (the handler's
+// pid) and the handler's pidfd, kept open to signal the group through (-1
+// without one). close closes the pidfd and gives back the cgroup once
+// empty.
 type group struct {
 	id int
 	fd int
+	cg *cgroup
 }
 
 // noPidfdGroups is set once the kernel has refused to signal a process
@@ -155,6 +173,15 @@ var noPidfdGroups atomic.Bool
 // struct pid, which the pidfd pins: it reaches this group and no other even
 // if its id has been freed and reused since. kill(2) is the fallback.
 func (g *group) signal(sig unix.Signal) error {
+	if g.cg != nil {
+		if !g.cg.populated() {
+			return unix.ESRCH
+		}
+		if sig == 0 {
+			return nil
+		}
+		return g.cg.signal(sig)
+	}
 	if g.fd >= 0 && !noPidfdGroups.Load() {
 		err := unix.PidfdSendSignal(g.fd, sig, nil, unix.PIDFD_SIGNAL_PROCESS_GROUP)
 		if err != unix.EINVAL {
@@ -168,6 +195,9 @@ func (g *group) signal(sig unix.Signal) error {
 // kill sends SIGKILL to the group and reports whether a process was left to
 // receive it.
 func (g *group) kill() bool {
+	if g.cg != nil {
+		return g.cg.kill()
+	}
 	if g.fd < 0 || noPidfdGroups.Load() {
 		// Through kill(2), the id could belong to someone else by now:
 		// once the last process of the group died of its SIGTERM, its id
@@ -185,6 +215,9 @@ func (g *group) kill() bool {
 func (g *group) close() {
 	if g.fd >= 0 {
 		unix.Close(g.fd)
+	}
+	if g.cg != nil {
+		g.cg.release()
 	}
 }
 

@@ -179,6 +179,13 @@ static int sd_child(void *arg) {
 
 	sd_attrs *a = &p->attrs;
 
+	// Into the cgroups of its caps before it can start anything.
+	for (int i = 0; i < a->njoins; i++) {
+		if ((r = sd_syscall(SYS_write, a->joins[i], (long)"0", 1, 0, 0)) < 0) {
+			return sd_child_fail(p, SD_STEP_CGROUP, r);
+		}
+	}
+
 	// The fds first: they need no privilege, and a low limit_nofile set
 	// below must not keep them from being placed. Every source fd moves
 	// out of the way of the targets 0..nfds-1 first, so that no dup3

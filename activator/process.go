@@ -58,6 +58,10 @@ type procAttr struct {
 	// killRUID, with killAll, is the killer's real and saved uid (see
 	// process.h); creds.UID is its effective one.
 	killRUID uint32
+	// cgroup, if not nil, is the cgroup the process starts in; joins
+	// are the cgroup.procs of v1 cgroups it joins first.
+	cgroup *cgroup
+	joins  []int
 	// listenPID says that the last entry of env is LISTEN_PID with room
 	// for the digits, which the new process fills in with its own pid, as
 	// sd_listen_fds(3) checks it: no one knows the pid before.
@@ -110,6 +114,13 @@ func startProcess(a *procAttr) (*process, error) {
 	if a.noNewPrivs {
 		attrs.no_new_privs = 1
 	}
+	if len(a.joins) > C.SD_MAX_JOINS {
+		return nil, fmt.Errorf("%d cgroups to join, at most %d", len(a.joins), C.SD_MAX_JOINS)
+	}
+	for i, fd := range a.joins {
+		attrs.joins[i] = C.int(fd)
+	}
+	attrs.njoins = C.int(len(a.joins))
 	if n := a.nice; n != nil {
 		attrs.set_nice, attrs.nice = 1, C.int(*n)
 	}
@@ -140,6 +151,9 @@ func startProcess(a *procAttr) (*process, error) {
 		&attrs, gp)
 	if p == nil {
 		return nil, syscall.ENOMEM
+	}
+	if a.cgroup != nil {
+		p.cgroup_fd = C.int(a.cgroup.fd)
 	}
 	if errno := C.sd_proc_start(p); errno != 0 {
 		C.sd_proc_free(p)
@@ -178,6 +192,7 @@ var childSteps = map[C.int]string{
 	C.SD_STEP_PRIVATE_TMP:  "mount a private /tmp",
 	C.SD_STEP_NO_NEW_PRIVS: "set no_new_privs",
 	C.SD_STEP_RLIMIT:       "set resource limits",
+	C.SD_STEP_CGROUP:       "join cgroup",
 }
 
 // free releases the memory the child used. Call it only after the child has

@@ -21,6 +21,7 @@ enum {
 	SD_STEP_PRIVATE_TMP,
 	SD_STEP_NO_NEW_PRIVS,
 	SD_STEP_RLIMIT,
+	SD_STEP_CGROUP,
 };
 
 // A resource limit to set (setrlimit's resource, soft and hard).
@@ -30,6 +31,7 @@ typedef struct sd_rlimit {
 } sd_rlimit;
 
 #define SD_MAX_RLIMITS 8
+#define SD_MAX_JOINS 2
 
 // What the child changes about itself before it executes, besides its fds
 // and directory: the one place where a handler's privileges are dropped.
@@ -57,6 +59,10 @@ typedef struct sd_attrs {
 	unsigned int kill_ruid;
 	int nrlimits;
 	sd_rlimit rlimits[SD_MAX_RLIMITS];
+	// joins are cgroup.procs files of cgroup v1 hierarchies, opened for
+	// writing, which the child writes itself into first.
+	int njoins;
+	int joins[SD_MAX_JOINS];
 	// The index of the environment entry "LISTEN_PID=" followed by ten
 	// digits, which the child overwrites with its pid; -1: none.
 	int listen_pid_env;

@@ -42,6 +42,9 @@ type conn struct {
 	idleTimer    *time.Timer // checks idle_timeout
 	stopReason   string
 	proc         *process // the handler, once started
+	// cg is the cgroup the handler and all it starts run in; nil without
+	// cgroups (then its process group is what a stop signals).
+	cg *cgroup
 	// dynUID is the dynamic user the handler runs as, if hasDynUID: given
 	// back once its process group is gone.
 	dynUID    uint32

@@ -25,6 +25,38 @@ func (c *conn) takeUser() {
 	c.dynUID, c.hasDynUID, c.rec.UID = uid, true, &u
 }
 
+// takeCgroup gives c an empty cgroup with its definition's caps, if socketd
+// has cgroups, and returns the cgroup.procs of the v1 cgroups its handler
+// must join for the caps.
+func (c *conn) takeCgroup() ([]int, error) {
+	caps := c.def.caps
+	if c.a.cgroups == nil {
+		if caps != (socketd.Caps{}) {
+			return nil, fmt.Errorf("memory_max and tasks_max need a cgroup for the connection: %w", c.a.cgroupsErr)
+		}
+		return nil, nil
+	}
+	cg, err := c.a.cgroups.get()
+	if err != nil {
+		return nil, err
+	}
+	joins, err := cg.limit(caps)
+	if err != nil {
+		cg.release()
+		return nil, err
+	}
+	c.cg = cg
+	return joins, nil
+}
+
+// releaseCgroup gives back the cgroup of a handler that did not start.
+func (c *conn) releaseCgroup() {
+	if c.cg != nil {
+		c.cg.release()
+		c.cg = nil
+	}
+}
+
 // run starts the handler and reports whether it did; if not, the row's
 // outcome is filled in. Once started, the handler's exit is handled by
 // handleExit, which ends the connection: on the exit watcher's goroutine,
@@ -45,6 +77,10 @@ func (c *conn) run() bool {
 		c.spawnFailed(def.rlimitErr)
 		return false
 	}
+	if def.capsErr != nil {
+		c.spawnFailed(def.capsErr)
+		return false
+	}
 	c.mu.Lock()
 	stopping := c.stopping
 	c.mu.Unlock()
@@ -60,6 +96,11 @@ func (c *conn) run() bool {
 			dyn.Groups = creds.Groups
 		}
 		creds = &dyn
+	}
+	joins, err := c.takeCgroup()
+	if err != nil {
+		c.spawnFailed(err)
+		return false
 	}
 
 	// The handler's fds 0, 1, 2 and, with stdin null, the connection as
@@ -109,6 +150,7 @@ func (c *conn) run() bool {
 			}
 		}
 		if err != nil {
+			c.releaseCgroup()
 			c.spawnFailed(fmt.Errorf("stderr pipe: %w", err))
 			return false
 		}
@@ -136,6 +178,8 @@ func (c *conn) run() bool {
 		privateTmp: def.sock.DynamicUser,
 		noNewPrivs: def.sock.DynamicUser,
 		rlimits:    def.rlimits,
+		cgroup:     c.cg,
+		joins:      joins,
 	})
 	if logR >= 0 {
 		// Only the handler may hold the write end, or the capture never
@@ -146,6 +190,7 @@ func (c *conn) run() bool {
 		if logR >= 0 {
 			unix.Close(logR)
 		}
+		c.releaseCgroup()
 		c.spawnFailed(fmt.Errorf("start %s: %w", path, err))
 		return false
 	}
@@ -211,7 +256,7 @@ func (c *conn) handleExit() {
 	}
 	// Reaped, the handler no longer counts in its group, which is now
 	// empty unless it left something behind.
-	c.a.endGroup(c, group{id: pid, fd: proc.pidfd}, killAt)
+	c.a.endGroup(c, group{id: pid, fd: proc.pidfd, cg: c.cg}, killAt)
 	if c.log != nil {
 		c.log.stop(c.a.cfg.LingerTimeout, stopped)
 	}

@@ -215,6 +215,8 @@ func serviceText(s *socketd.Socket) string {
 	w.setIf("LimitCPU", s.LimitCPU)
 	w.setIf("LimitAS", s.LimitAS)
 	w.setIf("LimitCORE", s.LimitCORE)
+	w.setIf("MemoryMax", s.MemoryMax)
+	w.setIf("TasksMax", s.TasksMax)
 	return w.b.String()
 }
 

@@ -37,7 +37,7 @@ func everyField() socketd.Socket {
 	s.PassEnvironment = []string{"LANG", "TZ"}
 	s.RuntimeMax, s.KillSignal, s.TimeoutStop = "15m", "SIGHUP", "5s"
 	s.ResourceLimits = socketd.ResourceLimits{LimitNOFILE: "1024:4096", LimitNPROC: "infinity", LimitCPU: "10m",
-		LimitAS: "512M", LimitCORE: "0"}
+		LimitAS: "512M", LimitCORE: "0", MemoryMax: "256M", TasksMax: "64"}
 	return s
 }
 

@@ -94,6 +94,10 @@ func (im *unitImport) serviceDirective(file string, names unitNames, e entry) er
 		im.rlimit(file, e, &s.LimitAS, false)
 	case "LimitCORE":
 		im.rlimit(file, e, &s.LimitCORE, false)
+	case "MemoryMax", "MemoryLimit": // MemoryLimit= is cgroup v1's name
+		return setCap(v, &s.MemoryMax, socketd.ResourceLimits{MemoryMax: v})
+	case "TasksMax":
+		return setCap(v, &s.TasksMax, socketd.ResourceLimits{TasksMax: v})
 	case "KillSignal":
 		if _, err := socketd.ParseKillSignal(v); err != nil {
 			im.note(file, e, err.Error())
@@ -110,6 +114,16 @@ func (im *unitImport) serviceDirective(file string, names unitNames, e entry) er
 		im.note(file, e, unmappedReason(e.key))
 	}
 	return err
+}
+
+// setCap sets *dst to cap v, a MemoryMax= or TasksMax= that check holds,
+// or fails if socketd cannot read it.
+func setCap(v string, dst *string, check socketd.ResourceLimits) error {
+	if _, err := check.Caps(); err != nil {
+		return err
+	}
+	*dst = v
+	return nil
 }
 
 // rlimit imports a Limit*= line into *dst: "VALUE" or "SOFT:HARD". A

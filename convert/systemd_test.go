@@ -285,6 +285,8 @@ KillSignal=SIGHUP
 TimeoutStopSec=5
 LimitCPU=1min:infinity
 LimitNOFILE=1024
+MemoryMax=25%
+TasksMax=64
 Restart=always
 `
 	res, err := convert.Systemd("hello.socket", text)
@@ -313,13 +315,14 @@ Restart=always
 	want.RuntimeMax, want.KillSignal, want.TimeoutStop = "15m", "SIGHUP", "5s"
 	want.StandardInput, want.StandardOutput, want.Stderr = "null", "log", "inherit"
 	want.LimitCPU, want.LimitNOFILE = "60:infinity", "1024"
+	want.MemoryMax, want.TasksMax = "25%", "64"
 	if !reflect.DeepEqual(res.Sockets[0], want) {
 		t.Errorf("got  %+v\nwant %+v", res.Sockets[0], want)
 	}
 	wantUnmapped := []string{"hello.socket:4:After", "hello.socket:6:IPAddressAllow", "hello.socket:6:IPAddressDeny",
 		"hello.socket:6:X-Socketd-OnLimit", "hello.socket:6:X-Socketd-LimitMessage",
 		"hello.socket:31:IPAddressAllow",
-		"hello.service:42:WorkingDirectory", "hello.service:52:Restart"}
+		"hello.service:42:WorkingDirectory", "hello.service:54:Restart"}
 	if got := unmappedKeys(res.Unmapped); !reflect.DeepEqual(got, wantUnmapped) {
 		t.Errorf("unmapped %q, want %q", got, wantUnmapped)
 	}

@@ -1,0 +1,595 @@
+package activator
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/socketd/socketd"
+)
+
+// Every handler starts in a cgroup v2 of its connection's own (clone3 with
+// CLONE_INTO_CGROUP, so it is in it from its first instruction), and so
+// does everything it starts: a process can leave its process group and its
+// session (setsid, a double fork) but not its cgroup. Ending a connection
+// signals every process of its cgroup, and SIGKILL is cgroup.kill, which
+// the kernel delivers to all of them at once, fork in flight or not.
+//
+// Making and removing a cgroup for each connection would cost about as much
+// CPU as the rest of the connection does, so the cgroups are kept and used
+// again once empty: a connection costs no cgroup call at all unless its
+// handler leaves something behind or is stopped.
+//
+// The cgroups live in a directory of socketd's own below its cgroup
+// ("socketd", or "socketd-N" when another socketd holds that one), which
+// it holds with flock(2) while it runs. A directory nobody holds is what a
+// socketd that died left behind: whatever still runs there is killed and
+// the directory removed when the next one starts.
+//
+// memory_max and tasks_max are caps in the connection's cgroup, through the
+// memory and pids controllers of cgroup v2 where socketd's cgroup offers
+// them, else through the cgroup v1 hierarchies of those controllers (a
+// directory of the same name there, joined by the child before it
+// executes).
+
+// cgroupMount is where the cgroup v2 hierarchy is mounted, if it is; and
+// the v1 hierarchies by the controllers bound to them.
+type cgroupMounts struct {
+	v2 string
+	v1 map[string]string // "memory", "pids" -> mount point
+}
+
+// cgroups is the pool of connection cgroups of one Activator.
+type cgroups struct {
+	dir  string // socketd's directory in the v2 hierarchy
+	lock int    // dir, opened and flocked
+	// v1 holds the directories of the same name in the v1 hierarchies of
+	// the controllers cgroup v2 does not offer, by controller; v2 those it
+	// does.
+	v1 map[string]string
+	v2 map[string]bool
+
+	mu   sync.Mutex
+	free []*cgroup
+	made map[*cgroup]bool // every cgroup not removed, to remove them at close
+	next int
+}
+
+// cgroup is one connection's cgroup.
+type cgroup struct {
+	pool *cgroups
+	path string
+	fd   int // the directory, for CLONE_INTO_CGROUP
+	// events is cgroup.events, opened, read for "populated".
+	events int
+	// capped says that memory.max or pids.max were set in it: reset them
+	// for a connection without caps.
+	capped bool
+	// killed says that it has had a cgroup.kill. It is not used again:
+	// the kernel (6.18 at least) then kills every process started into it
+	// with CLONE_INTO_CGROUP, comparing the cgroup's count of kills with
+	// that of the parent's cgroup.
+	killed bool
+	// joins are the cgroup.procs of its v1 directories, opened, which the
+	// child writes itself into, by controller; made when first capped.
+	joins map[string]int
+}
+
+// capControllers are the controllers of socketd.Caps.
+var capControllers = []string{"memory", "pids"}
+
+// openCgroups finds socketd's cgroup and takes a directory below it, or
+// reports why it cannot: then handlers are tracked by process group only.
+func openCgroups() (*cgroups, error) {
+	m, err := readCgroupMounts()
+	if err != nil {
+		return nil, err
+	}
+	own, err := readOwnCgroups()
+	if err != nil {
+		return nil, err
+	}
+	if m.v2 == "" {
+		return nil, errors.New("no cgroup v2 hierarchy is mounted")
+	}
+	parent := filepath.Join(m.v2, own[""])
+	v1parents := map[string]string{}
+	for ctl, mnt := range m.v1 {
+		if p, ok := own[ctl]; ok {
+			v1parents[ctl] = filepath.Join(mnt, p)
+		}
+	}
+	g := &cgroups{v1: map[string]string{}, v2: map[string]bool{}, made: map[*cgroup]bool{}}
+	name, err := g.take(parent, v1parents)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(g.dir, "cgroup.kill")); err != nil {
+		g.close()
+		return nil, errors.New("the kernel has no cgroup.kill (Linux 5.14)")
+	}
+	g.sweep(parent, name, v1parents)
+	for _, ctl := range capControllers {
+		if g.enableV2(parent, ctl) {
+			g.v2[ctl] = true
+		} else if p, ok := v1parents[ctl]; ok {
+			dir := filepath.Join(p, name)
+			if err := os.Mkdir(dir, 0o755); err == nil || errors.Is(err, os.ErrExist) {
+				g.v1[ctl] = dir
+			}
+		}
+	}
+	return g, nil
+}
+
+// cgroupDirName is the form of the directories of socketd below its
+// cgroup.
+var cgroupDirName = regexp.MustCompile(`^socketd(-[0-9]+)?$`)
+
+// take makes or takes over the first directory below parent that no other
+// socketd holds, and holds it. v1parents are socketd's cgroups in the v1
+// hierarchies, where a directory of the same name may be left too.
+func (g *cgroups) take(parent string, v1parents map[string]string) (string, error) {
+	for i := 1; i <= 1000; i++ {
+		name := "socketd"
+		if i > 1 {
+			name = fmt.Sprintf("socketd-%d", i)
+		}
+		dir := filepath.Join(parent, name)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return "", err
+		}
+		fd, ok, err := lockDir(dir)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			continue
+		}
+		g.dir, g.lock = dir, fd
+		// A socketd that held it before has died: end what it left.
+		removeStaleCgroups(dir, v1parents, false)
+		return name, nil
+	}
+	return "", fmt.Errorf("every socketd directory in %s is held", parent)
+}
+
+// lockDir opens dir and locks it without waiting. It reports false if
+// another holds the lock, or removed dir before the lock was taken.
+func lockDir(dir string) (fd int, ok bool, err error) {
+	fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if err == unix.ENOENT {
+			return -1, false, nil
+		}
+		return -1, false, err
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		unix.Close(fd)
+		if err == unix.EWOULDBLOCK {
+			return -1, false, nil
+		}
+		return -1, false, err
+	}
+	var held, now unix.Stat_t
+	if unix.Fstat(fd, &held) != nil || unix.Stat(dir, &now) != nil || held.Ino != now.Ino {
+		unix.Close(fd) // removed by the one that held it last
+		return -1, false, nil
+	}
+	return fd, true, nil
+}
+
+// sweep removes the directories of socketd that died, but for keep, with
+// their v1 directories.
+func (g *cgroups) sweep(parent, keep string, v1parents map[string]string) {
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == keep || !cgroupDirName.MatchString(e.Name()) {
+			continue
+		}
+		dir := filepath.Join(parent, e.Name())
+		fd, ok, _ := lockDir(dir)
+		if !ok {
+			continue
+		}
+		removeStaleCgroups(dir, v1parents, true)
+		unix.Close(fd)
+	}
+}
+
+// removeStaleCgroups ends and removes the cgroups in dir, a directory of socketd's
+// that no socketd holds, and empties its v1 directories; with all, it
+// removes them too.
+func removeStaleCgroups(dir string, v1parents map[string]string, all bool) {
+	removeChildren(dir, killCgroup)
+	for _, p := range v1parents {
+		v1 := filepath.Join(p, filepath.Base(dir))
+		removeChildren(v1, nil)
+		if all {
+			unix.Rmdir(v1)
+		}
+	}
+	if all {
+		unix.Rmdir(dir)
+	}
+}
+
+// enableV2 reports whether controller ctl can cap the connection cgroups
+// in the v2 hierarchy: it is enabled in socketd's directory, once socketd's
+// cgroup offers it (or can be made to: only a cgroup without processes of
+// its own, or the root, can enable a controller for its children).
+func (g *cgroups) enableV2(parent, ctl string) bool {
+	if !hasWord(filepath.Join(g.dir, "cgroup.controllers"), ctl) {
+		if !hasWord(filepath.Join(parent, "cgroup.controllers"), ctl) ||
+			writeFile(filepath.Join(parent, "cgroup.subtree_control"), "+"+ctl) != nil {
+			return false
+		}
+	}
+	return writeFile(filepath.Join(g.dir, "cgroup.subtree_control"), "+"+ctl) == nil
+}
+
+// get returns an empty cgroup for a connection.
+func (g *cgroups) get() (*cgroup, error) {
+	g.mu.Lock()
+	if n := len(g.free); n > 0 {
+		cg := g.free[n-1]
+		g.free = g.free[:n-1]
+		g.mu.Unlock()
+		return cg, nil
+	}
+	g.next++
+	path := filepath.Join(g.dir, "c"+strconv.Itoa(g.next))
+	g.mu.Unlock()
+	if err := unix.Mkdir(path, 0o755); err != nil {
+		return nil, fmt.Errorf("make cgroup %s: %w", path, err)
+	}
+	cg := &cgroup{pool: g, path: path, fd: -1, events: -1}
+	var err error
+	if cg.fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		cg.events, err = unix.Open(filepath.Join(path, "cgroup.events"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		cg.remove()
+		return nil, fmt.Errorf("open cgroup %s: %w", path, err)
+	}
+	g.mu.Lock()
+	g.made[cg] = true
+	g.mu.Unlock()
+	return cg, nil
+}
+
+// limit sets the caps of the connection's cgroup, and returns the v1
+// cgroup.procs the child must join to have them.
+func (cg *cgroup) limit(c socketd.Caps) (joins []int, err error) {
+	g := cg.pool
+	caps := map[string]uint64{"memory": c.Memory, "pids": c.Tasks}
+	capped := false
+	for _, ctl := range capControllers {
+		v := caps[ctl]
+		switch {
+		case g.v2[ctl]:
+			if v == 0 && !cg.capped {
+				continue
+			}
+			file := map[string]string{"memory": "memory.max", "pids": "pids.max"}[ctl]
+			if err := writeFile(filepath.Join(cg.path, file), capValue(v)); err != nil {
+				return nil, fmt.Errorf("set %s: %w", file, err)
+			}
+			capped = capped || v != 0
+		case v == 0:
+		case g.v1[ctl] != "":
+			fd, err := cg.joinV1(ctl)
+			if err != nil {
+				return nil, err
+			}
+			dir := filepath.Join(g.v1[ctl], filepath.Base(cg.path))
+			file := map[string]string{"memory": "memory.limit_in_bytes", "pids": "pids.max"}[ctl]
+			err = writeFile(filepath.Join(dir, file), capValue(v))
+			if err == unix.EBUSY && ctl == "memory" {
+				// Below what the connection before left charged
+				// (its page cache): let it go first.
+				_ = writeFile(filepath.Join(dir, "memory.force_empty"), "0")
+				err = writeFile(filepath.Join(dir, file), capValue(v))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("set %s: %w", file, err)
+			}
+			joins = append(joins, fd)
+		default:
+			return nil, fmt.Errorf("%s: this host offers socketd no %s cgroup controller (neither in cgroup v2 nor in v1)",
+				map[string]string{"memory": "memory_max", "pids": "tasks_max"}[ctl], ctl)
+		}
+	}
+	cg.capped = capped
+	return joins, nil
+}
+
+// capValue is cap v as a cgroup file takes it; 0 is none.
+func capValue(v uint64) string {
+	if v == 0 {
+		return "max"
+	}
+	return strconv.FormatUint(v, 10)
+}
+
+// joinV1 makes the connection's directory in the v1 hierarchy of ctl and
+// returns its cgroup.procs, opened for writing.
+func (cg *cgroup) joinV1(ctl string) (int, error) {
+	if fd, ok := cg.joins[ctl]; ok {
+		return fd, nil
+	}
+	dir := filepath.Join(cg.pool.v1[ctl], filepath.Base(cg.path))
+	if err := unix.Mkdir(dir, 0o755); err != nil && err != unix.EEXIST {
+		return -1, fmt.Errorf("make cgroup %s: %w", dir, err)
+	}
+	fd, err := unix.Open(filepath.Join(dir, "cgroup.procs"), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open cgroup %s: %w", dir, err)
+	}
+	if cg.joins == nil {
+		cg.joins = map[string]int{}
+	}
+	cg.joins[ctl] = fd
+	return fd, nil
+}
+
+// populated reports whether a process is left in the cgroup.
+func (cg *cgroup) populated() bool {
+	var buf [256]byte
+	n, err := unix.Pread(cg.events, buf[:], 0)
+	if err != nil {
+		return true // assume the worst: the cgroup is not used again
+	}
+	return bytes.Contains(buf[:n], []byte("populated 1"))
+}
+
+// signal sends sig to every process in the cgroup, reading the list again
+// until it holds none not signalled yet (a process may fork meanwhile), as
+// systemd does; it fails with ESRCH if there was none.
+func (cg *cgroup) signal(sig unix.Signal) error {
+	seen := map[int]bool{}
+	for range 16 {
+		pids, err := readPIDs(filepath.Join(cg.path, "cgroup.procs"))
+		if err != nil {
+			return err
+		}
+		sent := false
+		for _, pid := range pids {
+			if !seen[pid] {
+				seen[pid], sent = true, true
+				_ = unix.Kill(pid, sig)
+			}
+		}
+		if !sent {
+			break
+		}
+	}
+	if len(seen) == 0 {
+		return unix.ESRCH
+	}
+	return nil
+}
+
+// kill sends SIGKILL to every process in the cgroup at once, and reports
+// whether there was one.
+func (cg *cgroup) kill() bool {
+	if !cg.populated() {
+		return false
+	}
+	cg.killed = true
+	return killCgroup(cg.path) == nil
+}
+
+// release gives the cgroup back for another connection once it is empty,
+// waiting up to cgroupEmptyWait after a kill for its processes to be gone;
+// one still populated then (a process stuck in the kernel) is not used
+// again, nor is one that was killed: that one is removed.
+func (cg *cgroup) release() {
+	if !cg.waitEmpty() {
+		return
+	}
+	g := cg.pool
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if cg.killed {
+		delete(g.made, cg)
+		cg.remove()
+		return
+	}
+	g.free = append(g.free, cg)
+}
+
+// cgroupEmptyWait bounds the wait for a killed cgroup to empty.
+const cgroupEmptyWait = 5 * time.Second
+
+// waitEmpty waits up to cgroupEmptyWait for the cgroup to be empty, and
+// reports whether it is.
+func (cg *cgroup) waitEmpty() bool {
+	for wait := time.Millisecond; cg.populated(); wait *= 2 {
+		if wait > cgroupEmptyWait {
+			return false
+		}
+		time.Sleep(wait)
+	}
+	return true
+}
+
+// remove removes the cgroup and its v1 directories; it fails if processes
+// are left in it.
+func (cg *cgroup) remove() {
+	for ctl, fd := range cg.joins {
+		unix.Close(fd)
+		unix.Rmdir(filepath.Join(cg.pool.v1[ctl], filepath.Base(cg.path)))
+	}
+	for _, fd := range []int{cg.fd, cg.events} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	unix.Rmdir(cg.path)
+}
+
+// close removes every cgroup made, and socketd's directories. Call it once
+// no handler runs.
+func (g *cgroups) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for cg := range g.made {
+		if cg.populated() {
+			_ = killCgroup(cg.path)
+			cg.waitEmpty()
+		}
+		cg.remove()
+	}
+	g.made, g.free = nil, nil
+	for _, dir := range g.v1 {
+		unix.Rmdir(dir)
+	}
+	unix.Rmdir(g.dir)
+	unix.Close(g.lock)
+}
+
+// killCgroup sends SIGKILL to every process in the cgroup at dir.
+func killCgroup(dir string) error {
+	return writeFile(filepath.Join(dir, "cgroup.kill"), "1")
+}
+
+// removeChildren removes the cgroups in dir, calling prepare on each
+// first if it is not nil. What it cannot remove it leaves.
+func removeChildren(dir string, prepare func(string) error) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		child := filepath.Join(dir, e.Name())
+		if prepare != nil {
+			_ = prepare(child)
+		}
+		for wait := time.Millisecond; unix.Rmdir(child) == unix.EBUSY && wait <= time.Second; wait *= 2 {
+			time.Sleep(wait) // killed processes take a moment to leave
+		}
+	}
+}
+
+// readCgroupMounts finds the cgroup hierarchies in /proc/self/mountinfo.
+func readCgroupMounts() (cgroupMounts, error) {
+	m := cgroupMounts{v1: map[string]string{}}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return m, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		fields, tail := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(fields) < 5 || len(tail) < 3 || fields[3] != "/" {
+			continue
+		}
+		point := unescapeMount(fields[4])
+		switch tail[0] {
+		case "cgroup2":
+			if m.v2 == "" {
+				m.v2 = point
+			}
+		case "cgroup":
+			for _, opt := range strings.Split(tail[2], ",") {
+				if _, seen := m.v1[opt]; !seen && (opt == "memory" || opt == "pids") {
+					m.v1[opt] = point
+				}
+			}
+		}
+	}
+	return m, sc.Err()
+}
+
+// unescapeMount undoes the octal escapes of a path in mountinfo.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// readOwnCgroups reads socketd's cgroups from /proc/self/cgroup: the v2
+// one under "", the v1 ones under their controllers.
+func readOwnCgroups() (map[string]string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	own := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			own[""] = parts[2]
+			continue
+		}
+		for _, ctl := range strings.Split(parts[1], ",") {
+			own[ctl] = parts[2]
+		}
+	}
+	if _, ok := own[""]; !ok {
+		return nil, errors.New("socketd is in no cgroup v2")
+	}
+	return own, nil
+}
+
+// readPIDs reads a cgroup.procs file.
+func readPIDs(file string) ([]int, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// hasWord reports whether the file holds word among its space-separated
+// words.
+func hasWord(file, word string) bool {
+	b, err := os.ReadFile(file)
+	return err == nil && strings.Contains(" "+strings.TrimSpace(string(b))+" ", " "+word+" ")
+}
+
+// writeFile writes s to a cgroup file in one write.
+func writeFile(file, s string) error {
+	fd, err := unix.Open(file, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, []byte(s))
+	return err
+}
