@@ -85,8 +85,18 @@ type cgroup struct {
 	joins map[string]int
 }
 
-// capControllers are the controllers of socketd.Caps.
-var capControllers = []string{"memory", "pids"}
+// capControl is a controller that keeps a cap of socketd.Caps: its name,
+// the definition's field, its files in cgroup v2 and v1, and the cap.
+type capControl struct {
+	name, field    string
+	v2File, v1File string
+	value          func(socketd.Caps) uint64
+}
+
+var capControls = []capControl{
+	{"memory", "memory_max", "memory.max", "memory.limit_in_bytes", func(c socketd.Caps) uint64 { return c.Memory }},
+	{"pids", "tasks_max", "pids.max", "pids.max", func(c socketd.Caps) uint64 { return c.Tasks }},
+}
 
 // openCgroups finds socketd's cgroup and takes a directory below it, or
 // reports why it cannot: then handlers are tracked by process group only.
@@ -119,13 +129,13 @@ func openCgroups() (*cgroups, error) {
 		return nil, errors.New("the kernel has no cgroup.kill (Linux 5.14)")
 	}
 	g.sweep(parent, name, v1parents)
-	for _, ctl := range capControllers {
-		if g.enableV2(parent, ctl) {
-			g.v2[ctl] = true
-		} else if p, ok := v1parents[ctl]; ok {
+	for _, ctl := range capControls {
+		if g.enableV2(parent, ctl.name) {
+			g.v2[ctl.name] = true
+		} else if p, ok := v1parents[ctl.name]; ok {
 			dir := filepath.Join(p, name)
 			if err := os.Mkdir(dir, 0o755); err == nil || errors.Is(err, os.ErrExist) {
-				g.v1[ctl] = dir
+				g.v1[ctl.name] = dir
 			}
 		}
 	}
@@ -226,16 +236,37 @@ func removeStaleCgroups(dir string, v1parents map[string]string, all bool) {
 
 // enableV2 reports whether controller ctl can cap the connection cgroups
 // in the v2 hierarchy: it is enabled in socketd's directory, once socketd's
-// cgroup offers it (or can be made to: only a cgroup without processes of
-// its own, or the root, can enable a controller for its children).
+// cgroup offers it, or can be made to. Only the root, or a cgroup without
+// processes of its own, can enable a controller for its children: as
+// systemd asks of a service with Delegate=yes, socketd then moves itself
+// into a cgroup of its own below (daemonCgroup), and tries again.
 func (g *cgroups) enableV2(parent, ctl string) bool {
 	if !hasWord(filepath.Join(g.dir, "cgroup.controllers"), ctl) {
-		if !hasWord(filepath.Join(parent, "cgroup.controllers"), ctl) ||
-			writeFile(filepath.Join(parent, "cgroup.subtree_control"), "+"+ctl) != nil {
+		if !hasWord(filepath.Join(parent, "cgroup.controllers"), ctl) {
+			return false
+		}
+		control := filepath.Join(parent, "cgroup.subtree_control")
+		err := writeFile(control, "+"+ctl)
+		if err == unix.EBUSY && moveSelf(filepath.Join(parent, daemonCgroup)) == nil {
+			err = writeFile(control, "+"+ctl)
+		}
+		if err != nil {
 			return false
 		}
 	}
 	return writeFile(filepath.Join(g.dir, "cgroup.subtree_control"), "+"+ctl) == nil
+}
+
+// daemonCgroup is where socketd moves itself, below its cgroup, to let its
+// cgroup enable controllers for the connections' cgroups.
+const daemonCgroup = "socketd.daemon"
+
+// moveSelf moves the whole of socketd, every thread, into cgroup dir.
+func moveSelf(dir string) error {
+	if err := unix.Mkdir(dir, 0o755); err != nil && err != unix.EEXIST {
+		return err
+	}
+	return writeFile(filepath.Join(dir, "cgroup.procs"), "0")
 }
 
 // get returns an empty cgroup for a connection.
@@ -271,43 +302,43 @@ func (g *cgroups) get() (*cgroup, error) {
 // limit sets the caps of the connection's cgroup, and returns the v1
 // cgroup.procs the child must join to have them.
 func (cg *cgroup) limit(c socketd.Caps) (joins []int, err error) {
+	if c == (socketd.Caps{}) && !cg.capped {
+		return nil, nil
+	}
 	g := cg.pool
-	caps := map[string]uint64{"memory": c.Memory, "pids": c.Tasks}
 	capped := false
-	for _, ctl := range capControllers {
-		v := caps[ctl]
+	for _, ctl := range capControls {
+		v := ctl.value(c)
 		switch {
-		case g.v2[ctl]:
+		case g.v2[ctl.name]:
 			if v == 0 && !cg.capped {
 				continue
 			}
-			file := map[string]string{"memory": "memory.max", "pids": "pids.max"}[ctl]
-			if err := writeFile(filepath.Join(cg.path, file), capValue(v)); err != nil {
-				return nil, fmt.Errorf("set %s: %w", file, err)
+			if err := writeFile(filepath.Join(cg.path, ctl.v2File), capValue(v)); err != nil {
+				return nil, fmt.Errorf("set %s: %w", ctl.v2File, err)
 			}
 			capped = capped || v != 0
 		case v == 0:
-		case g.v1[ctl] != "":
-			fd, err := cg.joinV1(ctl)
+		case g.v1[ctl.name] != "":
+			fd, err := cg.joinV1(ctl.name)
 			if err != nil {
 				return nil, err
 			}
-			dir := filepath.Join(g.v1[ctl], filepath.Base(cg.path))
-			file := map[string]string{"memory": "memory.limit_in_bytes", "pids": "pids.max"}[ctl]
-			err = writeFile(filepath.Join(dir, file), capValue(v))
-			if err == unix.EBUSY && ctl == "memory" {
+			file := filepath.Join(g.v1[ctl.name], filepath.Base(cg.path), ctl.v1File)
+			err = writeFile(file, capValue(v))
+			if err == unix.EBUSY && ctl.name == "memory" {
 				// Below what the connection before left charged
 				// (its page cache): let it go first.
-				_ = writeFile(filepath.Join(dir, "memory.force_empty"), "0")
-				err = writeFile(filepath.Join(dir, file), capValue(v))
+				_ = writeFile(filepath.Join(filepath.Dir(file), "memory.force_empty"), "0")
+				err = writeFile(file, capValue(v))
 			}
 			if err != nil {
-				return nil, fmt.Errorf("set %s: %w", file, err)
+				return nil, fmt.Errorf("set %s: %w", ctl.v1File, err)
 			}
 			joins = append(joins, fd)
 		default:
 			return nil, fmt.Errorf("%s: this host offers socketd no %s cgroup controller (neither in cgroup v2 nor in v1)",
-				map[string]string{"memory": "memory_max", "pids": "tasks_max"}[ctl], ctl)
+				ctl.field, ctl.name)
 		}
 	}
 	cg.capped = capped
