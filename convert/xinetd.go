@@ -2,6 +2,7 @@ package convert
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -164,7 +165,11 @@ type xinetdService struct {
 	flags    []word
 	env      []word
 	passenv  []word
-	protocol string
+	// onlyFrom and noAccess are the access lists; onlyFromSet says that
+	// only_from was given, if empty: then nobody may connect.
+	onlyFrom, noAccess []word
+	onlyFromSet        bool
+	protocol           string
 	notes    []Unmapped // Socket is filled in by the caller
 }
 
@@ -201,8 +206,6 @@ func has(list []word, w string) bool {
 // xinetdReasons say why attributes are left out.
 var xinetdReasons = map[string]string{
 	"max_load":       "connection limits are not supported",
-	"only_from":      "not mapped: set ip_address_allow (with ip_address_deny any), whose rules take addresses and CIDR prefixes",
-	"no_access":      "not mapped: set ip_address_deny, whose rules take addresses and CIDR prefixes",
 	"access_times":   "access rules are not supported",
 	"deny_time":      "access rules are not supported",
 	"log_type":       "socketd records every connection in its history",
@@ -228,6 +231,10 @@ func (x *xinetdService) collect() error {
 			x.env = listOp(x.env, a)
 		case "passenv":
 			x.passenv = listOp(x.passenv, a)
+		case "only_from":
+			x.onlyFrom, x.onlyFromSet = listOp(x.onlyFrom, a), true
+		case "no_access":
+			x.noAccess = listOp(x.noAccess, a)
 		case "id", "socket_type", "protocol", "wait", "user", "group", "server", "server_args", "port", "bind",
 			"interface", "disable", "nice", "umask", "groups", "instances", "per_source", "cps",
 			"rlimit_files", "rlimit_cpu", "rlimit_as":
@@ -266,6 +273,79 @@ func listOp(list []word, a xinetdAttr) []word {
 		return append(list, words...)
 	}
 	return slices.DeleteFunc(list, func(w word) bool { return has(words, w.w) })
+}
+
+// accessRules maps only_from and no_access to ip_address_allow and
+// ip_address_deny. Once only_from is set (even empty) xinetd serves only the
+// addresses it lists, so any other is denied; where an address matches
+// both, the closest match decides in xinetd as in socketd. A wait service
+// takes no connections of its own to check: its lists are noted.
+func (x *xinetdService) accessRules(s *socketd.Socket) {
+	for _, list := range []struct {
+		words []word
+		dst   *[]string
+	}{{x.onlyFrom, &s.IPAddressAllow}, {x.noAccess, &s.IPAddressDeny}} {
+		for _, w := range list.words {
+			switch rules, ok := xinetdRules(w.w); {
+			case !s.Accept:
+				x.note(w.attr, w.w, "a wait service takes no connections of its own to check")
+			case !ok:
+				x.note(w.attr, w.w, "socketd's access rules take addresses and prefixes, not host, network or domain names")
+			default:
+				*list.dst = append(*list.dst, rules...)
+			}
+		}
+	}
+	if x.onlyFromSet && s.Accept && !slices.Contains(s.IPAddressDeny, "any") {
+		s.IPAddressDeny = append(s.IPAddressDeny, "any")
+	}
+}
+
+// xinetdRules turns an address of only_from or no_access into socketd's
+// rules: an IPv4 or IPv6 address or CIDR prefix; an IPv4 address whose
+// rightmost parts are 0 for the network they leave (0.0.0.0 is any); and a
+// factorized address, "10.1.{2,3}" for 10.1.2.0/24 and 10.1.3.0/24. It
+// reports false for names, which socketd does not resolve.
+func xinetdRules(s string) ([]string, bool) {
+	if head, list, ok := strings.Cut(s, "{"); ok {
+		list, closed := strings.CutSuffix(list, "}")
+		if !closed || !strings.HasSuffix(head, ".") {
+			return nil, false
+		}
+		var rules []string
+		for _, n := range strings.Split(list, ",") {
+			r, ok := xinetdRules(head + n)
+			if !ok {
+				return nil, false
+			}
+			rules = append(rules, r...)
+		}
+		return rules, true
+	}
+	if _, err := socketd.ParseRule(s); err == nil && (strings.Contains(s, ":") || strings.Contains(s, "/")) {
+		return []string{s}, true
+	}
+	// Dotted IPv4, perhaps with fewer than four parts: trailing zeros
+	// and missing parts are wildcards.
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
+		return nil, false
+	}
+	for len(parts) < 4 {
+		parts = append(parts, "0")
+	}
+	a, err := netip.ParseAddr(strings.Join(parts, "."))
+	if err != nil {
+		return nil, false
+	}
+	bits := 32
+	for bits > 0 && parts[bits/8-1] == "0" {
+		bits -= 8
+	}
+	if bits == 0 {
+		return []string{"any"}, true
+	}
+	return []string{netip.PrefixFrom(a, bits).String()}, true
 }
 
 // socket returns the socket of the service; ok is false for a disabled
@@ -483,6 +563,7 @@ func (x *xinetdService) process(s *socketd.Socket, udp bool) error {
 			x.note(x.scalars["per_source"], n, "a wait service takes no connections of its own to count by source")
 		}
 	}
+	x.accessRules(s)
 	if c := x.get("cps"); c != "" {
 		// Connections a second, then the seconds xinetd stops the
 		// service for; socketd pauses until the rate is back instead.

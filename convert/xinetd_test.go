@@ -83,6 +83,7 @@ func TestXinetd(t *testing.T) {
 	telnet.Environment = map[string]string{"TERM": "vt100", "LANG": "C"}
 	telnet.PassEnvironment = []string{"TZ"}
 	telnet.User = "root"
+	telnet.IPAddressAllow, telnet.IPAddressDeny = []string{"10.0.0.0/8"}, []string{"any"}
 
 	tftp := socketd.NewSocket()
 	tftp.Name, tftp.Description = "tftp", "xinetd service tftp"
@@ -111,7 +112,7 @@ func TestXinetd(t *testing.T) {
 	}
 	wantUnmapped := []string{
 		"xinetd defaults:4:instances", "xinetd defaults:5:log_type", "xinetd:8:includedir",
-		"xinetd service telnet:21:log_on_failure", "xinetd service telnet:22:only_from",
+		"xinetd service telnet:21:log_on_failure",
 		"xinetd service telnet:24:env", "xinetd service telnet:25:passenv",
 		"xinetd service tftp:38:per_source", "xinetd service tftp:39:cps",
 		"xinetd service hello:52:server_args", "xinetd service hello:53:flags",
@@ -155,6 +156,46 @@ service echo
 	wait		= yes
 }
 `
+
+// TestXinetdAccess maps only_from and no_access, in xinetd's forms, to
+// access rules; names are listed as unmapped.
+func TestXinetdAccess(t *testing.T) {
+	for _, tc := range []struct {
+		attrs       string
+		allow, deny []string
+		unmapped    []string
+	}{
+		{"only_from = 128.138.0.0 10.1.2.3 192.0.2.0/24 2001:db8::/32\nno_access = 128.138.209.0",
+			[]string{"128.138.0.0/16", "10.1.2.3/32", "192.0.2.0/24", "2001:db8::/32"}, []string{"128.138.209.0/24", "any"}, nil},
+		{"only_from = 10.1.{2,3} 0.0.0.0", []string{"10.1.2.0/24", "10.1.3.0/24", "any"}, []string{"any"}, nil},
+		{"only_from =", nil, []string{"any"}, nil},
+		{"no_access = 203.0.113.7\nno_access += 198.51.100.0/24 .example.com", nil,
+			[]string{"203.0.113.7/32", "198.51.100.0/24"}, []string{"no_access=.example.com"}},
+		{"only_from = localhost ::1 gw.example.com\nonly_from -= gw.example.com", []string{"::1"}, []string{"any"},
+			[]string{"only_from=localhost"}},
+	} {
+		conf := "service hello\n{\n\ttype = UNLISTED\n\tport = 13063\n\tsocket_type = stream\n\twait = no\n" +
+			"\tuser = nobody\n\tserver = /bin/cat\n\t" + strings.ReplaceAll(tc.attrs, "\n", "\n\t") + "\n}\n"
+		res, err := convert.Xinetd(conf)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.attrs, err)
+		}
+		s := res.Sockets[0]
+		if !reflect.DeepEqual(s.IPAddressAllow, tc.allow) || !reflect.DeepEqual(s.IPAddressDeny, tc.deny) {
+			t.Errorf("%s:\nallow %q deny %q\nwant  %q deny %q", tc.attrs, s.IPAddressAllow, s.IPAddressDeny, tc.allow, tc.deny)
+		}
+		var unmapped []string
+		for _, u := range res.Unmapped {
+			unmapped = append(unmapped, u.Directive+"="+u.Value)
+		}
+		if !reflect.DeepEqual(unmapped, tc.unmapped) {
+			t.Errorf("%s: unmapped %q, want %q", tc.attrs, unmapped, tc.unmapped)
+		}
+		if err := s.Validate(); err != nil {
+			t.Errorf("%s: %v", tc.attrs, err)
+		}
+	}
+}
 
 func TestXinetdDisabledInternalServicesAreListed(t *testing.T) {
 	res, err := convert.Xinetd(xinetdEcho)
