@@ -245,7 +245,17 @@ func (a *Activator) endGroup(c *conn, g group, killAt time.Time) {
 	}
 	if g.signal(sig) != nil {
 		g.close()
-		c.releaseUser()
+		if c.hasDynUID {
+			// Its killer takes a process start and a wait: not on
+			// the exit watcher, which every other handler waits on.
+			u := c.dynUID
+			c.hasDynUID = false
+			a.wg.Add(1) // the caller is counted, so Close still waits
+			go func() {
+				defer a.wg.Done()
+				a.dynUsers.put(u)
+			}()
+		}
 		return
 	}
 	if sig != 0 && wakes(sig) {
