@@ -51,6 +51,10 @@ func (r *ResourceLimits) Caps() (Caps, error) {
 	return c, nil
 }
 
+// maxTasks is the kernel's ceiling of pids (PID_MAX_LIMIT), the most
+// pids.max takes.
+const maxTasks = 4 << 20
+
 // parseCap parses a memory (bytes) or tasks cap; "" and "infinity" are 0.
 func parseCap(s string, bytes bool) (uint64, error) {
 	if s == "" || s == "infinity" {
@@ -76,6 +80,9 @@ func parseCap(s string, bytes bool) (uint64, error) {
 		var err error
 		if v, err = strconv.ParseUint(s, 10, 64); err != nil || !isDigits(s) {
 			return 0, fmt.Errorf("%q is not a number, a percentage or infinity", s)
+		}
+		if v > maxTasks {
+			return 0, fmt.Errorf("%q: the kernel has at most %d tasks; infinity is no cap", s, maxTasks)
 		}
 	}
 	if v == 0 {

@@ -175,6 +175,7 @@ func TestValidateReportsEveryField(t *testing.T) {
 		{"bad tasks cap", func(s *socketd.Socket) { s.TasksMax = "-1" }, "/tasks_max"},
 		{"tasks cap in bytes", func(s *socketd.Socket) { s.TasksMax = "10K" }, "/tasks_max"},
 		{"no task at all", func(s *socketd.Socket) { s.TasksMax = "0%" }, "/tasks_max"},
+		{"more tasks than pids", func(s *socketd.Socket) { s.TasksMax = "5000000" }, "/tasks_max"},
 		{"bad count", func(s *socketd.Socket) { s.LimitNPROC = "-1" }, "/limit_nproc"},
 		{"idle timeout of a service", func(s *socketd.Socket) { s.Accept, s.IdleTimeout = false, "5m" }, "/idle_timeout"},
 		{"idle timeout on unix", func(s *socketd.Socket) { s.Listen, s.IdleTimeout = []string{"/run/x.sock"}, "5m" }, "/idle_timeout"},

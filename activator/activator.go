@@ -6,11 +6,12 @@
 // connections within a per-socket and a global limit of live handlers,
 // records each connection through a Recorder before its handler starts,
 // runs the handler
-// with the connection as stdin and stdout in its own process group, and
-// closes the connection gracefully once the handler exits, so that a handler
-// that never reads its input does not lose what it wrote to a reset. What a
-// handler leaves running in its process group gets SIGTERM when it exits and
-// SIGKILL after StopTimeout, as systemd's KillMode=control-group does.
+// with the connection as stdin and stdout in its own process group and, where
+// the host allows, its own cgroup (see cgroup.go), and closes the connection
+// gracefully once the handler exits, so that a handler that never reads its
+// input does not lose what it wrote to a reset. What a handler leaves running
+// in its cgroup (its process group without one) gets SIGTERM when it exits
+// and SIGKILL after StopTimeout, as systemd's KillMode=control-group does.
 //
 // The activator knows nothing of SQL or HTTP: it reads definitions from a
 // Source and reports connections to a Recorder, both small interfaces it

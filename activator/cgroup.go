@@ -51,8 +51,12 @@ type cgroupMounts struct {
 
 // cgroups is the pool of connection cgroups of one Activator.
 type cgroups struct {
-	dir  string // socketd's directory in the v2 hierarchy
-	lock int    // dir, opened and flocked
+	mount string // the v2 hierarchy's
+	dir   string // socketd's directory in it
+	// held are dir and its namesakes in the v1 hierarchies, which locks
+	// hold (opened and flocked).
+	held  []string
+	locks []int
 	// v1 holds the directories of the same name in the v1 hierarchies of
 	// the controllers cgroup v2 does not offer, by controller; v2 those it
 	// does.
@@ -70,8 +74,10 @@ type cgroup struct {
 	pool *cgroups
 	path string
 	fd   int // the directory, for CLONE_INTO_CGROUP
-	// events is cgroup.events, opened, read for "populated".
-	events int
+	// events is cgroup.events, opened, read for "populated"; procs is
+	// cgroup.procs, opened for writing, for a child to join the cgroup
+	// where clone3 cannot place it.
+	events, procs int
 	// capped says that memory.max or pids.max were set in it: reset them
 	// for a connection without caps.
 	capped bool
@@ -119,8 +125,8 @@ func openCgroups() (*cgroups, error) {
 			v1parents[ctl] = filepath.Join(mnt, p)
 		}
 	}
-	g := &cgroups{v1: map[string]string{}, v2: map[string]bool{}, made: map[*cgroup]bool{}}
-	name, err := g.take(parent, v1parents)
+	g := &cgroups{mount: m.v2, v1: map[string]string{}, v2: map[string]bool{}, made: map[*cgroup]bool{}}
+	name, v1dirs, err := g.take(parent, v1parents)
 	if err != nil {
 		return nil, err
 	}
@@ -132,11 +138,8 @@ func openCgroups() (*cgroups, error) {
 	for _, ctl := range capControls {
 		if g.enableV2(parent, ctl.name) {
 			g.v2[ctl.name] = true
-		} else if p, ok := v1parents[ctl.name]; ok {
-			dir := filepath.Join(p, name)
-			if err := os.Mkdir(dir, 0o755); err == nil || errors.Is(err, os.ErrExist) {
-				g.v1[ctl.name] = dir
-			}
+		} else if dir, ok := v1dirs[ctl.name]; ok {
+			g.v1[ctl.name] = dir
 		}
 	}
 	return g, nil
@@ -146,10 +149,13 @@ func openCgroups() (*cgroups, error) {
 // cgroup.
 var cgroupDirName = regexp.MustCompile(`^socketd(-[0-9]+)?$`)
 
-// take makes or takes over the first directory below parent that no other
-// socketd holds, and holds it. v1parents are socketd's cgroups in the v1
-// hierarchies, where a directory of the same name may be left too.
-func (g *cgroups) take(parent string, v1parents map[string]string) (string, error) {
+// take makes or takes over the first name whose directory below parent,
+// and those below v1parents (socketd's cgroups in the v1 hierarchies), no
+// other socketd holds, and holds them all. It returns the name and the v1
+// directories it holds by controller: those it could not make (a v1
+// hierarchy mounted read-only, say) are left out.
+func (g *cgroups) take(parent string, v1parents map[string]string) (string, map[string]string, error) {
+next:
 	for i := 1; i <= 1000; i++ {
 		name := "socketd"
 		if i > 1 {
@@ -157,21 +163,48 @@ func (g *cgroups) take(parent string, v1parents map[string]string) (string, erro
 		}
 		dir := filepath.Join(parent, name)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return "", err
+			return "", nil, err
 		}
 		fd, ok, err := lockDir(dir)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if !ok {
 			continue
 		}
-		g.dir, g.lock = dir, fd
-		// A socketd that held it before has died: end what it left.
-		removeStaleCgroups(dir, v1parents, false)
-		return name, nil
+		locks, v1dirs := []int{fd}, map[string]string{}
+		g.held = nil
+		for ctl, p := range v1parents {
+			v1 := filepath.Join(p, name)
+			if err := os.Mkdir(v1, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+				continue
+			}
+			// Another socketd whose v2 directory has this name in
+			// another cgroup may share the v1 cgroup.
+			fd, ok, err := lockDir(v1)
+			if err != nil {
+				continue
+			}
+			if !ok {
+				for _, fd := range locks {
+					unix.Close(fd)
+				}
+				continue next
+			}
+			locks, v1dirs[ctl] = append(locks, fd), v1
+		}
+		g.dir, g.locks, g.held = dir, locks, []string{dir}
+		for _, v1 := range v1dirs {
+			g.held = append(g.held, v1)
+		}
+		// A socketd that held them before has died: end what it left.
+		removeChildren(dir, killCgroup)
+		for _, v1 := range v1dirs {
+			removeChildren(v1, nil)
+		}
+		return name, v1dirs, nil
 	}
-	return "", fmt.Errorf("every socketd directory in %s is held", parent)
+	return "", nil, fmt.Errorf("every socketd directory in %s is held", parent)
 }
 
 // lockDir opens dir and locks it without waiting. It reports false if
@@ -200,37 +233,30 @@ func lockDir(dir string) (fd int, ok bool, err error) {
 }
 
 // sweep removes the directories of socketd that died, but for keep, with
-// their v1 directories.
+// their v1 directories, each only if no socketd holds it.
 func (g *cgroups) sweep(parent, keep string, v1parents map[string]string) {
 	entries, _ := os.ReadDir(parent)
 	for _, e := range entries {
 		if !e.IsDir() || e.Name() == keep || !cgroupDirName.MatchString(e.Name()) {
 			continue
 		}
-		dir := filepath.Join(parent, e.Name())
-		fd, ok, _ := lockDir(dir)
-		if !ok {
-			continue
+		dirs := []string{filepath.Join(parent, e.Name())}
+		for _, p := range v1parents {
+			dirs = append(dirs, filepath.Join(p, e.Name()))
 		}
-		removeStaleCgroups(dir, v1parents, true)
-		unix.Close(fd)
-	}
-}
-
-// removeStaleCgroups ends and removes the cgroups in dir, a directory of socketd's
-// that no socketd holds, and empties its v1 directories; with all, it
-// removes them too.
-func removeStaleCgroups(dir string, v1parents map[string]string, all bool) {
-	removeChildren(dir, killCgroup)
-	for _, p := range v1parents {
-		v1 := filepath.Join(p, filepath.Base(dir))
-		removeChildren(v1, nil)
-		if all {
-			unix.Rmdir(v1)
+		for i, dir := range dirs {
+			fd, ok, _ := lockDir(dir)
+			if !ok {
+				continue
+			}
+			if i == 0 {
+				removeChildren(dir, killCgroup)
+			} else {
+				removeChildren(dir, nil) // its processes were in the v2 cgroups too
+			}
+			unix.Rmdir(dir)
+			unix.Close(fd)
 		}
-	}
-	if all {
-		unix.Rmdir(dir)
 	}
 }
 
@@ -239,7 +265,8 @@ func removeStaleCgroups(dir string, v1parents map[string]string, all bool) {
 // cgroup offers it, or can be made to. Only the root, or a cgroup without
 // processes of its own, can enable a controller for its children: as
 // systemd asks of a service with Delegate=yes, socketd then moves itself
-// into a cgroup of its own below (daemonCgroup), and tries again.
+// into a cgroup of its own below (daemonCgroup), if it is the only process
+// in its cgroup, and tries again.
 func (g *cgroups) enableV2(parent, ctl string) bool {
 	if !hasWord(filepath.Join(g.dir, "cgroup.controllers"), ctl) {
 		if !hasWord(filepath.Join(parent, "cgroup.controllers"), ctl) {
@@ -247,8 +274,11 @@ func (g *cgroups) enableV2(parent, ctl string) bool {
 		}
 		control := filepath.Join(parent, "cgroup.subtree_control")
 		err := writeFile(control, "+"+ctl)
-		if err == unix.EBUSY && moveSelf(filepath.Join(parent, daemonCgroup)) == nil {
-			err = writeFile(control, "+"+ctl)
+		if err == unix.EBUSY {
+			pids, _ := readPIDs(filepath.Join(parent, "cgroup.procs"))
+			if len(pids) == 1 && pids[0] == os.Getpid() && moveSelf(filepath.Join(parent, daemonCgroup)) == nil {
+				err = writeFile(control, "+"+ctl)
+			}
 		}
 		if err != nil {
 			return false
@@ -278,16 +308,28 @@ func (g *cgroups) get() (*cgroup, error) {
 		g.mu.Unlock()
 		return cg, nil
 	}
-	g.next++
-	path := filepath.Join(g.dir, "c"+strconv.Itoa(g.next))
 	g.mu.Unlock()
-	if err := unix.Mkdir(path, 0o755); err != nil {
-		return nil, fmt.Errorf("make cgroup %s: %w", path, err)
+	var path string
+	for {
+		g.mu.Lock()
+		g.next++
+		path = filepath.Join(g.dir, "c"+strconv.Itoa(g.next))
+		g.mu.Unlock()
+		err := unix.Mkdir(path, 0o755)
+		if err == nil {
+			break
+		}
+		if err != unix.EEXIST { // one a dead socketd left, still busy
+			return nil, fmt.Errorf("make cgroup %s: %w", path, err)
+		}
 	}
-	cg := &cgroup{pool: g, path: path, fd: -1, events: -1}
+	cg := &cgroup{pool: g, path: path, fd: -1, events: -1, procs: -1}
 	var err error
 	if cg.fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
 		cg.events, err = unix.Open(filepath.Join(path, "cgroup.events"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
+	if err == nil {
+		cg.procs, err = unix.Open(filepath.Join(path, "cgroup.procs"), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	}
 	if err != nil {
 		cg.remove()
@@ -307,6 +349,9 @@ func (cg *cgroup) limit(c socketd.Caps) (joins []int, err error) {
 	}
 	g := cg.pool
 	capped := false
+	// Until the caps are all set, as if they were: should one fail, the
+	// next connection resets those set already.
+	cg.capped = true
 	for _, ctl := range capControls {
 		v := ctl.value(c)
 		switch {
@@ -384,31 +429,49 @@ func (cg *cgroup) populated() bool {
 	return bytes.Contains(buf[:n], []byte("populated 1"))
 }
 
-// signal sends sig to every process in the cgroup, reading the list again
-// until it holds none not signalled yet (a process may fork meanwhile), as
-// systemd does; it fails with ESRCH if there was none.
-func (cg *cgroup) signal(sig unix.Signal) error {
+// signal sends sig to every process in the cgroup and the cgroups a
+// handler running as root may have made below it, reading the lists again
+// until they hold none not signalled yet (a process may fork meanwhile), as
+// systemd does. Each process is signalled through a pidfd opened once it
+// is known to be in the cgroup, so that a pid reused meanwhile is not.
+func (cg *cgroup) signal(sig unix.Signal) {
 	seen := map[int]bool{}
 	for range 16 {
-		pids, err := readPIDs(filepath.Join(cg.path, "cgroup.procs"))
-		if err != nil {
-			return err
-		}
 		sent := false
-		for _, pid := range pids {
-			if !seen[pid] {
-				seen[pid], sent = true, true
-				_ = unix.Kill(pid, sig)
+		_ = filepath.WalkDir(cg.path, func(dir string, d os.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return nil
 			}
-		}
+			pids, _ := readPIDs(filepath.Join(dir, "cgroup.procs"))
+			for _, pid := range pids {
+				if !seen[pid] {
+					seen[pid], sent = true, true
+					cg.signalPID(pid, dir, sig)
+				}
+			}
+			return nil
+		})
 		if !sent {
-			break
+			return
 		}
 	}
-	if len(seen) == 0 {
-		return unix.ESRCH
+}
+
+// signalPID sends sig to process pid if it is in the cgroup at dir.
+func (cg *cgroup) signalPID(pid int, dir string, sig unix.Signal) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
 	}
-	return nil
+	defer unix.Close(fd)
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return
+	}
+	line := "0::" + strings.TrimPrefix(dir, cg.pool.mount) + "\n"
+	if strings.HasPrefix(string(b), line) || strings.Contains(string(b), "\n"+line) {
+		_ = unix.PidfdSendSignal(fd, sig, nil, 0)
+	}
 }
 
 // kill sends SIGKILL to every process in the cgroup at once, and reports
@@ -462,12 +525,12 @@ func (cg *cgroup) remove() {
 		unix.Close(fd)
 		unix.Rmdir(filepath.Join(cg.pool.v1[ctl], filepath.Base(cg.path)))
 	}
-	for _, fd := range []int{cg.fd, cg.events} {
+	for _, fd := range []int{cg.fd, cg.events, cg.procs} {
 		if fd >= 0 {
 			unix.Close(fd)
 		}
 	}
-	unix.Rmdir(cg.path)
+	removeTree(cg.path)
 }
 
 // close removes every cgroup made, and socketd's directories. Call it once
@@ -483,11 +546,10 @@ func (g *cgroups) close() {
 		cg.remove()
 	}
 	g.made, g.free = nil, nil
-	for _, dir := range g.v1 {
+	for i, dir := range g.held {
 		unix.Rmdir(dir)
+		unix.Close(g.locks[i])
 	}
-	unix.Rmdir(g.dir)
-	unix.Close(g.lock)
 }
 
 // killCgroup sends SIGKILL to every process in the cgroup at dir.
@@ -500,16 +562,22 @@ func killCgroup(dir string) error {
 func removeChildren(dir string, prepare func(string) error) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if !e.IsDir() {
-			continue
+		if e.IsDir() {
+			child := filepath.Join(dir, e.Name())
+			if prepare != nil {
+				_ = prepare(child)
+			}
+			removeTree(child)
 		}
-		child := filepath.Join(dir, e.Name())
-		if prepare != nil {
-			_ = prepare(child)
-		}
-		for wait := time.Millisecond; unix.Rmdir(child) == unix.EBUSY && wait <= time.Second; wait *= 2 {
-			time.Sleep(wait) // killed processes take a moment to leave
-		}
+	}
+}
+
+// removeTree removes the cgroup at dir and those below it, waiting up to a
+// second for each to empty: killed processes take a moment to leave.
+func removeTree(dir string) {
+	removeChildren(dir, nil)
+	for wait := time.Millisecond; unix.Rmdir(dir) == unix.EBUSY && wait <= time.Second; wait *= 2 {
+		time.Sleep(wait)
 	}
 }
 

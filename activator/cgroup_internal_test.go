@@ -80,7 +80,7 @@ func enableV2InHelper() {
 	m, _ := readCgroupMounts()
 	parent := filepath.Join(m.v2, own[""])
 	g := &cgroups{v1: map[string]string{}, v2: map[string]bool{}, made: map[*cgroup]bool{}}
-	if _, err := g.take(parent, nil); err != nil {
+	if _, _, err := g.take(parent, nil); err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}

@@ -51,3 +51,14 @@ func (a *Activator) CapsDir(ctl, name string) string {
 	}
 	return ""
 }
+
+// UseCloneFallback makes handlers start with the C library's clone, as
+// where clone3 is not to be had (a container's seccomp profile), until the
+// test ends.
+func UseCloneFallback(t testing.TB) {
+	useCloneFallback(true)
+	t.Cleanup(func() { useCloneFallback(false) })
+}
+
+// CgroupMount is where the cgroup v2 hierarchy of a's cgroups is mounted.
+func (a *Activator) CgroupMount() string { return a.cgroups.mount }

@@ -12,7 +12,8 @@ import (
 )
 
 // Kill terminates the handler of running connection id: its definition's
-// kill signal (SIGTERM) to its process group, SIGKILL after its timeout_stop
+// kill signal (SIGTERM) to every process of its cgroup (its process group
+// without one), SIGKILL after its timeout_stop
 // (StopTimeout). It returns once the handler is
 // gone and the row is finished with state killed, or when ctx is done. It
 // returns an *socketd.Error with CodeNotFound if no such connection runs.
@@ -55,6 +56,9 @@ func (c *conn) started(pid int) {
 	c.pid = pid
 	if c.stopping {
 		c.terminateLocked()
+		if isClosed(c.a.hurry) {
+			c.killLocked() // Close has run out of time, and killed the rest
+		}
 		return
 	}
 	if d := c.def.idleTimeout; d > 0 && c.fd >= 0 && c.rec.PeerUID == nil { // TCP only
@@ -111,6 +115,11 @@ func (c *conn) checkIdle() {
 func (c *conn) kill() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.killLocked()
+}
+
+// killLocked is kill with c.mu held.
+func (c *conn) killLocked() {
 	if c.pid == 0 || c.exited {
 		return
 	}
@@ -142,7 +151,7 @@ func (c *conn) terminateLocked() {
 // every process of its cgroup, or of its process group without one.
 func (c *conn) signalLocked(sig unix.Signal) {
 	if c.cg != nil {
-		_ = c.cg.signal(sig)
+		c.cg.signal(sig)
 	} else {
 		_ = unix.Kill(-c.pid, sig)
 	}
@@ -174,13 +183,14 @@ var noPidfdGroups atomic.Bool
 // if its id has been freed and reused since. kill(2) is the fallback.
 func (g *group) signal(sig unix.Signal) error {
 	if g.cg != nil {
+		// What counts is whether anything is left, wherever below.
 		if !g.cg.populated() {
 			return unix.ESRCH
 		}
-		if sig == 0 {
-			return nil
+		if sig != 0 {
+			g.cg.signal(sig)
 		}
-		return g.cg.signal(sig)
+		return nil
 	}
 	if g.fd >= 0 && !noPidfdGroups.Load() {
 		err := unix.PidfdSendSignal(g.fd, sig, nil, unix.PIDFD_SIGNAL_PROCESS_GROUP)

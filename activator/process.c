@@ -179,7 +179,11 @@ static int sd_child(void *arg) {
 
 	sd_attrs *a = &p->attrs;
 
-	// Into the cgroups of its caps before it can start anything.
+	// Into its cgroup, where clone3 could not place it, and those of its
+	// caps, before it can start anything.
+	if (p->join_procs >= 0 && (r = sd_syscall(SYS_write, p->join_procs, (long)"0", 1, 0, 0)) < 0) {
+		return sd_child_fail(p, SD_STEP_CGROUP, r);
+	}
 	for (int i = 0; i < a->njoins; i++) {
 		if ((r = sd_syscall(SYS_write, a->joins[i], (long)"0", 1, 0, 0)) < 0) {
 			return sd_child_fail(p, SD_STEP_CGROUP, r);
@@ -327,6 +331,14 @@ static int sd_child(void *arg) {
 	return sd_child_fail(p, SD_STEP_EXEC, r);
 }
 
+// sd_no_clone3 is set once clone3 has failed with ENOSYS or EPERM, as a
+// container runtime's default seccomp profile or a kernel before 5.3 makes
+// it: from then on the C library's clone starts children, and a child joins
+// its cgroup itself (join_procs).
+static int sd_no_clone3;
+
+void sd_set_no_clone3(int on) { __atomic_store_n(&sd_no_clone3, on, __ATOMIC_RELAXED); }
+
 // sd_pid is socketd's pid, read once at start: socketd never forks.
 static int sd_pid;
 
@@ -393,6 +405,8 @@ sd_proc *sd_proc_new(const char *blob, size_t len, int argc, int envc, int has_d
 
 	p->stack = m + off_stack;
 	p->cgroup_fd = -1;
+	p->cgroup_procs_fd = -1;
+	p->join_procs = -1;
 	p->pid = -1;
 	p->pidfd = -1;
 	return p;
@@ -420,7 +434,20 @@ int sd_proc_start(sd_proc *p) {
 		args.flags |= CLONE_INTO_CGROUP;
 		args.cgroup = p->cgroup_fd;
 	}
-	long pid = sd_clone3(&args, sd_child, p);
+	long pid = -ENOSYS;
+	if (!__atomic_load_n(&sd_no_clone3, __ATOMIC_RELAXED)) {
+		pid = sd_clone3(&args, sd_child, p);
+		if (pid == -ENOSYS || pid == -EPERM) {
+			sd_set_no_clone3(1);
+		}
+	}
+	if (pid == -ENOSYS || pid == -EPERM) {
+		p->join_procs = p->cgroup_fd >= 0 ? p->cgroup_procs_fd : -1;
+		pid = clone(sd_child, p->stack + SD_STACK, CLONE_VM | CLONE_PIDFD | SIGCHLD, p, &pidfd);
+		if (pid < 0) {
+			pid = -errno;
+		}
+	}
 	sd_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, sizeof(old), 0);
 	if (pid < 0) {
 		return (int)-pid;

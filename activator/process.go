@@ -153,13 +153,23 @@ func startProcess(a *procAttr) (*process, error) {
 		return nil, syscall.ENOMEM
 	}
 	if a.cgroup != nil {
-		p.cgroup_fd = C.int(a.cgroup.fd)
+		p.cgroup_fd, p.cgroup_procs_fd = C.int(a.cgroup.fd), C.int(a.cgroup.procs)
 	}
 	if errno := C.sd_proc_start(p); errno != 0 {
 		C.sd_proc_free(p)
 		return nil, syscall.Errno(errno)
 	}
 	return &process{p: p, pid: int(p.pid), pidfd: int(p.pidfd)}, nil
+}
+
+// useCloneFallback makes handlers start with the C library's clone, as
+// where clone3 is not to be had, or with clone3 again.
+func useCloneFallback(on bool) {
+	v := C.int(0)
+	if on {
+		v = 1
+	}
+	C.sd_set_no_clone3(v)
 }
 
 // execErr reports why the child failed before it became the handler, or

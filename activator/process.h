@@ -91,8 +91,12 @@ typedef struct sd_proc {
 	int pidfd; // non-blocking; -1 if the kernel gave none
 
 	// Set by the caller before sd_proc_start: the cgroup v2 directory
-	// the child starts in, or -1 for socketd's own.
+	// the child starts in, or -1 for socketd's own, and its cgroup.procs,
+	// opened for writing, for the child to join it where clone3 cannot
+	// place it (join_procs, set by sd_proc_start).
 	int cgroup_fd;
+	int cgroup_procs_fd;
+	int join_procs;
 
 	char *stack; // SD_STACK bytes, 16-byte aligned
 } sd_proc;
@@ -100,4 +104,5 @@ typedef struct sd_proc {
 sd_proc *sd_proc_new(const char *blob, size_t len, int argc, int envc, int has_dir,
 		const int *fds, int nfds, int pdeathsig, const sd_attrs *attrs, const unsigned int *groups);
 int sd_proc_start(sd_proc *p);
+void sd_set_no_clone3(int on);
 void sd_proc_free(sd_proc *p);

@@ -95,9 +95,9 @@ func (im *unitImport) serviceDirective(file string, names unitNames, e entry) er
 	case "LimitCORE":
 		im.rlimit(file, e, &s.LimitCORE, false)
 	case "MemoryMax", "MemoryLimit": // MemoryLimit= is cgroup v1's name
-		return setCap(v, &s.MemoryMax, socketd.ResourceLimits{MemoryMax: v})
+		im.setCap(file, e, &s.MemoryMax, socketd.ResourceLimits{MemoryMax: v})
 	case "TasksMax":
-		return setCap(v, &s.TasksMax, socketd.ResourceLimits{TasksMax: v})
+		im.setCap(file, e, &s.TasksMax, socketd.ResourceLimits{TasksMax: v})
 	case "KillSignal":
 		if _, err := socketd.ParseKillSignal(v); err != nil {
 			im.note(file, e, err.Error())
@@ -116,14 +116,14 @@ func (im *unitImport) serviceDirective(file string, names unitNames, e entry) er
 	return err
 }
 
-// setCap sets *dst to cap v, a MemoryMax= or TasksMax= that check holds,
-// or fails if socketd cannot read it.
-func setCap(v string, dst *string, check socketd.ResourceLimits) error {
+// setCap sets *dst to the value of a MemoryMax= or TasksMax= line, which
+// check holds, or lists the line if socketd cannot read it.
+func (im *unitImport) setCap(file string, e entry, dst *string, check socketd.ResourceLimits) {
 	if _, err := check.Caps(); err != nil {
-		return err
+		im.note(file, e, err.Error())
+		return
 	}
-	*dst = v
-	return nil
+	*dst = e.value
 }
 
 // rlimit imports a Limit*= line into *dst: "VALUE" or "SOFT:HARD". A

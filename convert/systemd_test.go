@@ -287,6 +287,7 @@ LimitCPU=1min:infinity
 LimitNOFILE=1024
 MemoryMax=25%
 TasksMax=64
+TasksMax=5000000
 Restart=always
 `
 	res, err := convert.Systemd("hello.socket", text)
@@ -322,7 +323,7 @@ Restart=always
 	wantUnmapped := []string{"hello.socket:4:After", "hello.socket:6:IPAddressAllow", "hello.socket:6:IPAddressDeny",
 		"hello.socket:6:X-Socketd-OnLimit", "hello.socket:6:X-Socketd-LimitMessage",
 		"hello.socket:31:IPAddressAllow",
-		"hello.service:42:WorkingDirectory", "hello.service:54:Restart"}
+		"hello.service:42:WorkingDirectory", "hello.service:54:TasksMax", "hello.service:55:Restart"}
 	if got := unmappedKeys(res.Unmapped); !reflect.DeepEqual(got, wantUnmapped) {
 		t.Errorf("unmapped %q, want %q", got, wantUnmapped)
 	}
