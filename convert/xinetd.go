@@ -159,18 +159,18 @@ func parseXinetdAttr(n int, t string) (xinetdAttr, error) {
 
 // xinetdService imports one service block.
 type xinetdService struct {
-	block    xinetdBlock
-	scalars  map[string]xinetdAttr // the attributes with one value, by name
-	types    []word                // type, flags, env and passenv: lists
-	flags    []word
-	env      []word
-	passenv  []word
+	block   xinetdBlock
+	scalars map[string]xinetdAttr // the attributes with one value, by name
+	types   []word                // type, flags, env and passenv: lists
+	flags   []word
+	env     []word
+	passenv []word
 	// onlyFrom and noAccess are the access lists; onlyFromSet says that
 	// only_from was given, if empty: then nobody may connect.
 	onlyFrom, noAccess []word
 	onlyFromSet        bool
 	protocol           string
-	notes    []Unmapped // Socket is filled in by the caller
+	notes              []Unmapped // Socket is filled in by the caller
 }
 
 // word is a word of a list attribute, with the attribute it comes from.
