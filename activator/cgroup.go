@@ -489,9 +489,13 @@ func (cg *cgroup) kill() bool {
 // one still populated then (a process stuck in the kernel) is not used
 // again, nor is one that was killed: that one is removed.
 func (cg *cgroup) release() {
-	if !cg.waitEmpty() {
-		return
+	if cg.waitEmpty() {
+		cg.giveBack()
 	}
+}
+
+// giveBack is release for a cgroup known to be empty.
+func (cg *cgroup) giveBack() {
 	g := cg.pool
 	g.mu.Lock()
 	defer g.mu.Unlock()

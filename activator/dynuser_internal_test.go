@@ -19,7 +19,10 @@ import (
 func TestKillUIDCannotBeStopped(t *testing.T) {
 	testhandler.RequireRoot(t)
 	const u, spare = 64300, 64301
-	cmd := exec.Command("/bin/sh", "-c", `setsid sh -c 'while :; do kill -STOP -1; done' </dev/null >/dev/null 2>&1 & echo $!`)
+	// The stopper starts once this shell is gone, which it would stop
+	// too otherwise.
+	cmd := exec.Command("/bin/sh", "-c", `setsid sh -c 'while kill -0 "$0" 2>/dev/null; do sleep 0.01; done
+while :; do kill -STOP -1; done' $$ </dev/null >/dev/null 2>&1 & echo $!`)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u, Gid: u}}
 	out, err := cmd.Output()
 	if err != nil {

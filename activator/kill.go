@@ -166,6 +166,8 @@ type group struct {
 	id int
 	fd int
 	cg *cgroup
+	// empty is set once the cgroup was seen empty.
+	empty bool
 }
 
 // noPidfdGroups is set once the kernel has refused to signal a process
@@ -185,6 +187,7 @@ func (g *group) signal(sig unix.Signal) error {
 	if g.cg != nil {
 		// What counts is whether anything is left, wherever below.
 		if !g.cg.populated() {
+			g.empty = true
 			return unix.ESRCH
 		}
 		if sig != 0 {
@@ -226,7 +229,11 @@ func (g *group) close() {
 	if g.fd >= 0 {
 		unix.Close(g.fd)
 	}
-	if g.cg != nil {
+	switch {
+	case g.cg == nil:
+	case g.empty:
+		g.cg.giveBack()
+	default:
 		g.cg.release()
 	}
 }

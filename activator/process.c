@@ -21,6 +21,9 @@
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
+#ifndef CLONE_CLEAR_SIGHAND
+#define CLONE_CLEAR_SIGHAND 0x100000000ULL
+#endif
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
@@ -135,6 +138,10 @@ struct sd_sigaction {
 // a daemon does not gain one.
 static int sd_has_tty;
 
+// sd_ignored holds the signals socketd was started with ignored (bit
+// sig-1), read once at start, before Go's runtime installs its handlers.
+static uint64_t sd_ignored;
+
 static int sd_child_fail(sd_proc *p, int step, long ret) {
 	p->err_errno = (int)-ret;
 	p->err_step = step;
@@ -151,10 +158,12 @@ static int sd_child(void *arg) {
 	// The signal handlers are the parent's (Go's), which must never run
 	// here: reset them all before any signal is unblocked. execve keeps
 	// a signal ignored, so this also gives the handler systemd's default
-	// of no ignored signals.
+	// of no ignored signals. clone3's CLONE_CLEAR_SIGHAND has reset the
+	// handled ones already, which leaves those ignored since socketd
+	// started (no handler of Go's replaced them).
 	struct sd_sigaction dfl = {0};
 	for (int sig = 1; sig < 65; sig++) {
-		if (sig != SIGKILL && sig != SIGSTOP) {
+		if (sig != SIGKILL && sig != SIGSTOP && (!p->sighand_cleared || (sd_ignored & (1ULL << (sig - 1))))) {
 			sd_syscall(SYS_rt_sigaction, sig, (long)&dfl, 0, sizeof(dfl.mask), 0);
 		}
 	}
@@ -344,6 +353,12 @@ static int sd_pid;
 
 __attribute__((constructor)) static void sd_init_pid(void) {
 	sd_pid = getpid();
+	for (int sig = 1; sig < 65; sig++) {
+		struct sd_sigaction old;
+		if (sd_syscall(SYS_rt_sigaction, sig, 0, (long)&old, sizeof(old.mask), 0) == 0 && old.handler == SIG_IGN) {
+			sd_ignored |= 1ULL << (sig - 1);
+		}
+	}
 	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (fd >= 0) {
 		sd_has_tty = 1;
@@ -424,7 +439,7 @@ int sd_proc_start(sd_proc *p) {
 	p->ppid = sd_pid;
 	int pidfd = -1;
 	struct sd_clone_args args = {
-		.flags = CLONE_VM | CLONE_PIDFD,
+		.flags = CLONE_VM | CLONE_PIDFD | CLONE_CLEAR_SIGHAND,
 		.pidfd = (uintptr_t)&pidfd,
 		.exit_signal = SIGCHLD,
 		.stack = (uintptr_t)p->stack,
@@ -436,12 +451,14 @@ int sd_proc_start(sd_proc *p) {
 	}
 	long pid = -ENOSYS;
 	if (!__atomic_load_n(&sd_no_clone3, __ATOMIC_RELAXED)) {
+		p->sighand_cleared = 1;
 		pid = sd_clone3(&args, sd_child, p);
 		if (pid == -ENOSYS || pid == -EPERM) {
 			sd_set_no_clone3(1);
 		}
 	}
 	if (pid == -ENOSYS || pid == -EPERM) {
+		p->sighand_cleared = 0;
 		p->join_procs = p->cgroup_fd >= 0 ? p->cgroup_procs_fd : -1;
 		pid = clone(sd_child, p->stack + SD_STACK, CLONE_VM | CLONE_PIDFD | SIGCHLD, p, &pidfd);
 		if (pid < 0) {

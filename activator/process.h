@@ -97,6 +97,9 @@ typedef struct sd_proc {
 	int cgroup_fd;
 	int cgroup_procs_fd;
 	int join_procs;
+	// sighand_cleared, set by sd_proc_start, says that the kernel reset
+	// the handled signals (clone3's CLONE_CLEAR_SIGHAND).
+	int sighand_cleared;
 
 	char *stack; // SD_STACK bytes, 16-byte aligned
 } sd_proc;
