@@ -15,10 +15,13 @@ const healthPath = "/healthz"
 
 // requireToken refuses, with a 401 and a WWW-Authenticate challenge
 // (RFC 6750), every request but GET /healthz that does not carry
-// "Authorization: Bearer <token>" with a token the store knows.
+// "Authorization: Bearer <token>" with a token the store knows. The
+// dashboard's pages check its logins themselves, and the event stream takes
+// a login too, for the dashboard's pages follow it.
 func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == healthPath {
+		if r.URL.Path == healthPath || isDashboard(r.URL.Path) ||
+			(r.URL.Path == eventsPath && r.Method == http.MethodGet && r.Header.Get("Authorization") == "" && s.sessions.Valid(r)) {
 			next.ServeHTTP(w, r)
 			return
 		}

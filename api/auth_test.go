@@ -27,8 +27,6 @@ func TestAuth(t *testing.T) {
 		{"token without scheme", testToken, "/v1/sockets", 401, `Bearer realm="socketd"`},
 		{"right token", "Bearer " + testToken, "/v1/sockets", 200, ""},
 		{"scheme in lower case", "bearer " + testToken, "/v1/sockets", 200, ""},
-		{"dashboard without token", "", "/", 401, `Bearer realm="socketd"`},
-		{"dashboard with token", "Bearer " + testToken, "/", 200, ""},
 		{"connections without token", "", "/v1/connections", 401, `Bearer realm="socketd"`},
 		{"unknown route without token", "", "/v1/secret", 401, `Bearer realm="socketd"`},
 		{"healthz without token", "", "/healthz", 200, ""},

@@ -106,14 +106,23 @@ func (s *Server) importSockets(w http.ResponseWriter, r *http.Request) error {
 		out.Unmapped = []convert.Unmapped{}
 	}
 	if !dryRun {
+		var created, changed []string
 		for i, sock := range res.Sockets {
-			saved, _, err := s.store.PutSocket(r.Context(), sock)
+			saved, isNew, err := s.store.PutSocket(r.Context(), sock)
 			if err != nil {
 				return err
 			}
 			out.Items[i] = saved
+			if isNew {
+				created = append(created, saved.Name)
+			} else {
+				changed = append(changed, saved.Name)
+			}
 		}
-		s.apply(r)
+		s.apply(r, socketd.EventSocketCreated, created...)
+		for _, name := range changed {
+			s.hub.Publish(socketd.Event{Type: socketd.EventSocketChanged, Socket: name})
+		}
 		for i := range out.Items {
 			out.Items[i] = s.withStatus(out.Items[i])
 		}

@@ -1,6 +1,6 @@
 // Package api is socketd's HTTP interface: the REST API under /v1 that
-// manages socket definitions and reads the connection history, the
-// placeholder dashboard at /, and a Client for it.
+// manages socket definitions, reads the connection history and streams
+// events, the dashboard (package web) under /ui/, and a Client for it.
 //
 // The contract is openapi.yaml at the root of the module; the tests hold the
 // server to it. Every request but GET /healthz needs a bearer token; errors
@@ -57,6 +57,10 @@ type Runtime interface {
 type Config struct {
 	Store   SocketStore
 	Runtime Runtime
+	// Hub carries the events of GET /v1/events. The daemon records the
+	// connections through it (Hub.Recording) and hands it here; nil makes
+	// one that carries the API's own changes only.
+	Hub *Hub
 	// Logger receives internal errors and, at debug level, every request.
 	// Nil discards them.
 	Logger *slog.Logger
@@ -81,9 +85,19 @@ const (
 type Server struct {
 	store   SocketStore
 	runtime Runtime
-	log     *slog.Logger
-	router  *chi.Mux
-	handler http.Handler
+	hub     *Hub
+	// sessions are the dashboard's logins, which GET /v1/events takes as
+	// well as a token.
+	sessions *web.Sessions
+	log      *slog.Logger
+	// done is closed by Close: it ends the event streams, which
+	// http.Server.Shutdown would otherwise wait for, and watchStates.
+	done chan struct{}
+	// statesChecked gets a token after each pass of watchStates, for
+	// tests.
+	statesChecked chan struct{}
+	router        *chi.Mux
+	handler       http.Handler
 	// loopback is set by Open when it binds a loopback address; it turns
 	// on the Host check against DNS rebinding.
 	loopback atomic.Bool
@@ -94,6 +108,7 @@ type Server struct {
 	srv       *http.Server
 	ln        net.Listener
 	served    chan struct{} // closed when Serve returns
+	watching  chan struct{} // closed when watchStates returns
 	closed    bool
 	closeOnce sync.Once
 	closeErr  error
@@ -105,7 +120,12 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{store: cfg.Store, runtime: cfg.Runtime, log: log, writeTimeout: writeTimeout}
+	hub := cfg.Hub
+	if hub == nil {
+		hub = NewHub()
+	}
+	s := &Server{store: cfg.Store, runtime: cfg.Runtime, hub: hub, sessions: web.NewSessions(), log: log, writeTimeout: writeTimeout,
+		done: make(chan struct{}), statesChecked: make(chan struct{}, 1)}
 	s.router = s.routes()
 	s.handler = s.router
 	return s
@@ -123,7 +143,8 @@ func (s *Server) routes() *chi.Mux {
 	r.MethodNotAllowed(s.methodNotAllowed)
 
 	r.Get(healthPath, s.handle(s.health))
-	r.Get("/", web.Handler().ServeHTTP)
+	r.Get("/", toDashboard)
+	r.Mount(dashboardPrefix, web.New(web.Config{Backend: dashboardBackend{s}, Sessions: s.sessions, Logger: s.log}))
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Get("/sockets", s.handle(s.listSockets))
@@ -139,6 +160,8 @@ func (s *Server) routes() *chi.Mux {
 		r.Get("/connections/{id}", s.handle(s.getConnection))
 		r.Delete("/connections/{id}", s.handle(s.killConnection))
 		r.Get("/connections/{id}/log", s.handle(s.connectionLog))
+
+		r.Get("/events", s.handle(s.events))
 	})
 	return r
 }
@@ -215,6 +238,11 @@ func (s *Server) Open(addr string) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.served = make(chan struct{})
+	s.watching = make(chan struct{})
+	go func() {
+		defer close(s.watching)
+		s.watchStates(s.done)
+	}()
 	go func(srv *http.Server, served chan struct{}) {
 		defer close(served)
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -243,12 +271,14 @@ func (s *Server) Addr() string {
 func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
-		srv, served := s.srv, s.served
+		srv, served, watching := s.srv, s.served, s.watching
 		s.closed = true
 		s.mu.Unlock()
+		close(s.done)
 		if srv == nil {
 			return
 		}
+		<-watching
 		if err := srv.Shutdown(ctx); err != nil {
 			srv.Close()
 			s.closeErr = fmt.Errorf("api: shut down: %w", err)

@@ -75,7 +75,7 @@ func (s *Server) putSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.apply(r)
+	s.apply(r, changedOrCreated(created), saved.Name)
 	status := http.StatusOK
 	if created {
 		w.Header().Set("Location", socketPath(saved.Name))
@@ -98,7 +98,7 @@ func (s *Server) createSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.apply(r)
+	s.apply(r, socketd.EventSocketCreated, saved.Name)
 	w.Header().Set("Location", socketPath(saved.Name))
 	return writeJSON(w, http.StatusCreated, s.withStatus(saved))
 }
@@ -137,7 +137,7 @@ func (s *Server) patchSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.apply(r)
+	s.apply(r, socketd.EventSocketChanged, saved.Name)
 	return writeJSON(w, http.StatusOK, s.withStatus(saved))
 }
 
@@ -221,27 +221,46 @@ func applyPatch(cur socketd.Socket, patch map[string]any) (socketd.Socket, error
 // deleteSocket answers DELETE /v1/sockets/{name}. The listener closes at
 // the reconcile that follows; connections in flight finish normally.
 func (s *Server) deleteSocket(w http.ResponseWriter, r *http.Request) error {
-	if err := s.store.DeleteSocket(r.Context(), chi.URLParam(r, "name")); err != nil {
+	name := chi.URLParam(r, "name")
+	if err := s.store.DeleteSocket(r.Context(), name); err != nil {
 		return err
 	}
-	s.apply(r)
+	s.apply(r, socketd.EventSocketDeleted, name)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// apply asks the runtime to reconcile after a write. The write stands if
-// this fails: the activator's periodic resync retries, so the failure is
-// only logged. It runs even if the client has gone, bounded by applyTimeout.
-func (s *Server) apply(r *http.Request) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), applyTimeout)
+// apply asks the runtime to reconcile after a write of the named sockets,
+// then publishes an event of type typ for each. The write stands if the
+// reconcile fails: the activator's periodic resync retries, so the failure
+// is only logged. It runs even if the client has gone, bounded by
+// applyTimeout.
+func (s *Server) apply(r *http.Request, typ socketd.EventType, names ...string) {
+	s.reconcile(r.Context(), typ, names...)
+}
+
+// reconcile is apply for a write made in ctx, a request's.
+func (s *Server) reconcile(ctx context.Context, typ socketd.EventType, names ...string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
+	defer func() {
+		for _, name := range names {
+			s.hub.Publish(socketd.Event{Type: typ, Socket: name})
+		}
+	}()
 	if err := s.runtime.Apply(ctx); err != nil {
 		s.log.WarnContext(ctx, "reconcile after a write failed; the periodic resync will retry",
-			slog.String(logKeyRequestID, requestID(r.Context())),
-			slog.String(logKeyMethod, r.Method),
-			slog.String(logKeyPath, r.URL.Path),
+			slog.String(logKeyRequestID, requestID(ctx)),
 			slog.Any(logKeyErr, err))
 	}
+}
+
+// changedOrCreated is the event of a PUT.
+func changedOrCreated(created bool) socketd.EventType {
+	if created {
+		return socketd.EventSocketCreated
+	}
+	return socketd.EventSocketChanged
 }
 
 // withStatus returns sock with its live status from the runtime, if the

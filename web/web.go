@@ -1,33 +1,201 @@
-// Package web is socketd's dashboard. For now it is a placeholder page that
-// points at the REST API; the dashboard proper (html/template with vendored
-// htmx and uPlot, no build step) comes later. The api package mounts it at /
-// behind the same token check as the API.
+// Package web is socketd's dashboard: pages rendered on the server with
+// html/template, kept live by htmx and its Server-Sent Events extension
+// (vendored under static/vendor, no build step, nothing from a CDN), behind
+// a login with an API token and a strict Content-Security-Policy. The api
+// package mounts it at /ui/ and gives it a Backend.
 package web
 
 import (
-	_ "embed"
+	"context"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
 	"net/http"
-	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/socketd/socketd"
 )
 
-//go:embed index.html
-var index []byte
+// Backend is what the dashboard needs of the daemon.
+type Backend interface {
+	// CheckToken reports whether token is an API token.
+	CheckToken(ctx context.Context, token string) (bool, error)
+	// ListSockets returns the definitions with their live statuses.
+	ListSockets(ctx context.Context) ([]socketd.Socket, error)
+	// SetEnabled enables or disables a socket, as a PATCH would.
+	SetEnabled(ctx context.Context, name string, enabled bool) error
+	// ConnectionsPerMinute returns how many connections the socket had
+	// in each of the last 60 minutes, oldest first.
+	ConnectionsPerMinute(name string) []int64
+}
 
-// Handler returns the handler of the dashboard. The caller routes to it (the
-// api package sends it GET /) and checks the token; it answers each request
-// it is given with the placeholder page.
-func Handler() http.Handler {
+// Config configures a Dashboard.
+type Config struct {
+	Backend  Backend
+	Sessions *Sessions
+	Logger   *slog.Logger
+}
+
+// Dashboard serves the dashboard's pages under the prefix it is mounted at
+// (/ui).
+type Dashboard struct {
+	backend  Backend
+	sessions *Sessions
+	log      *slog.Logger
+	pages    map[string]*template.Template
+	router   chi.Router
+}
+
+//go:embed templates static
+var files embed.FS
+
+// contentSecurityPolicy allows the dashboard's own files and nothing else:
+// no inline script or style, no frames, forms only to itself.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// New returns the dashboard for cfg.
+func New(cfg Config) *Dashboard {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Dashboard{backend: cfg.Backend, sessions: cfg.Sessions, log: log, pages: map[string]*template.Template{}}
+	layout := template.Must(template.New("").ParseFS(files, "templates/layout.html"))
+	for _, name := range []string{"sockets"} {
+		d.pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(files, "templates/"+name+".html"))
+	}
+	d.pages["login"] = template.Must(template.New("").ParseFS(files, "templates/login.html"))
+
+	r := chi.NewRouter()
+	r.Use(securityHeaders)
+	static, _ := fs.Sub(files, "static")
+	r.Handle("/static/*", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
+	r.Get("/login", d.loginPage)
+	r.Post("/login", d.login)
+	r.Group(func(r chi.Router) {
+		r.Use(d.requireSession)
+		r.Post("/logout", d.logout)
+		r.Get("/", d.socketsPage)
+		r.Get("/sockets/table", d.socketsTable)
+		r.Post("/sockets/{name}/enable", d.setEnabled(true))
+		r.Post("/sockets/{name}/disable", d.setEnabled(false))
+	})
+	d.router = r
+	return d
+}
+
+// ServeHTTP serves the dashboard; it expects paths under /ui.
+func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.router.ServeHTTP(w, r) }
+
+func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Content-Length", strconv.Itoa(len(index)))
-		// The page runs no script and loads nothing; say so, and keep it
-		// out of frames.
-		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			w.Write(index)
-		}
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		next.ServeHTTP(w, r)
 	})
+}
+
+// requireSession lets through requests of a live session: a page request
+// without one is sent to the login page; a state-changing request must also
+// pass the session's CSRF and origin checks, or it is refused (403).
+func (d *Dashboard) requireSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !d.sessions.Valid(r) {
+			if r.Header.Get("HX-Request") != "" {
+				w.Header().Set("HX-Redirect", "/ui/login")
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !d.sessions.checkWrite(r) {
+			http.Error(w, "refused: this request did not come from socketd's own pages", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// page is what every page's template gets.
+type page struct {
+	Title, Nav string
+	CSRF       string
+	Host       string
+	Error      string
+	Sockets    []socketRow
+}
+
+func (d *Dashboard) newPage(r *http.Request, title, nav string) *page {
+	csrf, _ := d.sessions.CSRF(r)
+	return &page{Title: title, Nav: nav, CSRF: csrf, Host: r.Host}
+}
+
+// render writes page p with template name of page file.
+func (d *Dashboard) render(w http.ResponseWriter, file, name string, status int, p *page) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	var b strings.Builder
+	if err := d.pages[file].ExecuteTemplate(&b, name, p); err != nil {
+		d.log.Error("render", "page", file, "err", err)
+		http.Error(w, "the page cannot be shown", http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(status)
+	fmt.Fprint(w, b.String())
+}
+
+// fail answers a request whose backend call failed.
+func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusInternalServerError
+	switch socketd.ErrorCode(err) {
+	case socketd.CodeNotFound:
+		status = http.StatusNotFound
+	case socketd.CodeInvalid, socketd.CodeBadRequest:
+		status = http.StatusUnprocessableEntity
+	}
+	if status == http.StatusInternalServerError {
+		d.log.Error("dashboard", "path", r.URL.Path, "err", err)
+		http.Error(w, "socketd could not do that; its log says why", status)
+		return
+	}
+	http.Error(w, err.Error(), status)
+}
+
+func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
+	if d.sessions.Valid(r) {
+		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+		return
+	}
+	d.render(w, "login", "login", http.StatusOK, &page{Title: "Log in"})
+}
+
+// login starts a session for a request that carries an API token.
+func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		http.Error(w, "refused: this request did not come from socketd's own pages", http.StatusForbidden)
+		return
+	}
+	ok, err := d.backend.CheckToken(r.Context(), strings.TrimSpace(r.PostFormValue("token")))
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if !ok {
+		d.render(w, "login", "login", http.StatusUnauthorized, &page{Title: "Log in", Error: "That is not a token of this socketd."})
+		return
+	}
+	d.sessions.start(w)
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
+	d.sessions.end(w, r)
+	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }

@@ -111,9 +111,12 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.ensureAdminToken(ctx); err != nil {
 		return err
 	}
+	// Connections are recorded through the hub, which tells the event
+	// stream once each row is committed.
+	hub := api.NewHub()
 	m.Activator = activator.New(activator.Config{
 		Source:        db,
-		Recorder:      db,
+		Recorder:      hub.Recording(db),
 		Logger:        m.Logger,
 		StopTimeout:   m.Config.StopTimeout,
 		DynamicUIDMin: m.Config.DynamicUIDMin,
@@ -122,7 +125,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.Activator.Open(ctx); err != nil {
 		return err
 	}
-	m.API = api.New(api.Config{Store: db, Runtime: m.Activator, Logger: m.Logger})
+	m.API = api.New(api.Config{Store: db, Runtime: m.Activator, Hub: hub, Logger: m.Logger})
 	if err := m.API.Open(m.Config.APIAddr); err != nil {
 		return err
 	}

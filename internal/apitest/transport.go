@@ -135,6 +135,14 @@ func (st *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct == "text/event-stream" {
+		// A stream does not end: its headers are checked, and its body
+		// is the caller's to read.
+		for _, e := range st.checkStream(input, resp) {
+			st.t.Errorf("%s: response %s: %v", what, resp.Status, e)
+		}
+		return resp, nil
+	}
 	respBody, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
@@ -145,6 +153,26 @@ func (st *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		st.t.Errorf("%s: response %s: %v\n%s", what, resp.Status, e, respBody)
 	}
 	return resp, nil
+}
+
+// checkStream holds the headers of an event stream to the spec: its
+// operation must answer its status with text/event-stream.
+func (st *transport) checkStream(input *openapi3filter.RequestValidationInput, resp *http.Response) []error {
+	var errs []error
+	if resp.Header.Get(RequestIDHeader) == "" {
+		errs = append(errs, errors.New("no "+RequestIDHeader))
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		errs = append(errs, errors.New("no Cache-Control: no-store or X-Content-Type-Options: nosniff"))
+	}
+	if input == nil {
+		return append(errs, errors.New("an event stream for a request outside the spec"))
+	}
+	r := input.Route.Operation.Responses.Status(resp.StatusCode)
+	if r == nil || r.Value == nil || r.Value.Content.Get("text/event-stream") == nil {
+		errs = append(errs, fmt.Errorf("the spec has no text/event-stream response %d", resp.StatusCode))
+	}
+	return errs
 }
 
 // checkResponse holds a response to the spec: to its operation's if the

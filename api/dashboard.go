@@ -1,0 +1,65 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/web"
+)
+
+// dashboardPrefix is where the dashboard is served.
+const dashboardPrefix = "/ui"
+
+// isDashboard reports whether path is the dashboard's, which checks its own
+// logins (web.Sessions) instead of a bearer token; / sends a browser there.
+func isDashboard(path string) bool {
+	return path == "/" || path == dashboardPrefix || strings.HasPrefix(path, dashboardPrefix+"/")
+}
+
+// toDashboard answers GET / by sending the browser to the dashboard.
+func toDashboard(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Location", dashboardPrefix+"/")
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// dashboardBackend is the dashboard's view of the server: the same store,
+// runtime and events as the API's.
+type dashboardBackend struct{ s *Server }
+
+var _ web.Backend = dashboardBackend{}
+
+func (b dashboardBackend) CheckToken(ctx context.Context, token string) (bool, error) {
+	if token == "" {
+		return false, nil
+	}
+	return b.s.store.CheckToken(ctx, token)
+}
+
+func (b dashboardBackend) ListSockets(ctx context.Context) ([]socketd.Socket, error) {
+	socks, err := b.s.store.ListSockets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range socks {
+		socks[i] = b.s.withStatus(socks[i])
+	}
+	return socks, nil
+}
+
+func (b dashboardBackend) SetEnabled(ctx context.Context, name string, enabled bool) error {
+	_, err := b.s.store.UpdateSocket(ctx, name, func(s *socketd.Socket) error {
+		s.Enabled = enabled
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	b.s.reconcile(ctx, socketd.EventSocketChanged, name)
+	return nil
+}
+
+func (b dashboardBackend) ConnectionsPerMinute(name string) []int64 {
+	return b.s.hub.perMinute(name)
+}

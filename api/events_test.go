@@ -1,0 +1,267 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socketd/socketd"
+)
+
+// stream is a client of GET /v1/events.
+type stream struct {
+	t    *testing.T
+	resp *http.Response
+	r    *bufio.Reader
+	got  chan sse
+}
+
+// sse is one event as the stream carries it.
+type sse struct {
+	id    string
+	event string
+	data  socketd.Event
+}
+
+// follow opens GET /v1/events+query with the harness's token and, if
+// lastID is not empty, Last-Event-ID.
+func (h *harness) follow(query, lastID string) *stream {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(h.t.Context())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.base+"/v1/events"+query, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := h.hc.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { cancel(); resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		h.t.Fatalf("GET /v1/events: %s, %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	s := &stream{t: h.t, resp: resp, r: bufio.NewReader(resp.Body), got: make(chan sse, 64)}
+	go s.read()
+	return s
+}
+
+// read parses the stream into s.got until it ends.
+func (s *stream) read() {
+	defer close(s.got)
+	var e sse
+	for {
+		line, err := s.r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimSuffix(line, "\n")
+		switch {
+		case line == "":
+			if e.event != "" {
+				s.got <- e
+			}
+			e = sse{}
+		case strings.HasPrefix(line, ":"): // a comment
+		case strings.HasPrefix(line, "id: "):
+			e.id = strings.TrimPrefix(line, "id: ")
+		case strings.HasPrefix(line, "event: "):
+			e.event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &e.data); err != nil {
+				s.t.Errorf("event data %q: %v", line, err)
+			}
+		}
+	}
+}
+
+// next returns the next event, failing the test if none comes in time.
+func (s *stream) next() sse {
+	s.t.Helper()
+	select {
+	case e, ok := <-s.got:
+		if !ok {
+			s.t.Fatal("the event stream ended")
+		}
+		return e
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("no event came")
+	}
+	return sse{}
+}
+
+// expect reads the next event and checks its type and socket.
+func (s *stream) expect(typ socketd.EventType, socket string) sse {
+	s.t.Helper()
+	e := s.next()
+	if e.event != string(typ) || e.data.Type != typ || e.data.Socket != socket || e.id != strconv.FormatInt(e.data.ID, 10) {
+		s.t.Fatalf("event %s %+v; want %s of %s", e.event, e.data, typ, socket)
+	}
+	return e
+}
+
+// TestEvents: socket writes, connection rows and state changes reach the
+// stream, in order; ?socket= keeps one socket's; a client that reconnects
+// with Last-Event-ID gets what it missed.
+func TestEvents(t *testing.T) {
+	h := newHarness(t)
+	all := h.follow("", "")
+	hello := h.follow("?socket=hello", "")
+
+	sock := newSocket(t, "hello")
+	if _, _, err := h.c.PutSocket(h.ctx(), sock); err != nil {
+		t.Fatal(err)
+	}
+	created := all.expect(socketd.EventSocketCreated, "hello")
+	hello.expect(socketd.EventSocketCreated, "hello")
+	other := newSocket(t, "other")
+	if _, _, err := h.c.PutSocket(h.ctx(), other); err != nil {
+		t.Fatal(err)
+	}
+	all.expect(socketd.EventSocketCreated, "other")
+	if _, err := h.c.PatchSocket(h.ctx(), "hello", json.RawMessage(`{"description": "changed"}`)); err != nil {
+		t.Fatal(err)
+	}
+	all.expect(socketd.EventSocketChanged, "hello")
+	hello.expect(socketd.EventSocketChanged, "hello") // not other's
+
+	// Connections, recorded through the hub as the daemon does.
+	rec := h.srv.hub.Recording(h.db)
+	c := &socketd.Connection{Socket: "hello", State: socketd.ConnRunning, StartedAt: time.Now().UTC(), RemoteIP: "192.0.2.1", RemotePort: 4242}
+	begun := make(chan error, 1)
+	if err := rec.BeginConnectionAsync(c, func(err error) { begun <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-begun; err != nil {
+		t.Fatal(err)
+	}
+	opened := all.expect(socketd.EventConnectionOpened, "hello")
+	if opened.data.Connection == nil || opened.data.Connection.ID != c.ID || opened.data.Connection.RemoteIP != "192.0.2.1" {
+		t.Errorf("opened: %+v, want connection %d", opened.data.Connection, c.ID)
+	}
+	// The row is there when the event says so.
+	if got, err := h.c.GetConnection(h.ctx(), c.ID); err != nil || got.State != socketd.ConnRunning {
+		t.Errorf("the opened connection's row: %+v, %v", got, err)
+	}
+	code := 0
+	c.State, c.ExitCode, c.EndedAt = socketd.ConnExited, &code, ptr(time.Now().UTC())
+	finished := make(chan error, 1)
+	rec.FinishConnectionAsync(c, func(err error) { finished <- err })
+	if err := <-finished; err != nil {
+		t.Fatal(err)
+	}
+	closed := all.expect(socketd.EventConnectionClosed, "hello")
+	if closed.data.Connection == nil || closed.data.Connection.State != socketd.ConnExited {
+		t.Errorf("closed: %+v, want exited", closed.data.Connection)
+	}
+	if got, err := h.c.GetConnection(h.ctx(), c.ID); err != nil || got.State != socketd.ConnExited {
+		t.Errorf("the closed connection's row: %+v, %v", got, err)
+	}
+
+	// A state change, seen by the runtime's status once the watcher has
+	// seen the state before.
+	for range 3 { // the first may be of a pass before the socket was made
+		select {
+		case <-h.srv.statesChecked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the states are not watched")
+		}
+	}
+	h.rt.setState("hello", socketd.SocketFailed, "bind: address already in use")
+	state := all.expect(socketd.EventSocketState, "hello")
+	if state.data.Status == nil || state.data.Status.State != socketd.SocketFailed || state.data.Status.Error == "" {
+		t.Errorf("state: %+v, want failed with the error", state.data.Status)
+	}
+
+	if err := h.c.DeleteSocket(h.ctx(), "other"); err != nil {
+		t.Fatal(err)
+	}
+	all.expect(socketd.EventSocketDeleted, "other")
+
+	// Reconnecting after the first event gives the rest again.
+	again := h.follow("", created.id)
+	for _, want := range []socketd.EventType{socketd.EventSocketCreated, socketd.EventSocketChanged,
+		socketd.EventConnectionOpened, socketd.EventConnectionClosed, socketd.EventSocketState, socketd.EventSocketDeleted} {
+		if e := again.next(); e.data.Type != want {
+			t.Fatalf("replayed %s, want %s", e.data.Type, want)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestEventsNeedToken: the stream is the API's, behind its token.
+func TestEventsNeedToken(t *testing.T) {
+	h := newHarness(t)
+	resp, body := h.do(request{method: http.MethodGet, path: "/v1/events", noToken: true, offSpec: true})
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /v1/events without a token: %s %s", resp.Status, body)
+	}
+	resp, body = h.do(request{method: http.MethodGet, path: "/v1/events", header: http.Header{"Last-Event-Id": {"soon"}}, offSpec: true})
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("GET /v1/events with a bad Last-Event-ID: %s %s", resp.Status, body)
+	}
+}
+
+// TestHubDropsSlowClients: publishing never waits for a client; one that
+// falls behind is dropped, and on reconnecting it is told it missed events
+// that are no longer kept.
+func TestHubDropsSlowClients(t *testing.T) {
+	h := NewHub()
+	slow, _ := h.subscribe("", 0)
+	done := make(chan struct{})
+	go func() {
+		for range eventHistory + eventBuffer + 1 {
+			h.Publish(socketd.Event{Type: socketd.EventSocketChanged, Socket: "s"})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Publish waits for a client that does not read")
+	}
+	select {
+	case <-slow.gone:
+	default:
+		t.Fatal("the slow client was not dropped")
+	}
+	if h.listening() {
+		t.Error("the dropped client still counts")
+	}
+	_, missed := h.subscribe("", 1)
+	if !missed {
+		t.Error("a client resuming from an event no longer kept is not told")
+	}
+	s, missed := h.subscribe("", h.last-3)
+	if missed || len(s.ch) != 3 {
+		t.Errorf("resuming 3 events back: missed %v, %d replayed", missed, len(s.ch))
+	}
+}
+
+// TestCloseEndsStreams: Close does not wait for the event streams.
+func TestCloseEndsStreams(t *testing.T) {
+	h := newHarness(t)
+	s := h.follow("", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.srv.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case _, ok := <-s.got:
+		if ok {
+			t.Error("an event after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the stream outlived Close")
+	}
+}
