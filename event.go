@@ -5,7 +5,8 @@ import "time"
 // Event is a change that GET /v1/events streams: a socket defined, changed
 // or deleted, a socket's state changed, a connection opened or closed.
 type Event struct {
-	// ID increases by one with every event of the daemon's run.
+	// ID increases by one with every event; a run of the daemon starts
+	// at its start time in microseconds, above the runs before it.
 	ID   int64     `json:"id"`
 	Type EventType `json:"type"`
 	Time time.Time `json:"time"`

@@ -63,3 +63,5 @@ func (b dashboardBackend) SetEnabled(ctx context.Context, name string, enabled b
 func (b dashboardBackend) ConnectionsPerMinute(name string) []int64 {
 	return b.s.hub.perMinute(name)
 }
+
+func (b dashboardBackend) LastEventID() int64 { return b.s.hub.LastEventID() }

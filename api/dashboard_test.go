@@ -48,7 +48,11 @@ func (b *browserish) do(method, path, origin string, form url.Values, header htt
 		req.Header.Set("Origin", origin)
 	}
 	for k, v := range header {
-		req.Header[k] = v
+		if len(v) == 1 && v[0] == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header[k] = v
+		}
 	}
 	if b.cookie != nil {
 		req.AddCookie(b.cookie)
@@ -146,8 +150,47 @@ func TestDashboardLogin(t *testing.T) {
 		t.Error("disable left the socket enabled")
 	}
 
+	// Origin "null", or none: a write from a page that hides where it is
+	// from is refused; a browser that sends only a Referer of this origin
+	// is let through.
+	if resp, _ := b.do("POST", "/ui/sockets/hello/enable", "null", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a post from origin null: %s", resp.Status)
+	}
+	noOrigin := http.Header{"Origin": {""}, "Referer": {"http://127.0.0.1:1/ui/"}}
+	if resp, _ := b.do("POST", "/ui/sockets/hello/enable", "", url.Values{"csrf": {csrf}}, noOrigin); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a post with a foreign Referer and no Origin: %s", resp.Status)
+	}
+	noOrigin["Referer"] = []string{h.base + "/ui/"}
+	if resp, _ := b.do("POST", "/ui/sockets/hello/enable", "", url.Values{"csrf": {csrf}}, noOrigin); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("a post with this Referer and no Origin: %s", resp.Status)
+	}
+
+	old := b.cookie
 	if resp, _ := b.do("POST", "/ui/logout", "", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusSeeOther || b.cookie != nil {
 		t.Errorf("log out: %s, cookie %v", resp.Status, b.cookie)
+	}
+	b.cookie = old // the browser that kept it
+	if resp, _ := b.do("GET", "/ui/", "", nil, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the session after logging out: %s", resp.Status)
+	}
+}
+
+// TestDashboardSessionEndsWithItsToken: a login made with a token ends when
+// the token is replaced.
+func TestDashboardSessionEndsWithItsToken(t *testing.T) {
+	h := newHarness(t)
+	b := newBrowserish(h)
+	if resp, _ := b.do("POST", "/ui/login", "", url.Values{"token": {testToken}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("log in: %s", resp.Status)
+	}
+	if resp, _ := b.do("GET", "/ui/session", "", nil, nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("the session: %s", resp.Status)
+	}
+	if err := h.db.SetToken(h.ctx(), "test", "a-new-token"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := b.do("GET", "/ui/session", "", nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the session after its token was replaced: %s", resp.Status)
 	}
 }
 

@@ -18,10 +18,12 @@ import (
 // dropped, and resumes from its Last-Event-ID when it reconnects, out of the
 // last eventHistory events the hub keeps.
 type Hub struct {
-	mu     sync.Mutex
-	last   int64           // the ID of the last event published
-	recent []socketd.Event // the last eventHistory events, oldest first
-	subs   map[*subscription]struct{}
+	mu sync.Mutex
+	// first is the ID of the run's first event, last that of the last
+	// one published (first-1 before any).
+	first, last int64
+	recent      []socketd.Event // the last eventHistory events, oldest first
+	subs        map[*subscription]struct{}
 	// minutes counts the connections opened in each of the last
 	// sparkMinutes minutes, by socket, for the dashboard's sparklines.
 	minutes map[string]*minuteCounts
@@ -78,9 +80,21 @@ type subscription struct {
 	gone   chan struct{} // closed when the hub drops a client that fell behind
 }
 
-// NewHub returns a Hub with no clients.
+// NewHub returns a Hub with no clients. Its events are numbered from the
+// time it is made, in microseconds, so that the ids of a daemon's run are
+// above those of the runs before it and a client resuming from an earlier
+// run can be told that it missed events.
 func NewHub() *Hub {
-	return &Hub{subs: map[*subscription]struct{}{}, minutes: map[string]*minuteCounts{}}
+	first := time.Now().UnixMicro()
+	return &Hub{first: first, last: first - 1, subs: map[*subscription]struct{}{}, minutes: map[string]*minuteCounts{}}
+}
+
+// LastEventID returns the ID of the last event published; a client that
+// resumes after it gets every event from now on.
+func (h *Hub) LastEventID() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
 }
 
 // Publish numbers e, stamps it with the time if it has none, and sends it
@@ -125,24 +139,29 @@ func (h *Hub) Publish(e socketd.Event) {
 // those after lastID (0: none) that the hub still keeps first. missed
 // reports that some after lastID are no longer kept.
 func (h *Hub) subscribe(socket string, lastID int64) (s *subscription, missed bool) {
-	s = &subscription{ch: make(chan socketd.Event, eventBuffer), socket: socket, gone: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if lastID > 0 && lastID < h.last {
+	var replay []socketd.Event
+	switch {
+	case lastID <= 0 || lastID == h.last:
+	case lastID < h.first-1 || lastID > h.last:
+		missed = true // of another run of the daemon
+	default:
 		missed = len(h.recent) == 0 || h.recent[0].ID > lastID+1
-		var replay []socketd.Event
 		for _, e := range h.recent {
 			if e.ID > lastID && (socket == "" || e.Socket == socket) {
 				replay = append(replay, e)
 			}
 		}
-		// More than the buffer holds: the newest, and say so.
+		// More than a client may fall behind: the newest, and say so.
 		if len(replay) > eventBuffer {
 			replay, missed = replay[len(replay)-eventBuffer:], true
 		}
-		for _, e := range replay {
-			s.ch <- e
-		}
+	}
+	// Room for the replay and as many new events again.
+	s = &subscription{ch: make(chan socketd.Event, eventBuffer+len(replay)), socket: socket, gone: make(chan struct{})}
+	for _, e := range replay {
+		s.ch <- e
 	}
 	h.subs[s] = struct{}{}
 	return s, missed
@@ -184,10 +203,16 @@ func (e *eventRecorder) BeginConnectionAsync(c *socketd.Connection, done func(er
 	// and done runs after the row is taken from the queue, so reading
 	// c.ID there is safe.
 	snap := *c
+	snap.Log = nil // never sent, and up to 64 KiB
+	// A refusal is begun finished: it opens nothing.
+	typ := socketd.EventConnectionOpened
+	if snap.State != socketd.ConnRunning {
+		typ = socketd.EventConnectionClosed
+	}
 	return e.r.BeginConnectionAsync(c, func(err error) {
 		if err == nil {
 			snap.ID = c.ID
-			e.h.Publish(socketd.Event{Type: socketd.EventConnectionOpened, Socket: snap.Socket, Connection: &snap})
+			e.h.Publish(socketd.Event{Type: typ, Socket: snap.Socket, Connection: &snap})
 		}
 		done(err)
 	})
@@ -195,6 +220,7 @@ func (e *eventRecorder) BeginConnectionAsync(c *socketd.Connection, done func(er
 
 func (e *eventRecorder) FinishConnectionAsync(c *socketd.Connection, done func(error)) {
 	snap := *c
+	snap.Log = nil
 	e.r.FinishConnectionAsync(c, func(err error) {
 		if err == nil {
 			e.h.Publish(socketd.Event{Type: socketd.EventConnectionClosed, Socket: snap.Socket, Connection: &snap})
@@ -217,17 +243,23 @@ const keepaliveInterval = 15 * time.Second
 // server closes.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	var lastID int64
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
+	// The header is what a browser sends when it reconnects; ?after= is
+	// where a page starts, at the event it was rendered at.
+	for _, from := range []struct{ name, v string }{{"after", r.URL.Query().Get("after")}, {"Last-Event-ID", r.Header.Get("Last-Event-ID")}} {
+		if from.v == "" {
+			continue
+		}
+		id, err := strconv.ParseInt(from.v, 10, 64)
 		if err != nil || id < 0 {
-			return socketd.Errorf(socketd.CodeBadRequest, "Last-Event-ID %q is not an event id", v)
+			return socketd.Errorf(socketd.CodeBadRequest, "%s %q is not an event id", from.name, from.v)
 		}
 		lastID = id
 	}
 	socket := r.URL.Query().Get("socket")
 	rc := http.NewResponseController(w)
-	// The stream lasts as long as the client wants it.
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
+	// The stream lasts as long as the client wants it, but each write must
+	// go through in time: a client that stops reading is let go.
+	if err := rc.SetWriteDeadline(time.Now().Add(2 * keepaliveInterval)); err != nil {
 		return err
 	}
 	sub, missed := s.hub.subscribe(socket, lastID)
@@ -248,24 +280,30 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	}
 	keepalive := time.NewTicker(keepaliveInterval)
 	defer keepalive.Stop()
+	write := func(e socketd.Event) {
+		data, _ := json.Marshal(e) // an Event always marshals
+		fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Type, data)
+	}
 	for {
 		select {
 		case e := <-sub.ch:
-			data, err := json.Marshal(e)
-			if err != nil {
-				return nil
-			}
-			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Type, data)
+			write(e)
 		case <-keepalive.C:
 			fmt.Fprint(w, ": keepalive\n\n")
 		case <-sub.gone:
-			return nil // too slow: the client reconnects and resumes
+			// Too slow: what it holds, then the client reconnects and
+			// resumes from there.
+			for len(sub.ch) > 0 {
+				write(<-sub.ch)
+			}
+			rc.Flush()
+			return nil
 		case <-r.Context().Done():
 			return nil
 		case <-s.done:
 			return nil
 		}
-		if err := rc.Flush(); err != nil {
+		if rc.Flush() != nil || rc.SetWriteDeadline(time.Now().Add(2*keepaliveInterval)) != nil {
 			return nil
 		}
 	}

@@ -186,13 +186,33 @@ func TestEvents(t *testing.T) {
 	}
 	all.expect(socketd.EventSocketDeleted, "other")
 
-	// Reconnecting after the first event gives the rest again.
-	again := h.follow("", created.id)
-	for _, want := range []socketd.EventType{socketd.EventSocketCreated, socketd.EventSocketChanged,
-		socketd.EventConnectionOpened, socketd.EventConnectionClosed, socketd.EventSocketState, socketd.EventSocketDeleted} {
-		if e := again.next(); e.data.Type != want {
-			t.Fatalf("replayed %s, want %s", e.data.Type, want)
+	// A refusal is begun finished: a closed connection, never opened.
+	refused := &socketd.Connection{Socket: "hello", State: socketd.ConnRefused, StartedAt: time.Now().UTC(),
+		EndedAt: ptr(time.Now().UTC()), Reason: socketd.ReasonDenied}
+	if err := rec.BeginConnectionAsync(refused, func(err error) { begun <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-begun; err != nil {
+		t.Fatal(err)
+	}
+	if e := all.expect(socketd.EventConnectionClosed, "hello"); e.data.Connection.State != socketd.ConnRefused {
+		t.Errorf("a refusal: %+v", e.data.Connection)
+	}
+
+	// Reconnecting after the first event gives the rest again, and so
+	// does ?after=, where a page starts.
+	for _, again := range []*stream{h.follow("", created.id), h.follow("?after="+created.id, "")} {
+		for _, want := range []socketd.EventType{socketd.EventSocketCreated, socketd.EventSocketChanged,
+			socketd.EventConnectionOpened, socketd.EventConnectionClosed, socketd.EventSocketState,
+			socketd.EventSocketDeleted, socketd.EventConnectionClosed} {
+			if e := again.next(); e.data.Type != want {
+				t.Fatalf("replayed %s, want %s", e.data.Type, want)
+			}
 		}
+	}
+	// An id of an earlier run of the daemon: told it missed events.
+	if e := h.follow("", "42").next(); e.event != "missed" {
+		t.Errorf("resuming from another run: %s first", e.event)
 	}
 }
 

@@ -124,8 +124,13 @@ func New(cfg Config) *Server {
 	if hub == nil {
 		hub = NewHub()
 	}
-	s := &Server{store: cfg.Store, runtime: cfg.Runtime, hub: hub, sessions: web.NewSessions(), log: log, writeTimeout: writeTimeout,
+	s := &Server{store: cfg.Store, runtime: cfg.Runtime, hub: hub, log: log, writeTimeout: writeTimeout,
 		done: make(chan struct{}), statesChecked: make(chan struct{}, 1)}
+	// A dashboard login lasts only as long as its token does.
+	s.sessions = web.NewSessions(func(token string) bool {
+		ok, err := s.store.CheckToken(context.Background(), token)
+		return err == nil && ok
+	})
 	s.router = s.routes()
 	s.handler = s.router
 	return s

@@ -18,10 +18,14 @@ type Sessions struct {
 	mu   sync.Mutex
 	byID map[string]*session
 	now  func() time.Time
+	// verify reports whether a token still is one: a session ends with
+	// its token (rotated, say).
+	verify func(token string) bool
 }
 
 type session struct {
 	csrf    string
+	token   string // what it logged in with
 	expires time.Time
 }
 
@@ -35,9 +39,10 @@ const (
 	maxSessions = 1024
 )
 
-// NewSessions returns an empty set of sessions.
-func NewSessions() *Sessions {
-	return &Sessions{byID: map[string]*session{}, now: time.Now}
+// NewSessions returns an empty set of sessions, each valid only as long as
+// verify says its token is.
+func NewSessions(verify func(token string) bool) *Sessions {
+	return &Sessions{byID: map[string]*session{}, now: time.Now, verify: verify}
 }
 
 // randomToken returns 32 random bytes, URL-safe base64.
@@ -47,8 +52,8 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// start makes a session and sets its cookie on w.
-func (ss *Sessions) start(w http.ResponseWriter) {
+// start makes a session of token and sets its cookie on w.
+func (ss *Sessions) start(w http.ResponseWriter, token string) {
 	id, now := randomToken(), ss.now()
 	ss.mu.Lock()
 	for k, s := range ss.byID {
@@ -65,7 +70,7 @@ func (ss *Sessions) start(w http.ResponseWriter) {
 		}
 		delete(ss.byID, oldest)
 	}
-	ss.byID[id] = &session{csrf: randomToken(), expires: now.Add(sessionTTL)}
+	ss.byID[id] = &session{csrf: randomToken(), token: token, expires: now.Add(sessionTTL)}
 	ss.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: id, Path: "/", MaxAge: int(sessionTTL / time.Second),
@@ -92,9 +97,9 @@ func (ss *Sessions) CSRF(r *http.Request) (string, bool) {
 		return "", false
 	}
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	s := ss.byID[c.Value]
-	if s == nil || !ss.now().Before(s.expires) {
+	ss.mu.Unlock()
+	if s == nil || !ss.now().Before(s.expires) || !ss.verify(s.token) {
 		return "", false
 	}
 	return s.csrf, true

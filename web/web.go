@@ -7,7 +7,9 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -31,6 +33,9 @@ type Backend interface {
 	// ConnectionsPerMinute returns how many connections the socket had
 	// in each of the last 60 minutes, oldest first.
 	ConnectionsPerMinute(name string) []int64
+	// LastEventID is the id of the last event of GET /v1/events: a page
+	// follows the events after the one it was rendered at.
+	LastEventID() int64
 }
 
 // Config configures a Dashboard.
@@ -73,9 +78,9 @@ func New(cfg Config) *Dashboard {
 
 	r := chi.NewRouter()
 	r.Use(securityHeaders)
-	static, _ := fs.Sub(files, "static")
-	r.Handle("/static/*", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
+	r.Handle("/static/*", staticFiles())
 	r.Get("/login", d.loginPage)
+	r.Get("/session", d.session)
 	r.Post("/login", d.login)
 	r.Group(func(r chi.Router) {
 		r.Use(d.requireSession)
@@ -128,6 +133,7 @@ func (d *Dashboard) requireSession(next http.Handler) http.Handler {
 type page struct {
 	Title, Nav string
 	CSRF       string
+	EventID    int64 // the last event the page shows
 	Host       string
 	Error      string
 	Sockets    []socketRow
@@ -135,7 +141,7 @@ type page struct {
 
 func (d *Dashboard) newPage(r *http.Request, title, nav string) *page {
 	csrf, _ := d.sessions.CSRF(r)
-	return &page{Title: title, Nav: nav, CSRF: csrf, Host: r.Host}
+	return &page{Title: title, Nav: nav, CSRF: csrf, Host: r.Host, EventID: d.backend.LastEventID()}
 }
 
 // render writes page p with template name of page file.
@@ -191,8 +197,45 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		d.render(w, "login", "login", http.StatusUnauthorized, &page{Title: "Log in", Error: "That is not a token of this socketd."})
 		return
 	}
-	d.sessions.start(w)
+	d.sessions.start(w, strings.TrimSpace(r.PostFormValue("token")))
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+// session answers whether the request's login is live: 204, or 401. The
+// pages ask when their event stream fails.
+func (d *Dashboard) session(w http.ResponseWriter, r *http.Request) {
+	if d.sessions.Valid(r) {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.WriteHeader(http.StatusUnauthorized)
+}
+
+// staticFiles serves the files of static/ under /ui/static/, each with an
+// ETag of its content, to be revalidated on use (they change with
+// socketd's version); no directory is listed.
+func staticFiles() http.Handler {
+	static, _ := fs.Sub(files, "static")
+	etags := map[string]string{}
+	fs.WalkDir(static, ".", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := fs.ReadFile(static, path)
+			sum := sha256.Sum256(b)
+			etags["/ui/static/"+path] = `"` + hex.EncodeToString(sum[:8]) + `"`
+		}
+		return nil
+	})
+	files := http.StripPrefix("/ui/static/", http.FileServerFS(static))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		etag, ok := etags[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Cache-Control", "no-cache")
+		files.ServeHTTP(w, r)
+	})
 }
 
 func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {

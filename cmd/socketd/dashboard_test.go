@@ -138,6 +138,7 @@ func TestDashboardLive(t *testing.T) {
 
 	login(t, ctx, base, readToken(t, dir))
 	waitJS(t, ctx, "the empty state", `document.querySelector(".empty pre") !== null`)
+	waitJS(t, ctx, "the page to follow the events", `document.getElementById("live").dataset.state === "open"`)
 
 	echo := testhandler.Socket("echo", testhandler.Echo, "127.0.0.1:0")
 	echo.Description = "copies what it reads"
