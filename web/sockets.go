@@ -50,19 +50,17 @@ func (d *Dashboard) socketRows(r *http.Request) ([]socketRow, error) {
 
 // socketsPage shows every socket.
 func (d *Dashboard) socketsPage(w http.ResponseWriter, r *http.Request) {
-	rows, err := d.socketRows(r)
-	if err != nil {
-		d.fail(w, r, err)
-		return
-	}
-	p := d.newPage(r, "Sockets", "sockets")
-	p.Sockets = rows
-	d.render(w, "sockets", "layout", http.StatusOK, p)
+	d.showSockets(w, r, "layout")
 }
 
 // socketsTable is the overview's table alone, which the page fetches again
 // when an event says something changed.
 func (d *Dashboard) socketsTable(w http.ResponseWriter, r *http.Request) {
+	d.showSockets(w, r, "sockets-table")
+}
+
+// showSockets renders the sockets page's template name.
+func (d *Dashboard) showSockets(w http.ResponseWriter, r *http.Request, name string) {
 	rows, err := d.socketRows(r)
 	if err != nil {
 		d.fail(w, r, err)
@@ -70,7 +68,7 @@ func (d *Dashboard) socketsTable(w http.ResponseWriter, r *http.Request) {
 	}
 	p := d.newPage(r, "Sockets", "sockets")
 	p.Sockets = rows
-	d.render(w, "sockets", "sockets-table", http.StatusOK, p)
+	d.render(w, "sockets", name, http.StatusOK, p)
 }
 
 // setEnabled enables or disables the socket, then shows the overview.

@@ -39,7 +39,8 @@ func browser(t *testing.T) context.Context {
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
-		chromedp.UserDataDir(t.TempDir()),
+		// A profile of its own, which chromedp removes; not the test's
+		// directory, whose removal Chromium's helpers could still race.
 		chromedp.WindowSize(1280, 900),
 		// A closed network: nothing of Google's to reach.
 		chromedp.Flag("disable-background-networking", true),
