@@ -1,7 +1,9 @@
 package activator
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +54,9 @@ type conn struct {
 	// refusal, if set, is why the handler may not start (no dynamic user
 	// was free): the connection is refused, saying so.
 	refusal string
+	// live is the row as begun, copied when the connection is
+	// registered, for Connections: rec is its worker's alone.
+	live socketd.Connection
 }
 
 // maxIdleWorkers bounds the goroutines that wait for the next connection
@@ -143,6 +148,11 @@ func (a *Activator) serve(j job) {
 		c.releaseUser()
 		linger = 0 // no handler ran: there is no output to protect
 	}
+	// No handler runs: nothing to stop, and the copy is closed below,
+	// which Connections must not read any more.
+	c.mu.Lock()
+	c.exited = true
+	c.mu.Unlock()
 	if c.rec.PID == 0 {
 		endOutput(fd) // no handler ran, so its exit did not
 	}
@@ -257,7 +267,39 @@ func (a *Activator) register(c *conn) bool {
 		return false
 	}
 	a.conns[c.rec.ID] = c
+	c.live = c.rec
 	return true
+}
+
+// Connections returns the running connections of the named socket, oldest
+// first, as their rows began, with the handler's pid and, on TCP, the bytes
+// received from and acknowledged by the peer so far (TCP_INFO on socketd's
+// copy).
+func (a *Activator) Connections(name string) []socketd.Connection {
+	a.connMu.Lock()
+	var list []*conn
+	for _, c := range a.conns {
+		if c.s.name == name {
+			list = append(list, c)
+		}
+	}
+	a.connMu.Unlock()
+	out := make([]socketd.Connection, 0, len(list))
+	for _, c := range list {
+		c.mu.Lock()
+		if !c.exited {
+			rec := c.live
+			rec.PID = c.pid
+			// Not exited: socketd's copy is still open.
+			if c.fd >= 0 && rec.PeerUID == nil {
+				rec.BytesIn, rec.BytesOut = tcpBytes(c.fd, false)
+			}
+			out = append(out, rec)
+		}
+		c.mu.Unlock()
+	}
+	slices.SortFunc(out, func(x, y socketd.Connection) int { return cmp.Compare(x.ID, y.ID) })
+	return out
 }
 
 func (a *Activator) unregister(c *conn) {

@@ -90,6 +90,18 @@ func (f *fakeRuntime) Status(name string) (socketd.SocketStatus, bool) {
 	return st, true
 }
 
+func (f *fakeRuntime) Connections(name string) []socketd.Connection {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []socketd.Connection
+	for _, c := range f.running {
+		if c.Socket == name {
+			out = append(out, *c)
+		}
+	}
+	return out
+}
+
 func (f *fakeRuntime) Kill(ctx context.Context, id int64) error {
 	f.mu.Lock()
 	c, ok := f.running[id]

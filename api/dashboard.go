@@ -65,3 +65,21 @@ func (b dashboardBackend) ConnectionsPerMinute(name string) []int64 {
 }
 
 func (b dashboardBackend) LastEventID() int64 { return b.s.hub.LastEventID() }
+
+func (b dashboardBackend) GetSocket(ctx context.Context, name string) (socketd.Socket, error) {
+	sock, err := b.s.store.GetSocket(ctx, name)
+	if err != nil {
+		return socketd.Socket{}, err
+	}
+	return b.s.withStatus(sock), nil
+}
+
+func (b dashboardBackend) LiveConnections(name string) []socketd.Connection {
+	return b.s.runtime.Connections(name)
+}
+
+func (b dashboardBackend) ListConnections(ctx context.Context, f socketd.ConnectionFilter) ([]socketd.Connection, string, error) {
+	return b.s.store.ListConnections(ctx, f)
+}
+
+func (b dashboardBackend) Kill(ctx context.Context, id int64) error { return b.s.runtime.Kill(ctx, id) }

@@ -111,6 +111,13 @@ func TestDashboardLogin(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `data-socket="hello"`) {
 		t.Errorf("overview: %s\n%s", resp.Status, body)
 	}
+	if resp, body := b.do("GET", "/ui/sockets/hello", "", nil, nil); resp.StatusCode != http.StatusOK ||
+		!strings.Contains(body, "<h1>hello ") || !strings.Contains(body, "sse-connect=\"/v1/events?socket=hello&amp;after=") {
+		t.Errorf("the socket's page: %s\n%s", resp.Status, body)
+	}
+	if resp, _ := b.do("GET", "/ui/sockets/nope", "", nil, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown socket's page: %s", resp.Status)
+	}
 	if resp, _ := b.do("GET", "/ui/static/vendor/htmx.min.js", "", nil, nil); resp.StatusCode != http.StatusOK ||
 		!strings.Contains(resp.Header.Get("Content-Type"), "javascript") {
 		t.Errorf("htmx: %s %s", resp.Status, resp.Header.Get("Content-Type"))

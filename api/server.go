@@ -51,6 +51,9 @@ type Runtime interface {
 	// Kill terminates a running connection and returns once it is dead and
 	// recorded; a CodeNotFound error if it is not running.
 	Kill(ctx context.Context, id int64) error
+	// Connections returns a socket's running connections, with the bytes
+	// they have carried so far.
+	Connections(name string) []socketd.Connection
 }
 
 // Config configures a Server.

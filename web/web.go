@@ -36,6 +36,16 @@ type Backend interface {
 	// LastEventID is the id of the last event of GET /v1/events: a page
 	// follows the events after the one it was rendered at.
 	LastEventID() int64
+	// GetSocket returns a definition with its live status.
+	GetSocket(ctx context.Context, name string) (socketd.Socket, error)
+	// LiveConnections returns a socket's running connections with the
+	// bytes they have carried so far.
+	LiveConnections(name string) []socketd.Connection
+	// ListConnections reads the history, newest first.
+	ListConnections(ctx context.Context, f socketd.ConnectionFilter) ([]socketd.Connection, string, error)
+	// Kill terminates a running connection and returns once it is
+	// recorded.
+	Kill(ctx context.Context, id int64) error
 }
 
 // Config configures a Dashboard.
@@ -71,7 +81,7 @@ func New(cfg Config) *Dashboard {
 	}
 	d := &Dashboard{backend: cfg.Backend, sessions: cfg.Sessions, log: log, pages: map[string]*template.Template{}}
 	layout := template.Must(template.New("").ParseFS(files, "templates/layout.html"))
-	for _, name := range []string{"sockets"} {
+	for _, name := range []string{"sockets", "socket"} {
 		d.pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(files, "templates/"+name+".html"))
 	}
 	d.pages["login"] = template.Must(template.New("").ParseFS(files, "templates/login.html"))
@@ -87,6 +97,9 @@ func New(cfg Config) *Dashboard {
 		r.Post("/logout", d.logout)
 		r.Get("/", d.socketsPage)
 		r.Get("/sockets/table", d.socketsTable)
+		r.Get("/sockets/{name}", d.socketPageHandler)
+		r.Get("/sockets/{name}/live", d.socketLive)
+		r.Post("/connections/{id}/kill", d.kill)
 		r.Post("/sockets/{name}/enable", d.setEnabled(true))
 		r.Post("/sockets/{name}/disable", d.setEnabled(false))
 	})
@@ -137,6 +150,10 @@ type page struct {
 	Host       string
 	Error      string
 	Sockets    []socketRow
+	Socket     *socketPage
+	// Events is the query of the page's event stream before after=:
+	// "socket=NAME&" for one socket's.
+	Events string
 }
 
 func (d *Dashboard) newPage(r *http.Request, title, nav string) *page {
