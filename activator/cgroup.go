@@ -53,10 +53,9 @@ type cgroupMounts struct {
 type cgroups struct {
 	mount string // the v2 hierarchy's
 	dir   string // socketd's directory in it
-	// held are dir and its namesakes in the v1 hierarchies, which locks
-	// hold (opened and flocked).
-	held  []string
-	locks []int
+	// held are dir and its namesakes in the v1 hierarchies, each opened
+	// and flocked.
+	held []heldDir
 	// v1 holds the directories of the same name in the v1 hierarchies of
 	// the controllers cgroup v2 does not offer, by controller; v2 those it
 	// does.
@@ -67,6 +66,12 @@ type cgroups struct {
 	free []*cgroup
 	made map[*cgroup]bool // every cgroup not removed, to remove them at close
 	next int
+}
+
+// heldDir is a directory socketd holds, with its flocked descriptor.
+type heldDir struct {
+	path string
+	fd   int
 }
 
 // cgroup is one connection's cgroup.
@@ -172,8 +177,7 @@ next:
 		if !ok {
 			continue
 		}
-		locks, v1dirs := []int{fd}, map[string]string{}
-		g.held = nil
+		held, v1dirs := []heldDir{{dir, fd}}, map[string]string{}
 		for ctl, p := range v1parents {
 			v1 := filepath.Join(p, name)
 			if err := os.Mkdir(v1, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
@@ -186,17 +190,14 @@ next:
 				continue
 			}
 			if !ok {
-				for _, fd := range locks {
-					unix.Close(fd)
+				for _, h := range held {
+					unix.Close(h.fd)
 				}
 				continue next
 			}
-			locks, v1dirs[ctl] = append(locks, fd), v1
+			held, v1dirs[ctl] = append(held, heldDir{v1, fd}), v1
 		}
-		g.dir, g.locks, g.held = dir, locks, []string{dir}
-		for _, v1 := range v1dirs {
-			g.held = append(g.held, v1)
-		}
+		g.dir, g.held = dir, held
 		// A socketd that held them before has died: end what it left.
 		removeChildren(dir, killCgroup)
 		for _, v1 := range v1dirs {
@@ -550,9 +551,9 @@ func (g *cgroups) close() {
 		cg.remove()
 	}
 	g.made, g.free = nil, nil
-	for i, dir := range g.held {
-		unix.Rmdir(dir)
-		unix.Close(g.locks[i])
+	for _, h := range g.held {
+		unix.Rmdir(h.path) // before the lock goes: no one takes it meanwhile
+		unix.Close(h.fd)
 	}
 }
 

@@ -265,12 +265,10 @@ func (a *Activator) endGroup(c *conn, g group, killAt time.Time) {
 		if c.hasDynUID {
 			// Its killer takes a process start and a wait: not on
 			// the exit watcher, which every other handler waits on.
-			u := c.dynUID
-			c.hasDynUID = false
 			a.wg.Add(1) // the caller is counted, so Close still waits
 			go func() {
 				defer a.wg.Done()
-				a.dynUsers.put(u)
+				c.releaseUser()
 			}()
 		}
 		return

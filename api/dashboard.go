@@ -38,14 +38,7 @@ func (b dashboardBackend) CheckToken(ctx context.Context, token string) (bool, e
 }
 
 func (b dashboardBackend) ListSockets(ctx context.Context) ([]socketd.Socket, error) {
-	socks, err := b.s.store.ListSockets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for i := range socks {
-		socks[i] = b.s.withStatus(socks[i])
-	}
-	return socks, nil
+	return b.s.socketsWithStatus(ctx)
 }
 
 func (b dashboardBackend) SetEnabled(ctx context.Context, name string, enabled bool) error {
@@ -67,11 +60,7 @@ func (b dashboardBackend) ConnectionsPerMinute(name string) []int64 {
 func (b dashboardBackend) LastEventID() int64 { return b.s.hub.LastEventID() }
 
 func (b dashboardBackend) GetSocket(ctx context.Context, name string) (socketd.Socket, error) {
-	sock, err := b.s.store.GetSocket(ctx, name)
-	if err != nil {
-		return socketd.Socket{}, err
-	}
-	return b.s.withStatus(sock), nil
+	return b.s.socketWithStatus(ctx, name)
 }
 
 func (b dashboardBackend) LiveConnections(name string) []socketd.Connection {

@@ -25,24 +25,42 @@ func socketPath(name string) string { return "/v1/sockets/" + url.PathEscape(nam
 // listSockets answers GET /v1/sockets: every definition, by name, with its
 // live status.
 func (s *Server) listSockets(w http.ResponseWriter, r *http.Request) error {
-	list, err := s.store.ListSockets(r.Context())
+	items, err := s.socketsWithStatus(r.Context())
 	if err != nil {
 		return err
+	}
+	return writeJSON(w, http.StatusOK, socketList{Items: items})
+}
+
+// socketsWithStatus returns every definition with its live status.
+func (s *Server) socketsWithStatus(ctx context.Context) ([]socketd.Socket, error) {
+	list, err := s.store.ListSockets(ctx)
+	if err != nil {
+		return nil, err
 	}
 	items := make([]socketd.Socket, 0, len(list))
 	for _, sock := range list {
 		items = append(items, s.withStatus(sock))
 	}
-	return writeJSON(w, http.StatusOK, socketList{Items: items})
+	return items, nil
+}
+
+// socketWithStatus returns the named definition with its live status.
+func (s *Server) socketWithStatus(ctx context.Context, name string) (socketd.Socket, error) {
+	sock, err := s.store.GetSocket(ctx, name)
+	if err != nil {
+		return socketd.Socket{}, err
+	}
+	return s.withStatus(sock), nil
 }
 
 // getSocket answers GET /v1/sockets/{name}.
 func (s *Server) getSocket(w http.ResponseWriter, r *http.Request) error {
-	sock, err := s.store.GetSocket(r.Context(), chi.URLParam(r, "name"))
+	sock, err := s.socketWithStatus(r.Context(), chi.URLParam(r, "name"))
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.withStatus(sock))
+	return writeJSON(w, http.StatusOK, sock)
 }
 
 // putSocket answers PUT /v1/sockets/{name}: it creates the socket (201) or

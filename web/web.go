@@ -125,7 +125,8 @@ func securityHeaders(next http.Handler) http.Handler {
 // pass the session's CSRF and origin checks, or it is refused (403).
 func (d *Dashboard) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !d.sessions.Valid(r) {
+		csrf, ok := d.sessions.CSRF(r)
+		if !ok {
 			if r.Header.Get("HX-Request") != "" {
 				w.Header().Set("HX-Redirect", "/ui/login")
 				w.WriteHeader(http.StatusUnauthorized)
@@ -134,13 +135,18 @@ func (d *Dashboard) requireSession(next http.Handler) http.Handler {
 			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 			return
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && !d.sessions.checkWrite(r) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !checkWrite(r, csrf) {
 			http.Error(w, "refused: this request did not come from socketd's own pages", http.StatusForbidden)
 			return
 		}
-		next.ServeHTTP(w, r)
+		// Looked up once: each look-up checks the session's token.
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), csrfKey{}, csrf)))
 	})
 }
+
+// csrfKey holds, in a request's context, its session's CSRF token, once
+// requireSession has let the request through.
+type csrfKey struct{}
 
 // page is what every page's template gets.
 type page struct {
@@ -157,7 +163,7 @@ type page struct {
 }
 
 func (d *Dashboard) newPage(r *http.Request, title, nav string) *page {
-	csrf, _ := d.sessions.CSRF(r)
+	csrf, _ := r.Context().Value(csrfKey{}).(string)
 	return &page{Title: title, Nav: nav, CSRF: csrf, Host: r.Host, EventID: d.backend.LastEventID()}
 }
 
