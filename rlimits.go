@@ -224,8 +224,8 @@ func parseRlimitValue(resource, s string) (uint64, error) {
 		if isDigits(s) {
 			return strconv.ParseUint(s, 10, 64)
 		}
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
+		d, err := ParseDuration(s)
+		if err != nil {
 			return 0, fmt.Errorf("%q is not seconds, a duration such as 30s, or infinity", s)
 		}
 		return uint64((d + time.Second - 1) / time.Second), nil

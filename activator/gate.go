@@ -22,21 +22,19 @@ func (g *gate) take(stop, changed <-chan struct{}) bool {
 		g.waiting++
 		ch := g.freed
 		g.mu.Unlock()
+		freed := false
 		select {
 		case <-ch:
+			freed = true
 		case <-stop:
-			g.mu.Lock()
-			g.waiting--
-			g.mu.Unlock()
-			return false
 		case <-changed:
-			g.mu.Lock()
-			g.waiting--
-			g.mu.Unlock()
-			return false
 		}
 		g.mu.Lock()
 		g.waiting--
+		if !freed {
+			g.mu.Unlock()
+			return false
+		}
 	}
 	g.n++
 	g.mu.Unlock()

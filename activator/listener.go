@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -30,9 +29,9 @@ const (
 // handed to a service (accept: false) rather than accepted on. A change of
 // any binds anew.
 type listenSpec struct {
-	network, addr string
-	opts          socketd.SocketOptions
-	service       bool
+	socketd.ListenAddr
+	opts    socketd.SocketOptions
+	service bool
 }
 
 // listener is one bound address of a socket and its accept loop, or one of
@@ -86,10 +85,10 @@ func listen(spec listenSpec) (*listener, error) {
 		file  os.FileInfo
 		err   error
 	)
-	switch spec.network {
+	switch spec.Network {
 	case "udp", "udp4", "udp6":
 		var pc net.PacketConn
-		if pc, err = lc.ListenPacket(context.Background(), spec.network, spec.addr); err == nil {
+		if pc, err = lc.ListenPacket(context.Background(), spec.Network, spec.Address); err == nil {
 			sock, local = pc.(*net.UDPConn), pc.LocalAddr()
 		}
 	case "unix":
@@ -99,14 +98,14 @@ func listen(spec listenSpec) (*listener, error) {
 		}
 	default:
 		var ln net.Listener
-		if ln, err = lc.Listen(context.Background(), spec.network, spec.addr); err == nil {
+		if ln, err = lc.Listen(context.Background(), spec.Network, spec.Address); err == nil {
 			sock, local = ln.(*net.TCPListener), ln.Addr()
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	if b := spec.opts.Backlog; b > 0 && !isDatagram(spec.network) {
+	if b := spec.opts.Backlog; b > 0 && !spec.Datagram() {
 		// listen(2) again sets the queue's length.
 		rc, err := sock.SyscallConn()
 		if err == nil {
@@ -116,7 +115,7 @@ func listen(spec listenSpec) (*listener, error) {
 		}
 		if err != nil {
 			sock.Close()
-			removeUnix(spec.addr, file)
+			removeUnix(spec.Address, file)
 			return nil, fmt.Errorf("backlog %d: %w", b, err)
 		}
 	}
@@ -124,7 +123,7 @@ func listen(spec listenSpec) (*listener, error) {
 	f, err := sock.File()
 	sock.Close()
 	if err != nil {
-		removeUnix(spec.addr, file)
+		removeUnix(spec.Address, file)
 		return nil, err
 	}
 	l := &listener{spec: spec, addr: local.String(), f: f, fd: -1, done: make(chan struct{})}
@@ -150,9 +149,6 @@ func listen(spec listenSpec) (*listener, error) {
 	l.try = l.tryAccept
 	return l, nil
 }
-
-// isDatagram reports whether a listen network is UDP.
-func isDatagram(network string) bool { return strings.HasPrefix(network, "udp") }
 
 // setOptions sets o on listening socket fd before it is bound. Go has made
 // an IPv6 socket dual stack, unless it binds an IPv6 address only.
@@ -214,7 +210,7 @@ func (l *listener) close() {
 	l.once.Do(func() {
 		close(l.done)
 		l.f.Close()
-		removeUnix(l.spec.addr, l.file)
+		removeUnix(l.spec.Address, l.file)
 	})
 }
 
@@ -286,20 +282,21 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 			continue // a new definition: its limits apply
 		}
 		refuses := def.sock.Refuses()
-		select {
-		case a.slots <- struct{}{}:
-		case <-l.done:
+		giveSocketSlot := func() {
 			if !refuses {
 				s.slots.give()
 			}
+		}
+		select {
+		case a.slots <- struct{}{}:
+		case <-l.done:
+			giveSocketSlot()
 			return
 		}
 		fd, remote, err := l.accept()
 		if err != nil {
 			<-a.slots
-			if !refuses {
-				s.slots.give()
-			}
+			giveSocketSlot()
 			select {
 			case <-l.done:
 				return
@@ -325,9 +322,7 @@ func (a *Activator) acceptLoop(s *socket, l *listener) {
 			a.dispatch(j)
 			continue
 		}
-		if !refuses {
-			s.slots.give()
-		}
+		giveSocketSlot()
 		<-a.slots
 	}
 }

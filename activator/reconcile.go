@@ -124,8 +124,10 @@ func (s *socket) setSpecs(specs []listenSpec) {
 	}
 	if s.svc != nil && !slices.Equal(specs, s.specs) {
 		// Its listeners change: the service stops, and the socket
-		// binds again once it has (see waitingForService).
+		// binds again once it has (see waitingForService); it is
+		// the socket's no more.
 		s.svc.stop()
+		s.svc = nil
 	}
 	for _, l := range old {
 		if l != nil {
@@ -207,8 +209,8 @@ func (a *Activator) prepare(d *socketd.Socket) *socket {
 		if prev := s.changed.Swap(&ch); prev != nil {
 			close(*prev)
 		}
+		s.slots.setMax(d.Max())
 	}
-	s.slots.setMax(d.Max())
 
 	specs, err := parseSpecs(d)
 	switch {
@@ -246,7 +248,7 @@ func parseSpecs(d *socketd.Socket) ([]listenSpec, error) {
 			// spin an accept loop on a datagram socket.
 			return nil, fmt.Errorf("listen %d: a datagram socket needs accept: false", i)
 		}
-		specs[i] = listenSpec{network: la.Network, addr: la.Address, opts: d.SocketOptions, service: !d.Accept}
+		specs[i] = listenSpec{ListenAddr: la, opts: d.SocketOptions, service: !d.Accept}
 	}
 	return specs, nil
 }
@@ -257,7 +259,7 @@ func parseSpecs(d *socketd.Socket) ([]listenSpec, error) {
 func (a *Activator) bind(s *socket) {
 	if a.waitingForService(s) {
 		// serviceEnded binds it.
-		s.setState(socketd.SocketFailed, "waiting for the service of its sockets before to exit")
+		s.setState(socketd.SocketFailed, "waiting for the service of its sockets to exit")
 		return
 	}
 	var firstErr error
@@ -283,7 +285,7 @@ func (a *Activator) bind(s *socket) {
 	if bound {
 		s.updateListening()
 	}
-	if firstErr == nil && len(s.specs) > 0 && s.specs[0].service && (s.svc == nil || isClosed(s.svc.stopped)) {
+	if firstErr == nil && len(s.specs) > 0 && s.specs[0].service && s.svc == nil {
 		// The service gets every socket, so it waits for all of them.
 		firstErr = a.startService(s)
 	}

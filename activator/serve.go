@@ -162,7 +162,7 @@ func (a *Activator) serve(j job) {
 // describe fills in who connected to j and where: the addresses, or a
 // unix socket's peer.
 func (j *job) describe(rec *socketd.Connection) {
-	if j.l.spec.network == "unix" {
+	if j.l.spec.Network == "unix" {
 		// No addresses: the peer is who connected.
 		if cred, err := unix.GetsockoptUcred(j.fd, unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
 			pid, uid, gid := int(cred.Pid), int(cred.Uid), int(cred.Gid)

@@ -64,7 +64,7 @@ func (a *Activator) startService(s *socket) error {
 		fd, err := unix.FcntlInt(uintptr(l.fd), unix.F_DUPFD_CLOEXEC, 0)
 		if err == nil {
 			sv.fds = append(sv.fds, fd)
-			sv.dgram = append(sv.dgram, isDatagram(l.spec.network))
+			sv.dgram = append(sv.dgram, l.spec.Datagram())
 			err = p.add(fd)
 		}
 		if err != nil {

@@ -263,6 +263,31 @@ func TestServiceStopsWithItsSockets(t *testing.T) {
 	}
 }
 
+// TestChangedServiceWaits: a service whose sockets changed while a run
+// ignores its SIGTERM keeps the socket waiting, saying so, until the run is
+// gone (SIGKILL after the stop timeout): never a bind that fails because the
+// run still holds the address.
+func TestChangedServiceWaits(t *testing.T) {
+	addr, ready := testhandler.FreePort(t), filepath.Join(t.TempDir(), "ready")
+	s := serviceSocket("trap", "", addr)
+	s.Command = []string{"/bin/sh", "-c", `trap "" TERM; touch "$0"; exec sleep 1000`, ready}
+	h := start(t, activator.Config{StopTimeout: 500 * time.Millisecond}, s)
+	dial(t, addr) // starts the service, which never accepts it
+	eventually(t, "the service to ignore SIGTERM", func() bool { _, err := os.Stat(ready); return err == nil })
+	s.Backlog = 16
+	h.apply(t, s)
+	if st := h.status(t, "trap"); !strings.Contains(st.Error, "waiting for the service") {
+		t.Errorf("while the stopped run holds its sockets: %s %q", st.State, st.Error)
+	}
+	eventually(t, "the socket to listen again", func() bool {
+		st := h.status(t, "trap")
+		return st.State == socketd.SocketListening && len(st.Listening) == 1
+	})
+	if row := h.rec.row(t, h.rec.nthBegun(t, 1)); row.Signal != "SIGKILL" {
+		t.Errorf("the run ended by %q, want SIGKILL", row.Signal)
+	}
+}
+
 // TestSystemdSocketProxyd runs a real socket-activated daemon from Debian:
 // systemd-socket-proxyd takes its listening socket through LISTEN_FDS and
 // forwards each connection to a backend.

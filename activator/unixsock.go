@@ -20,7 +20,7 @@ import (
 // other file in the way is an error. The file gets the definition's owner
 // and mode, as systemd's SocketUser=, SocketGroup= and SocketMode= give it.
 func bindUnix(lc net.ListenConfig, spec listenSpec) (*net.UnixListener, os.FileInfo, error) {
-	path := spec.addr
+	path := spec.Address
 	abstract := path[0] == '@'
 	if !abstract {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
