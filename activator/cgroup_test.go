@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,7 +47,8 @@ func shellSocket(name, script string) socketd.Socket {
 }
 
 // openPidfds opens a pidfd on each of the processes a handler wrote the
-// pids of, one a line; the processes are killed when the test ends.
+// pids of, one a line; the processes are killed when the test ends, through
+// the pidfd, which reaches them and nothing else even once a pid is reused.
 func openPidfds(t *testing.T, lines ...string) []int {
 	t.Helper()
 	var fds []int
@@ -115,7 +117,7 @@ func TestNoProcessEscapes(t *testing.T) {
 		{"kill", false, kill},
 		{"runtime_max", false, nil},
 		{"idle_timeout", false, nil},
-		{"kill without clone3", false, func(t *testing.T, h *harness, c *net.TCPConn) { kill(t, h, c) }},
+		{"kill without clone3", false, kill},
 		{"exit", false, func(t *testing.T, h *harness, c *net.TCPConn) {
 			if _, err := c.Write([]byte("bye\n")); err != nil {
 				t.Fatal(err)
@@ -138,8 +140,14 @@ func TestNoProcessEscapes(t *testing.T) {
 		{"without cgroups", true, kill},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			fallbacks := activator.CloneFallbacks()
 			if strings.Contains(tc.name, "clone3") {
 				activator.UseCloneFallback(t)
+				defer func() {
+					if activator.CloneFallbacks() == fallbacks {
+						t.Error("the handler was not started without clone3")
+					}
+				}()
 			}
 			s := shellSocket("escape", escapeScript)
 			switch tc.name {
@@ -333,12 +341,24 @@ func TestCgroupsReused(t *testing.T) {
 		return names
 	}
 	n := 0
+	var first []string // the one cgroup before the kill
 	for i := range 20 {
 		if out := roundTrip(t, h.addr(t, "hello"), ""); out != "Hello World\n" {
 			t.Fatalf("connection %d read %q", i, out)
 		}
 		n++
 		h.rec.row(t, h.rec.nthBegun(t, n)) // finished: its cgroup is given back
+		switch {
+		case i == 0:
+			first = cgroups()
+			if len(first) != 1 {
+				t.Fatalf("cgroups after one connection: %v", first)
+			}
+		case i <= 10:
+			if got := cgroups(); !slices.Equal(got, first) {
+				t.Fatalf("cgroups after connection %d: %v; want %v used again", i, got, first)
+			}
+		}
 		if i == 10 {
 			c := dial(t, h.addr(t, "trap"))
 			readLine(t, c)
@@ -348,8 +368,12 @@ func TestCgroupsReused(t *testing.T) {
 			}
 		}
 	}
-	// The killed one goes once it is empty.
+	// The killed one (the one the others used) goes once it is empty, and
+	// another serves from then on.
 	eventually(t, "one cgroup to serve connections one at a time", func() bool { return len(cgroups()) <= 1 })
+	if got := cgroups(); len(got) != 1 || got[0] == first[0] {
+		t.Errorf("cgroups after the kill: %v; want one other than %v", got, first)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := h.a.Close(ctx); err != nil {
@@ -366,6 +390,13 @@ func TestCgroupsReused(t *testing.T) {
 func TestStaleCgroupsSwept(t *testing.T) {
 	first := start(t, activator.Config{}, handlerSocket("hello", testhandler.Hello))
 	requireCgroups(t, first)
+	// A live socketd with a cgroup in its pool, which the next one must
+	// leave alone.
+	if out := roundTrip(t, first.addr(t, "hello"), ""); out != "Hello World\n" {
+		t.Fatalf("read %q", out)
+	}
+	first.rec.row(t, first.rec.nthBegun(t, 1))
+	firstPool, _ := os.ReadDir(first.a.CgroupDir())
 	stale := filepath.Join(filepath.Dir(first.a.CgroupDir()), fmt.Sprintf("socketd-%d", 900+os.Getpid()%100))
 	if err := os.MkdirAll(filepath.Join(stale, "c1"), 0o755); err != nil {
 		t.Fatal(err)
@@ -386,6 +417,11 @@ func TestStaleCgroupsSwept(t *testing.T) {
 	t.Cleanup(func() { left.Process.Kill() })
 
 	start(t, activator.Config{}, handlerSocket("hello", testhandler.Hello))
+	// The live socketd's directory is not touched.
+	if pool, err := os.ReadDir(first.a.CgroupDir()); err != nil || len(pool) != len(firstPool) || len(firstPool) < 2 {
+		t.Errorf("the first socketd's directory after the second started: %d entries, %v; before %d",
+			len(pool), err, len(firstPool))
+	}
 	select {
 	case err := <-exited:
 		if ws, ok := left.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {

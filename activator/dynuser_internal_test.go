@@ -1,6 +1,7 @@
 package activator
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -20,20 +21,26 @@ func TestKillUIDCannotBeStopped(t *testing.T) {
 	testhandler.RequireRoot(t)
 	const u, spare = 64300, 64301
 	// The stopper starts once this shell is gone, which it would stop
-	// too otherwise.
+	// too otherwise; the sleeper shows it at work.
 	cmd := exec.Command("/bin/sh", "-c", `setsid sh -c 'while kill -0 "$0" 2>/dev/null; do sleep 0.01; done
-while :; do kill -STOP -1; done' $$ </dev/null >/dev/null 2>&1 & echo $!`)
+while :; do kill -STOP -1; done' $$ </dev/null >/dev/null 2>&1 & echo $!
+setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!`)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u, Gid: u}}
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		t.Fatalf("read %q", out)
+	var pid, sleeper int
+	if _, err := fmt.Sscan(string(out), &pid, &sleeper); err != nil {
+		t.Fatalf("read %q: %v", out, err)
 	}
 	defer syscall.Kill(pid, syscall.SIGKILL)
-	time.Sleep(50 * time.Millisecond) // the stopper at work
+	defer syscall.Kill(sleeper, syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); procState(sleeper) != "T"; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stopper does not stop the sleeper (state %q)", procState(sleeper))
+		}
+	}
 	began := time.Now()
 	if err := killUID(u, spare); err != nil {
 		t.Fatal(err)
@@ -41,15 +48,26 @@ while :; do kill -STOP -1; done' $$ </dev/null >/dev/null 2>&1 & echo $!`)
 	if took := time.Since(began); took >= killTimeout {
 		t.Errorf("killUID took %v: the stopper stopped the killer", took)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if _, rest, _ := strings.Cut(string(stat), ") "); err != nil || strings.HasPrefix(rest, "Z") {
-			break // gone, or a zombie of whoever adopted it
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the stopper (%d) outlived the kill of its uid", pid)
+	for _, p := range []int{pid, sleeper} {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if st := procState(p); st == "" || st == "Z" {
+				break // gone, or a zombie of whoever adopted it
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d outlived the kill of its uid", p)
+			}
 		}
 	}
+}
+
+// procState is the state letter of process pid, "" if there is none.
+func procState(pid int) string {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	return rest[:min(1, len(rest))]
 }
 
 // TestSpareUID: the killer of a uid gets another uid of the range, free and

@@ -52,6 +52,9 @@ func (a *Activator) CapsDir(ctl, name string) string {
 	return ""
 }
 
+// CloneFallbacks counts the handlers started with the C library's clone.
+var CloneFallbacks = cloneFallbacks
+
 // UseCloneFallback makes handlers start with the C library's clone, as
 // where clone3 is not to be had (a container's seccomp profile), until the
 // test ends.

@@ -174,21 +174,10 @@ func TestCloseDuringBegin(t *testing.T) {
 func leaveTrapped(t *testing.T, h *harness) int {
 	t.Helper()
 	before, _ := h.rec.counts()
-	out := roundTrip(t, h.addr(t, "spawn"), "")
-	pid, err := strconv.Atoi(strings.TrimSpace(out))
-	if err != nil {
-		t.Fatalf("handler wrote %q", out)
-	}
-	// However the test ends, it must not leave the grandchild running; a
-	// pidfd reaches it and nothing else, even once its pid is reused.
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		t.Fatalf("pidfd_open: %v", err)
-	}
-	t.Cleanup(func() {
-		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
-		unix.Close(pidfd)
-	})
+	line := strings.TrimSpace(roundTrip(t, h.addr(t, "spawn"), ""))
+	// However the test ends, it must not leave the grandchild running.
+	openPidfds(t, line)
+	pid, _ := strconv.Atoi(line) // openPidfds has checked it
 	if row := h.rec.row(t, h.rec.nthBegun(t, before+1)); row.State != socketd.ConnExited {
 		t.Errorf("row %s %s, want exited", row.State, row.Error)
 	}

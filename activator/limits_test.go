@@ -62,6 +62,10 @@ func TestMaxConnectionsDefer(t *testing.T) {
 		t.Fatalf("third read %q once the limit was raised", got)
 	}
 	fourth := dial(t, addr)
+	time.Sleep(100 * time.Millisecond)
+	if st := h.status(t, "two"); st.Accepted != 3 {
+		t.Fatalf("accepted %d at a limit of 3", st.Accepted)
+	}
 	if err := h.a.Kill(context.Background(), h.rec.nthBegun(t, 1)); err != nil {
 		t.Fatal(err)
 	}

@@ -348,6 +348,12 @@ static int sd_no_clone3;
 
 void sd_set_no_clone3(int on) { __atomic_store_n(&sd_no_clone3, on, __ATOMIC_RELAXED); }
 
+// sd_clone_fallbacks counts the children started with the C library's
+// clone, for tests.
+static long sd_clone_fallbacks;
+
+long sd_clone_fallback_count(void) { return __atomic_load_n(&sd_clone_fallbacks, __ATOMIC_RELAXED); }
+
 // sd_pid is socketd's pid, read once at start: socketd never forks.
 static int sd_pid;
 
@@ -460,6 +466,7 @@ int sd_proc_start(sd_proc *p) {
 	if (pid == -ENOSYS || pid == -EPERM) {
 		p->sighand_cleared = 0;
 		p->join_procs = p->cgroup_fd >= 0 ? p->cgroup_procs_fd : -1;
+		__atomic_add_fetch(&sd_clone_fallbacks, 1, __ATOMIC_RELAXED);
 		pid = clone(sd_child, p->stack + SD_STACK, CLONE_VM | CLONE_PIDFD | SIGCHLD, p, &pidfd);
 		if (pid < 0) {
 			pid = -errno;

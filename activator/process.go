@@ -172,6 +172,9 @@ func useCloneFallback(on bool) {
 	C.sd_set_no_clone3(v)
 }
 
+// cloneFallbacks counts the handlers started with the C library's clone.
+func cloneFallbacks() int64 { return int64(C.sd_clone_fallback_count()) }
+
 // execErr reports why the child failed before it became the handler, or
 // nil if it did not. Call it only after the child has exited.
 func (p *process) execErr() error {

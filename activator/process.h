@@ -108,4 +108,5 @@ sd_proc *sd_proc_new(const char *blob, size_t len, int argc, int envc, int has_d
 		const int *fds, int nfds, int pdeathsig, const sd_attrs *attrs, const unsigned int *groups);
 int sd_proc_start(sd_proc *p);
 void sd_set_no_clone3(int on);
+long sd_clone_fallback_count(void);
 void sd_proc_free(sd_proc *p);

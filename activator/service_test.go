@@ -222,8 +222,7 @@ func TestServiceStopsWithItsSockets(t *testing.T) {
 	h := start(t, activator.Config{StopTimeout: time.Minute}, s)
 	running := func(n int) int64 {
 		t.Helper()
-		c := dial(t, addr)
-		t.Cleanup(func() { c.Close() })
+		dial(t, addr)
 		id := h.rec.nthBegun(t, n)
 		eventually(t, "the service to run", func() bool { return h.status(t, "held").ServicePID != 0 })
 		return id

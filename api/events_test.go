@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -140,10 +141,10 @@ func TestEvents(t *testing.T) {
 	if err := rec.BeginConnectionAsync(c, func(err error) { begun <- err }); err != nil {
 		t.Fatal(err)
 	}
+	opened := all.expect(socketd.EventConnectionOpened, "hello")
 	if err := <-begun; err != nil {
 		t.Fatal(err)
 	}
-	opened := all.expect(socketd.EventConnectionOpened, "hello")
 	if opened.data.Connection == nil || opened.data.Connection.ID != c.ID || opened.data.Connection.RemoteIP != "192.0.2.1" {
 		t.Errorf("opened: %+v, want connection %d", opened.data.Connection, c.ID)
 	}
@@ -155,10 +156,10 @@ func TestEvents(t *testing.T) {
 	c.State, c.ExitCode, c.EndedAt = socketd.ConnExited, &code, ptr(time.Now().UTC())
 	finished := make(chan error, 1)
 	rec.FinishConnectionAsync(c, func(err error) { finished <- err })
+	closed := all.expect(socketd.EventConnectionClosed, "hello")
 	if err := <-finished; err != nil {
 		t.Fatal(err)
 	}
-	closed := all.expect(socketd.EventConnectionClosed, "hello")
 	if closed.data.Connection == nil || closed.data.Connection.State != socketd.ConnExited {
 		t.Errorf("closed: %+v, want exited", closed.data.Connection)
 	}
@@ -218,6 +219,48 @@ func TestEvents(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// heldRecorder is a Recorder whose rows are committed when the test says.
+type heldRecorder struct{ done chan func(error) }
+
+func (r heldRecorder) BeginConnectionAsync(c *socketd.Connection, done func(error)) error {
+	c.ID = 7
+	r.done <- done
+	return nil
+}
+
+func (r heldRecorder) FinishConnectionAsync(c *socketd.Connection, done func(error)) { r.done <- done }
+
+// TestRecordingPublishesAfterCommit: a connection's event comes once its
+// row is committed, not when it is queued, and not at all if the commit
+// fails.
+func TestRecordingPublishesAfterCommit(t *testing.T) {
+	h := NewHub()
+	sub, _ := h.subscribe("", 0)
+	inner := heldRecorder{done: make(chan func(error), 1)}
+	rec := h.Recording(inner)
+	c := &socketd.Connection{Socket: "s", State: socketd.ConnRunning}
+	for _, step := range []func(done func(error)){
+		func(done func(error)) { rec.BeginConnectionAsync(c, done) },
+		func(done func(error)) { rec.FinishConnectionAsync(c, done) },
+	} {
+		called := false
+		step(func(error) { called = true })
+		commit := <-inner.done
+		if len(sub.ch) != 0 {
+			t.Fatalf("an event before the commit: %+v", <-sub.ch)
+		}
+		commit(errors.New("disk full"))
+		if len(sub.ch) != 0 || !called {
+			t.Fatalf("after a failed commit: %d events, done called %v", len(sub.ch), called)
+		}
+		step(func(error) {})
+		(<-inner.done)(nil)
+		if e := <-sub.ch; e.Connection == nil || e.Connection.ID != 7 {
+			t.Errorf("the event once committed: %+v", e)
+		}
+	}
+}
+
 // TestEventsNeedToken: the stream is the API's, behind its token.
 func TestEventsNeedToken(t *testing.T) {
 	h := newHarness(t)
@@ -259,6 +302,9 @@ func TestHubDropsSlowClients(t *testing.T) {
 	}
 	_, missed := h.subscribe("", 1)
 	if !missed {
+		t.Error("a client resuming from an event of another run is not told")
+	}
+	if _, missed := h.subscribe("", h.first); !missed {
 		t.Error("a client resuming from an event no longer kept is not told")
 	}
 	s, missed := h.subscribe("", h.last-3)

@@ -254,6 +254,16 @@ func TestBegunSlot(t *testing.T) {
 	if got, _, ok := decodeSlot(b.slot(7)); !ok || !reflect.DeepEqual(got, unixConn) {
 		t.Errorf("slot gave %+v, %v; want %+v", got, ok, unixConn)
 	}
+	// Each field in its place: a peer uid, gid and dynamic uid all differ.
+	b.drop(7)
+	puid, pgid := 1000, 1001
+	unixConn.PeerUID, unixConn.PeerGID = &puid, &pgid
+	if err := b.put(&unixConn); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, ok := decodeSlot(b.slot(7)); !ok || !reflect.DeepEqual(got, unixConn) {
+		t.Errorf("slot gave %+v, %v; want %+v", got, ok, unixConn)
+	}
 }
 
 // begunIn reads the connections the begun file of the database at path
@@ -465,9 +475,9 @@ func TestFinishOfLostRowWritesNothing(t *testing.T) {
 func TestRecoveredRowKeepsCredentials(t *testing.T) {
 	db := openTest(t)
 	ctx := testCtx(t)
-	pid, uid, gid := 4321, 1000, 61184
+	pid, uid, peerGID, gid := 4321, 1000, 1001, 61184
 	c := socketd.Connection{ID: 100, Socket: "u", StartedAt: time.Now().UTC(),
-		PeerPID: &pid, PeerUID: &uid, PeerGID: &uid, UID: &gid}
+		PeerPID: &pid, PeerUID: &uid, PeerGID: &peerGID, UID: &gid}
 	if n, err := recoverBegun(ctx, db.w, []socketd.Connection{c}, c.ID); err != nil || n != 1 {
 		t.Fatalf("recoverBegun = %d, %v", n, err)
 	}
@@ -476,7 +486,8 @@ func TestRecoveredRowKeepsCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.State != socketd.ConnInterrupted || !reflect.DeepEqual(got.PeerPID, c.PeerPID) ||
-		!reflect.DeepEqual(got.PeerGID, c.PeerGID) || !reflect.DeepEqual(got.UID, c.UID) {
+		!reflect.DeepEqual(got.PeerGID, c.PeerGID) || !reflect.DeepEqual(got.UID, c.UID) ||
+		!reflect.DeepEqual(got.PeerUID, c.PeerUID) {
 		t.Errorf("recovered row %+v", got)
 	}
 }

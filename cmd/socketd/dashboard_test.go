@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -164,10 +163,7 @@ func TestDashboardLive(t *testing.T) {
 	if err != nil || got.Status == nil || len(got.Status.Listening) == 0 {
 		t.Fatalf("echo: %+v, %v", got, err)
 	}
-	conn, err := net.DialTimeout("tcp", got.Status.Listening[0], 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, _ := openHanging(t, c, got.Status.Listening[0], "echo")
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprintln(conn, "hello")
 	field := func(name string) string {
@@ -215,11 +211,17 @@ func TestDashboardRefusesCrossSitePosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	login(t, ctx, base, readToken(t, dir))
+	// Even with the login's own CSRF token (leaked, say), a post from
+	// another origin is refused: the origin check alone holds here.
+	var csrf string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelector('[name=csrf]').value`, &csrf)); err != nil || csrf == "" {
+		t.Fatalf("the page's CSRF token: %q, %v", csrf, err)
+	}
 
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprintf(w, `<form id="f" method="post" action="%s/ui/sockets/hello/disable">`+
-			`<input name="csrf" value="guessed"></form><script>document.getElementById("f").submit()</script>`, base)
+			`<input name="csrf" value="%s"></form><script>document.getElementById("f").submit()</script>`, base, csrf)
 	}))
 	defer evil.Close()
 	if err := chromedp.Run(ctx, chromedp.Navigate(evil.URL)); err != nil {
