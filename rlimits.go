@@ -55,6 +55,20 @@ func (r *ResourceLimits) Caps() (Caps, error) {
 // pids.max takes.
 const maxTasks = 4 << 20
 
+// CheckRlimit reports whether value is a limit socketd reads for resource
+// ("nofile", "nproc", "cpu", "as" or "core"), as a Limit*= field takes it.
+func CheckRlimit(resource, value string) error {
+	_, _, err := parseRlimit(resource, value)
+	return err
+}
+
+// CheckCap reports whether value is a cap socketd reads: a memory_max if
+// memory, else a tasks_max.
+func CheckCap(memory bool, value string) error {
+	_, err := parseCap(value, memory)
+	return err
+}
+
 // parseCap parses a memory (bytes) or tasks cap; "" and "infinity" are 0.
 func parseCap(s string, bytes bool) (uint64, error) {
 	if s == "" || s == "infinity" {

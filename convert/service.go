@@ -85,19 +85,19 @@ func (im *unitImport) serviceDirective(file string, names unitNames, e entry) er
 		}
 		return im.duration(file, e, &s.RuntimeMax)
 	case "LimitNOFILE":
-		im.rlimit(file, e, &s.LimitNOFILE, false)
+		im.rlimit(file, e, &s.LimitNOFILE, "nofile")
 	case "LimitNPROC":
-		im.rlimit(file, e, &s.LimitNPROC, false)
+		im.rlimit(file, e, &s.LimitNPROC, "nproc")
 	case "LimitCPU":
-		im.rlimit(file, e, &s.LimitCPU, true)
+		im.rlimit(file, e, &s.LimitCPU, "cpu")
 	case "LimitAS":
-		im.rlimit(file, e, &s.LimitAS, false)
+		im.rlimit(file, e, &s.LimitAS, "as")
 	case "LimitCORE":
-		im.rlimit(file, e, &s.LimitCORE, false)
+		im.rlimit(file, e, &s.LimitCORE, "core")
 	case "MemoryMax", "MemoryLimit": // MemoryLimit= is cgroup v1's name
-		im.setCap(file, e, &s.MemoryMax, socketd.ResourceLimits{MemoryMax: v})
+		im.setCap(file, e, &s.MemoryMax, true)
 	case "TasksMax":
-		im.setCap(file, e, &s.TasksMax, socketd.ResourceLimits{TasksMax: v})
+		im.setCap(file, e, &s.TasksMax, false)
 	case "KillSignal":
 		if _, err := socketd.ParseKillSignal(v); err != nil {
 			im.note(file, e, err.Error())
@@ -116,10 +116,10 @@ func (im *unitImport) serviceDirective(file string, names unitNames, e entry) er
 	return err
 }
 
-// setCap sets *dst to the value of a MemoryMax= or TasksMax= line, which
-// check holds, or lists the line if socketd cannot read it.
-func (im *unitImport) setCap(file string, e entry, dst *string, check socketd.ResourceLimits) {
-	if _, err := check.Caps(); err != nil {
+// setCap sets *dst to the value of a MemoryMax= (memory) or TasksMax= line,
+// or lists the line if socketd cannot read it.
+func (im *unitImport) setCap(file string, e entry, dst *string, memory bool) {
+	if err := socketd.CheckCap(memory, e.value); err != nil {
 		im.note(file, e, err.Error())
 		return
 	}
@@ -129,20 +129,10 @@ func (im *unitImport) setCap(file string, e entry, dst *string, check socketd.Re
 // rlimit imports a Limit*= line into *dst: "VALUE" or "SOFT:HARD". A
 // LimitCPU= time span socketd does not read as it is ("1min") is made
 // seconds. What socketd cannot read is listed.
-func (im *unitImport) rlimit(file string, e entry, dst *string, cpu bool) {
+func (im *unitImport) rlimit(file string, e entry, dst *string, resource string) {
 	v := e.value
-	valid := func(v string) bool {
-		r := socketd.ResourceLimits{LimitNOFILE: v}
-		switch {
-		case cpu:
-			r = socketd.ResourceLimits{LimitCPU: v}
-		case strings.HasSuffix(e.key, "AS") || strings.HasSuffix(e.key, "CORE"):
-			r = socketd.ResourceLimits{LimitAS: v}
-		}
-		_, err := r.Rlimits()
-		return err == nil
-	}
-	if cpu && v != "" && !valid(v) {
+	valid := func(v string) bool { return socketd.CheckRlimit(resource, v) == nil }
+	if resource == "cpu" && v != "" && !valid(v) {
 		parts := strings.Split(v, ":")
 		for i, p := range parts {
 			if d, infinity, err := parseTimespan(p); err == nil && !infinity {

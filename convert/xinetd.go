@@ -578,9 +578,9 @@ func (x *xinetdService) process(s *socketd.Socket, udp bool) error {
 		}
 	}
 	for _, r := range []struct {
-		attr string
-		dst  *string
-	}{{"rlimit_files", &s.LimitNOFILE}, {"rlimit_cpu", &s.LimitCPU}, {"rlimit_as", &s.LimitAS}} {
+		attr, resource string
+		dst            *string
+	}{{"rlimit_files", "nofile", &s.LimitNOFILE}, {"rlimit_cpu", "cpu", &s.LimitCPU}, {"rlimit_as", "as", &s.LimitAS}} {
 		v := x.get(r.attr)
 		switch v {
 		case "":
@@ -588,11 +588,7 @@ func (x *xinetdService) process(s *socketd.Socket, udp bool) error {
 		case "UNLIMITED":
 			v = "infinity"
 		}
-		check := socketd.ResourceLimits{LimitNOFILE: v}
-		if r.attr == "rlimit_as" {
-			check = socketd.ResourceLimits{LimitAS: v}
-		}
-		if _, err := check.Rlimits(); err != nil {
+		if err := socketd.CheckRlimit(r.resource, v); err != nil {
 			return errorf(x.line(r.attr), "%s = %s: %v", r.attr, v, err)
 		}
 		*r.dst = v

@@ -258,3 +258,16 @@ func TestXinetdErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestXinetdRlimitCPU: rlimit_cpu is CPU seconds, held to what a CPU limit
+// takes (not to the floor of open files).
+func TestXinetdRlimitCPU(t *testing.T) {
+	res, err := convert.Xinetd("service hello\n{\n\ttype = UNLISTED\n\tport = 13063\n\tsocket_type = stream\n" +
+		"\twait = no\n\tuser = nobody\n\tserver = /bin/cat\n\trlimit_cpu = 5\n}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Sockets[0].LimitCPU; got != "5" {
+		t.Errorf("limit_cpu %q, want 5", got)
+	}
+}
