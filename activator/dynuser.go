@@ -52,6 +52,13 @@ func newUIDPool(min, max uint32) *uidPool {
 		busy: map[uint32]bool{}, dirty: map[uint32]bool{}, known: map[uint32]bool{}}
 }
 
+// hasSwept reports whether the range has had its first sweep.
+func (p *uidPool) hasSwept() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.swept
+}
+
 // errNoDynamicUID is get's error when every uid of the range is taken.
 var errNoDynamicUID = errors.New("no dynamic user is free")
 

@@ -210,6 +210,16 @@ func (a *Activator) prepare(d *socketd.Socket) *socket {
 			close(*prev)
 		}
 		s.slots.setMax(d.Max())
+		if d.DynamicUser && !a.dynUsers.hasSwept() {
+			// The first sweep of the range clears all of it: now, not
+			// on the path of the first connection that needs a uid
+			// (get waits for it).
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				a.dynUsers.sweep()
+			}()
+		}
 	}
 
 	specs, err := parseSpecs(d)
