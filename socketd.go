@@ -306,6 +306,48 @@ type ConnectionFilter struct {
 	Cursor string
 }
 
+// ConnectionStats summarises a socket's connections that started in a time
+// range, for the dashboard's charts.
+type ConnectionStats struct {
+	Since, Until time.Time
+	// Step is the width of each of Steps, which cover Since to Until.
+	Step  time.Duration
+	Steps []StepCount
+	// Durations counts the finished connections by how long they took:
+	// Durations[i] those shorter than DurationBuckets[i] (and not shorter
+	// than the bucket before), the last those longer than every bucket.
+	Durations []int64
+	// Outcomes counts the finished connections that ran a handler by how
+	// they ended: "exit 0", "exit 1", "SIGTERM", "killed", ...
+	Outcomes map[string]int64
+	// Refused counts the refused connections by reason.
+	Refused map[string]int64
+	// Rows is how many connections were read. At most MaxStatsRows are, the
+	// newest: when the range holds more, Partial is true and the counts
+	// start at From, the start of the oldest row read.
+	Rows    int
+	Partial bool
+	From    time.Time
+}
+
+// StepCount is how many connections started in a step of ConnectionStats:
+// those accepted and those refused.
+type StepCount struct {
+	Start    time.Time
+	Accepted int64
+	Refused  int64
+}
+
+// DurationBuckets are the upper bounds of ConnectionStats.Durations.
+var DurationBuckets = []time.Duration{
+	10 * time.Millisecond, 100 * time.Millisecond, time.Second, 10 * time.Second,
+	time.Minute, 10 * time.Minute, time.Hour,
+}
+
+// MaxStatsRows bounds the rows ConnectionStats reads, so that a chart of a
+// busy socket costs a bounded read of the history.
+const MaxStatsRows = 50000
+
 // History list limits.
 const (
 	DefaultListLimit = 100

@@ -39,12 +39,18 @@ type minuteCounts struct {
 	at [sparkMinutes]int64
 }
 
-func (mc *minuteCounts) add(minute int64) {
+func (mc *minuteCounts) add(minute int64) { mc.addN(minute, 1) }
+
+// addN adds n to the count of minute, unless its slot holds a later one.
+func (mc *minuteCounts) addN(minute, n int64) {
 	slot := minute % sparkMinutes
+	if mc.at[slot] > minute {
+		return
+	}
 	if mc.at[slot] != minute {
 		mc.n[slot], mc.at[slot] = 0, minute
 	}
-	mc.n[slot]++
+	mc.n[slot] += n
 }
 
 // perMinute returns the connections socket opened in each of the last
@@ -65,6 +71,36 @@ func (h *Hub) perMinute(socket string) []int64 {
 		}
 	}
 	return out
+}
+
+// seedMinutes adds to the hub's counts of connections per minute those
+// the history holds from before the hub was made: connections of earlier
+// runs, which the hub never saw, so that the sparklines do not start empty
+// after a restart. Those of this run all pass through the hub.
+func (h *Hub) seedMinutes(ctx context.Context, st SocketStore) error {
+	socks, err := st.ListSockets(ctx)
+	if err != nil {
+		return err
+	}
+	until := time.UnixMicro(h.first)
+	since := until.Truncate(time.Minute).Add(-(sparkMinutes - 1) * time.Minute)
+	for _, s := range socks {
+		stats, err := st.ConnectionStats(ctx, s.Name, since, until, time.Minute)
+		if err != nil {
+			return err
+		}
+		h.mu.Lock()
+		mc := h.minutes[s.Name]
+		if mc == nil {
+			mc = &minuteCounts{}
+			h.minutes[s.Name] = mc
+		}
+		for _, step := range stats.Steps {
+			mc.addN(step.Start.Unix()/60, step.Accepted)
+		}
+		h.mu.Unlock()
+	}
+	return nil
 }
 
 // Sizes of a Hub's buffers.

@@ -37,6 +37,7 @@ type SocketStore interface {
 	ListConnections(ctx context.Context, f socketd.ConnectionFilter) ([]socketd.Connection, string, error)
 	GetConnection(ctx context.Context, id int64) (socketd.Connection, error)
 	ConnectionLog(ctx context.Context, id int64) ([]byte, error)
+	ConnectionStats(ctx context.Context, socket string, since, until time.Time, step time.Duration) (socketd.ConnectionStats, error)
 
 	CheckToken(ctx context.Context, token string) (bool, error)
 }
@@ -221,8 +222,15 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 // Open binds addr ("host:port"; port 0 lets the kernel pick) synchronously
 // and serves the API on it in the background. When the bound address is a
 // loopback address, requests whose Host header is not a loopback name or
-// address are refused from then on (see checkHost).
+// address are refused from then on (see checkHost). Before that it counts the
+// connections of the last hour that the history holds, for the dashboard's
+// sparklines.
 func (s *Server) Open(addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	defer cancel()
+	if err := s.hub.seedMinutes(ctx, s.store); err != nil {
+		s.log.Warn("the sparklines start empty: the history could not be read", "err", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.srv != nil || s.closed {

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -320,7 +322,7 @@ func listQueries(f socketd.ConnectionFilter) ([]listQuery, int, error) {
 		}, limit, nil
 	}
 	var w where
-	return []listQuery{{byID(&w, f, before), w.args}}, limit, nil
+	return []listQuery{{byID(&w, f, before, connColumns), w.args}}, limit, nil
 }
 
 // stateTerm is the term that selects state s. The state is spelled out, not
@@ -337,8 +339,8 @@ func stateTerm(column string, s socketd.ConnectionState) string {
 
 // byID adds to w the terms of a page that walks connections, or the index
 // of its socket or state filter, down from the highest id it may hold, and
-// returns the query.
-func byID(w *where, f socketd.ConnectionFilter, before int64) string {
+// returns the query of columns.
+func byID(w *where, f socketd.ConnectionFilter, before int64, columns string) string {
 	if f.Socket != "" {
 		w.and("socket = ?", f.Socket)
 	}
@@ -401,7 +403,7 @@ func byID(w *where, f socketd.ConnectionFilter, before int64) string {
 	case f.State != "" && f.State != socketd.ConnExited:
 		from += " INDEXED BY connections_state_id"
 	}
-	return "SELECT " + connColumns + from + w.clause() + " ORDER BY id DESC"
+	return "SELECT " + columns + from + w.clause() + " ORDER BY id DESC"
 }
 
 // openBlock adds to w the terms of a page of the connections from
@@ -599,4 +601,82 @@ func intPtr(n sql.NullInt64) *int {
 	}
 	v := int(n.Int64)
 	return &v
+}
+
+// ConnectionStats summarises the connections of socket that started from
+// since to until, in steps of step (at least a second): see
+// socketd.ConnectionStats. It reads the newest socketd.MaxStatsRows rows of
+// the range at most, walking the socket's index down from the range's top,
+// as ListConnections does.
+func (db *DB) ConnectionStats(ctx context.Context, socket string, since, until time.Time, step time.Duration) (socketd.ConnectionStats, error) {
+	if step < time.Second || !since.Before(until) || until.Sub(since)/step > 10000 {
+		return socketd.ConnectionStats{}, socketd.Errorf(socketd.CodeInvalid,
+			"stats from %s to %s in steps of %s: the range must be positive and hold at most 10000 steps of a second or more",
+			since.Format(time.RFC3339), until.Format(time.RFC3339), step)
+	}
+	if err := db.hist.flush(ctx); err != nil {
+		return socketd.ConnectionStats{}, fmt.Errorf("connection stats: %w", err)
+	}
+	var w where
+	q := byID(&w, socketd.ConnectionFilter{Socket: socket, Since: since, Until: until}, 0,
+		"started_at, state, duration_ms, exit_code, signal, reason") + " LIMIT ?"
+	rows, err := db.r.QueryContext(ctx, q, append(w.args, socketd.MaxStatsRows+1)...)
+	if err != nil {
+		return socketd.ConnectionStats{}, fmt.Errorf("connection stats: %w", err)
+	}
+	defer rows.Close()
+	st := socketd.ConnectionStats{
+		Since: since, Until: until, Step: step,
+		Steps:     make([]socketd.StepCount, (until.Sub(since)+step-1)/step),
+		Durations: make([]int64, len(socketd.DurationBuckets)+1),
+		Outcomes:  map[string]int64{},
+		Refused:   map[string]int64{},
+	}
+	for i := range st.Steps {
+		st.Steps[i].Start = since.Add(time.Duration(i) * step)
+	}
+	for rows.Next() {
+		var (
+			started            int64
+			state              socketd.ConnectionState
+			duration, exitCode sql.NullInt64
+			signal, reason     string
+		)
+		if err := rows.Scan(&started, &state, &duration, &exitCode, &signal, &reason); err != nil {
+			return socketd.ConnectionStats{}, fmt.Errorf("connection stats: %w", err)
+		}
+		if st.Rows == socketd.MaxStatsRows {
+			st.Partial = true
+			break
+		}
+		st.Rows++
+		at := fromNanos(started)
+		st.From = at
+		n := &st.Steps[at.Sub(since)/step]
+		if state == socketd.ConnRefused {
+			n.Refused++
+			st.Refused[cmp.Or(reason, "unknown")]++
+			continue
+		}
+		n.Accepted++
+		if duration.Valid {
+			d := time.Duration(duration.Int64) * time.Millisecond
+			b, _ := slices.BinarySearchFunc(socketd.DurationBuckets, d, func(bound, d time.Duration) int {
+				return cmp.Compare(bound, d+1) // the first bound above d
+			})
+			st.Durations[b]++
+		}
+		switch {
+		case signal != "":
+			st.Outcomes[signal]++
+		case exitCode.Valid:
+			st.Outcomes["exit "+strconv.FormatInt(exitCode.Int64, 10)]++
+		case state != socketd.ConnRunning:
+			st.Outcomes[string(state)]++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return socketd.ConnectionStats{}, fmt.Errorf("connection stats: %w", err)
+	}
+	return st, nil
 }
