@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/web"
@@ -72,3 +73,15 @@ func (b dashboardBackend) ListConnections(ctx context.Context, f socketd.Connect
 }
 
 func (b dashboardBackend) Kill(ctx context.Context, id int64) error { return b.s.runtime.Kill(ctx, id) }
+
+func (b dashboardBackend) GetConnection(ctx context.Context, id int64) (socketd.Connection, error) {
+	return b.s.store.GetConnection(ctx, id)
+}
+
+func (b dashboardBackend) ConnectionLog(ctx context.Context, id int64) ([]byte, error) {
+	return b.s.store.ConnectionLog(ctx, id)
+}
+
+func (b dashboardBackend) ConnectionStats(ctx context.Context, socket string, since, until time.Time, step time.Duration) (socketd.ConnectionStats, error) {
+	return b.s.store.ConnectionStats(ctx, socket, since, until, step)
+}

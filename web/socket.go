@@ -1,11 +1,15 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -107,11 +111,18 @@ func (d *Dashboard) showSocket(w http.ResponseWriter, r *http.Request, name stri
 	}
 	p := d.newPage(r, sp.Socket.Name, "sockets")
 	p.Socket = sp
+	if name == "layout" {
+		if p.Charts, err = d.readCharts(r.Context(), sp.Socket.Name, r.URL.Query().Get("range")); err != nil {
+			d.fail(w, r, err)
+			return
+		}
+	}
 	p.Events = "socket=" + sp.Socket.Name + "&"
 	d.render(w, "socket", name, http.StatusOK, p)
 }
 
-// kill terminates a running connection, then shows its socket's page.
+// kill terminates a running connection, then shows its socket's page, or
+// its own when the form says back=connection.
 func (d *Dashboard) kill(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(chi.URLParam(r, "id"), 10, 64)
 	if err != nil || id <= 0 {
@@ -126,8 +137,140 @@ func (d *Dashboard) kill(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	back := "/ui/"
-	if s := r.PostFormValue("socket"); s != "" {
-		back = "/ui/sockets/" + s
+	switch s := r.PostFormValue("socket"); {
+	case r.PostFormValue("back") == "connection":
+		back = "/ui/connections/" + strconv.FormatInt(id, 10)
+	case s != "":
+		back = "/ui/sockets/" + url.PathEscape(s)
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+// chartRange is a time range the socket page's charts can show.
+type chartRange struct {
+	Name, Label string
+	Span, Step  time.Duration
+	StepLabel   string // "minute": a step is a bar of the chart
+}
+
+// chartRanges are the ranges the charts offer; the first is the default.
+var chartRanges = []chartRange{
+	{"1h", "Last hour", time.Hour, time.Minute, "minute"},
+	{"24h", "Last 24 hours", 24 * time.Hour, 15 * time.Minute, "15 minutes"},
+	{"7d", "Last 7 days", 7 * 24 * time.Hour, 2 * time.Hour, "2 hours"},
+}
+
+// socketCharts is what the socket page's charts show.
+type socketCharts struct {
+	Socket string
+	Range  chartRange
+	Ranges []chartRange
+	Stats  socketd.ConnectionStats
+	// Accepted and Refused are the totals of the range.
+	Accepted, Refused int64
+	// PerStep and Durations are the uPlot data of the two charts, as
+	// JSON: [[x...], [y...]...].
+	PerStep, Durations string
+	// DurationLabels names the duration buckets, as JSON; DurationRows
+	// are the same counts as a table, for screen readers.
+	DurationLabels string
+	DurationRows   []barRow
+	Finished       int64 // connections with a duration
+	Outcomes       []barRow
+	Reasons        []barRow
+}
+
+// barRow is a row of a bar list: a label, its count and the list's
+// largest count.
+type barRow struct {
+	Label  string
+	N, Max int64
+}
+
+// barRows returns counts as bar rows, the largest first.
+func barRows(counts map[string]int64) []barRow {
+	rows := make([]barRow, 0, len(counts))
+	var top int64
+	for label, n := range counts {
+		rows = append(rows, barRow{Label: label, N: n})
+		top = max(top, n)
+	}
+	slices.SortFunc(rows, func(a, b barRow) int {
+		return cmp.Or(cmp.Compare(b.N, a.N), strings.Compare(a.Label, b.Label))
+	})
+	for i := range rows {
+		rows[i].Max = top
+	}
+	return rows
+}
+
+// readCharts reads the stats of a socket's charts over the range named
+// rangeName ("" for the first).
+func (d *Dashboard) readCharts(ctx context.Context, socket, rangeName string) (*socketCharts, error) {
+	cr := chartRanges[0]
+	for _, r := range chartRanges {
+		if r.Name == rangeName {
+			cr = r
+		}
+	}
+	until := time.Now().Truncate(cr.Step).Add(cr.Step)
+	st, err := d.backend.ConnectionStats(ctx, socket, until.Add(-cr.Span), until, cr.Step)
+	if err != nil {
+		return nil, err
+	}
+	sc := &socketCharts{Socket: socket, Range: cr, Ranges: chartRanges, Stats: st,
+		Outcomes: barRows(st.Outcomes), Reasons: barRows(st.Refused)}
+	xs := make([]int64, len(st.Steps))
+	accepted := make([]int64, len(st.Steps))
+	refused := make([]int64, len(st.Steps))
+	for i, s := range st.Steps {
+		xs[i], accepted[i], refused[i] = s.Start.Unix(), s.Accepted, s.Refused
+		sc.Accepted += s.Accepted
+		sc.Refused += s.Refused
+	}
+	sc.PerStep = jsonString([][]int64{xs, accepted, refused})
+	buckets := make([]int64, len(st.Durations))
+	labels := make([]string, len(st.Durations))
+	for i := range buckets {
+		buckets[i] = int64(i)
+		if i < len(socketd.DurationBuckets) {
+			labels[i] = "< " + shortDuration(socketd.DurationBuckets[i])
+		} else {
+			labels[i] = "≥ " + shortDuration(socketd.DurationBuckets[i-1])
+		}
+	}
+	for i, n := range st.Durations {
+		sc.DurationRows = append(sc.DurationRows, barRow{Label: labels[i], N: n})
+		sc.Finished += n
+	}
+	sc.Durations = jsonString([][]int64{buckets, st.Durations})
+	sc.DurationLabels = jsonString(labels)
+	return sc, nil
+}
+
+// shortDuration writes d as "10ms", "1s", "10m", "1h".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	for _, unit := range []string{"h0m0s", "m0s"} {
+		s = strings.Replace(s, unit, unit[:1], 1)
+	}
+	return s
+}
+
+func jsonString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// socketChartsHandler is the socket page's charts alone, which the page
+// fetches for another range, and again as connections end.
+func (d *Dashboard) socketChartsHandler(w http.ResponseWriter, r *http.Request) {
+	sc, err := d.readCharts(r.Context(), chi.URLParam(r, "name"), r.URL.Query().Get("range"))
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	p := d.newPage(r, sc.Socket, "sockets")
+	p.Charts = sc
+	d.render(w, "socket", "socket-charts", http.StatusOK, p)
 }

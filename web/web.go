@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -46,6 +47,12 @@ type Backend interface {
 	// Kill terminates a running connection and returns once it is
 	// recorded.
 	Kill(ctx context.Context, id int64) error
+	// GetConnection returns a connection of the history.
+	GetConnection(ctx context.Context, id int64) (socketd.Connection, error)
+	// ConnectionLog returns a connection's captured standard error.
+	ConnectionLog(ctx context.Context, id int64) ([]byte, error)
+	// ConnectionStats summarises a socket's connections in a time range.
+	ConnectionStats(ctx context.Context, socket string, since, until time.Time, step time.Duration) (socketd.ConnectionStats, error)
 }
 
 // Config configures a Dashboard.
@@ -81,7 +88,7 @@ func New(cfg Config) *Dashboard {
 	}
 	d := &Dashboard{backend: cfg.Backend, sessions: cfg.Sessions, log: log, pages: map[string]*template.Template{}}
 	layout := template.Must(template.New("").ParseFS(files, "templates/layout.html"))
-	for _, name := range []string{"sockets", "socket"} {
+	for _, name := range []string{"sockets", "socket", "history", "connection"} {
 		d.pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(files, "templates/"+name+".html"))
 	}
 	d.pages["login"] = template.Must(template.New("").ParseFS(files, "templates/login.html"))
@@ -99,6 +106,12 @@ func New(cfg Config) *Dashboard {
 		r.Get("/sockets/table", d.socketsTable)
 		r.Get("/sockets/{name}", d.socketPageHandler)
 		r.Get("/sockets/{name}/live", d.socketLive)
+		r.Get("/sockets/{name}/charts", d.socketChartsHandler)
+		r.Get("/history", d.historyPageHandler)
+		r.Get("/history/table", d.historyTable)
+		r.Get("/history.csv", d.historyCSV)
+		r.Get("/connections/{id}", d.connectionPageHandler)
+		r.Get("/connections/{id}/detail", d.connectionDetail)
 		r.Post("/connections/{id}/kill", d.kill)
 		r.Post("/sockets/{name}/enable", d.setEnabled(true))
 		r.Post("/sockets/{name}/disable", d.setEnabled(false))
@@ -157,6 +170,9 @@ type page struct {
 	Error      string
 	Sockets    []socketRow
 	Socket     *socketPage
+	Charts     *socketCharts
+	History    *historyPage
+	Connection *connectionPage
 	// Events is the query of the page's event stream before after=:
 	// "socket=NAME&" for one socket's.
 	Events string
