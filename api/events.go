@@ -240,9 +240,10 @@ func (e *eventRecorder) BeginConnectionAsync(c *socketd.Connection, done func(er
 	// c.ID there is safe.
 	snap := *c
 	snap.Log = nil // never sent, and up to 64 KiB
-	// A refusal is begun finished: it opens nothing.
+	// A refusal is begun finished: it opens nothing. No state is running,
+	// as the store takes it.
 	typ := socketd.EventConnectionOpened
-	if snap.State != socketd.ConnRunning {
+	if snap.State != "" && snap.State != socketd.ConnRunning {
 		typ = socketd.EventConnectionClosed
 	}
 	return e.r.BeginConnectionAsync(c, func(err error) {

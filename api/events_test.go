@@ -331,3 +331,57 @@ func TestCloseEndsStreams(t *testing.T) {
 		t.Error("the stream outlived Close")
 	}
 }
+
+// TestSparklinesSeededFromHistory checks that the per-minute counts start
+// from the history's last hour, not empty, after a restart, and that the
+// connections of the run are not counted twice.
+func TestSparklinesSeededFromHistory(t *testing.T) {
+	db, rt := openStore(t)
+	ctx := t.Context()
+	if _, err := db.CreateSocket(ctx, socketd.Socket{Name: "a", Listen: []string{"127.0.0.1:0"}, Command: []string{"/bin/true"}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, c := range []socketd.Connection{
+		{Socket: "a", State: socketd.ConnExited, StartedAt: now.Add(-5 * time.Minute)},
+		{Socket: "a", State: socketd.ConnExited, StartedAt: now.Add(-5 * time.Minute)},
+		{Socket: "a", State: socketd.ConnExited, StartedAt: now.Add(-30 * time.Minute)},
+		{Socket: "a", State: socketd.ConnRefused, StartedAt: now.Add(-30 * time.Minute), Reason: socketd.ReasonRate},
+		{Socket: "a", State: socketd.ConnExited, StartedAt: now.Add(-2 * time.Hour)},
+	} {
+		if err := db.BeginConnection(ctx, &c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub := NewHub()
+	srv := New(Config{Store: db, Runtime: rt, Hub: hub})
+	if err := srv.Open("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(context.Background()) })
+	// A connection of this run, recorded through the hub.
+	done := make(chan error, 1)
+	if err := hub.Recording(db).BeginConnectionAsync(&socketd.Connection{Socket: "a"}, func(err error) { done <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	counts := hub.perMinute("a")
+	var at []int
+	var total int64
+	for i, n := range counts {
+		if n > 0 {
+			at = append(at, i)
+			total += n
+		}
+	}
+	// Two five minutes ago, one half an hour ago (the refusal is not an
+	// opened connection), one now; none of two hours ago. A minute may
+	// have turned between the records and the count: the positions are
+	// checked against each other.
+	if total != 4 || len(at) != 3 || at[2]-at[1] != 5 || at[1]-at[0] != 25 || counts[at[1]] != 2 {
+		t.Fatalf("per minute %v, want 1, 2 and 1 connections 30 and 5 minutes ago and now", counts)
+	}
+}

@@ -603,6 +603,9 @@ func intPtr(n sql.NullInt64) *int {
 	return &v
 }
 
+// maxStatsRows is socketd.MaxStatsRows, lowered by tests.
+var maxStatsRows = socketd.MaxStatsRows
+
 // ConnectionStats summarises the connections of socket that started from
 // since to until, in steps of step (at least a second): see
 // socketd.ConnectionStats. It reads the newest socketd.MaxStatsRows rows of
@@ -620,7 +623,7 @@ func (db *DB) ConnectionStats(ctx context.Context, socket string, since, until t
 	var w where
 	q := byID(&w, socketd.ConnectionFilter{Socket: socket, Since: since, Until: until}, 0,
 		"started_at, state, duration_ms, exit_code, signal, reason") + " LIMIT ?"
-	rows, err := db.r.QueryContext(ctx, q, append(w.args, socketd.MaxStatsRows+1)...)
+	rows, err := db.r.QueryContext(ctx, q, append(w.args, maxStatsRows+1)...)
 	if err != nil {
 		return socketd.ConnectionStats{}, fmt.Errorf("connection stats: %w", err)
 	}
@@ -645,13 +648,15 @@ func (db *DB) ConnectionStats(ctx context.Context, socket string, since, until t
 		if err := rows.Scan(&started, &state, &duration, &exitCode, &signal, &reason); err != nil {
 			return socketd.ConnectionStats{}, fmt.Errorf("connection stats: %w", err)
 		}
-		if st.Rows == socketd.MaxStatsRows {
+		if st.Rows == maxStatsRows {
 			st.Partial = true
 			break
 		}
 		st.Rows++
 		at := fromNanos(started)
-		st.From = at
+		if st.From.IsZero() || at.Before(st.From) {
+			st.From = at
+		}
 		n := &st.Steps[at.Sub(since)/step]
 		if state == socketd.ConnRefused {
 			n.Refused++

@@ -1127,3 +1127,89 @@ func planOf(t *testing.T, db *DB, stmt string, args ...any) []string {
 	}
 	return plan
 }
+
+func TestConnectionStats(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	since := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	until := since.Add(time.Hour)
+	ms := func(n int64) *int64 { return &n }
+	code := func(n int) *int { return &n }
+	rows := []socketd.Connection{
+		// Outside the range, or another socket's: not counted.
+		{Socket: "a", State: socketd.ConnExited, StartedAt: since.Add(-time.Nanosecond), DurationMS: ms(1), ExitCode: code(0)},
+		{Socket: "a", State: socketd.ConnExited, StartedAt: until, DurationMS: ms(1), ExitCode: code(0)},
+		{Socket: "b", State: socketd.ConnExited, StartedAt: since.Add(time.Minute), DurationMS: ms(1), ExitCode: code(0)},
+		// The range's first minute.
+		{Socket: "a", State: socketd.ConnExited, StartedAt: since, DurationMS: ms(0), ExitCode: code(0)},
+		{Socket: "a", State: socketd.ConnExited, StartedAt: since.Add(59 * time.Second), DurationMS: ms(9), ExitCode: code(0)},
+		{Socket: "a", State: socketd.ConnFailed, StartedAt: since.Add(30 * time.Second), DurationMS: ms(10), ExitCode: code(3)},
+		{Socket: "a", State: socketd.ConnRefused, StartedAt: since.Add(time.Second), Reason: socketd.ReasonRate},
+		// Minute 10.
+		{Socket: "a", State: socketd.ConnKilled, StartedAt: since.Add(10 * time.Minute), DurationMS: ms(999), Signal: "SIGKILL"},
+		{Socket: "a", State: socketd.ConnInterrupted, StartedAt: since.Add(10*time.Minute + time.Second), DurationMS: ms(2 * 3600 * 1000)},
+		{Socket: "a", State: socketd.ConnRefused, StartedAt: since.Add(10 * time.Minute), Reason: socketd.ReasonRate},
+		{Socket: "a", State: socketd.ConnRefused, StartedAt: since.Add(10 * time.Minute), Reason: socketd.ReasonMaxConnections},
+		// The last minute: a running connection has no duration or outcome.
+		{Socket: "a", State: socketd.ConnRunning, StartedAt: until.Add(-time.Nanosecond)},
+	}
+	for i := range rows {
+		if err := db.BeginConnection(ctx, &rows[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := db.ConnectionStats(ctx, "a", since, until, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Steps) != 60 || !st.Steps[0].Start.Equal(since) || !st.Steps[59].Start.Equal(until.Add(-time.Minute)) {
+		t.Fatalf("steps: %d from %v to %v, want 60 from %v", len(st.Steps), st.Steps[0].Start, st.Steps[len(st.Steps)-1].Start, since)
+	}
+	wantSteps := map[int]socketd.StepCount{0: {Accepted: 3, Refused: 1}, 10: {Accepted: 2, Refused: 2}, 59: {Accepted: 1}}
+	for i, s := range st.Steps {
+		w := wantSteps[i]
+		if s.Accepted != w.Accepted || s.Refused != w.Refused {
+			t.Errorf("step %d: accepted %d refused %d, want %d and %d", i, s.Accepted, s.Refused, w.Accepted, w.Refused)
+		}
+	}
+	// < 10ms: 0 and 9; < 100ms: 10; < 1s: 999; > 1h: two hours.
+	if want := []int64{2, 1, 1, 0, 0, 0, 0, 1}; !slices.Equal(st.Durations, want) {
+		t.Errorf("durations %v, want %v", st.Durations, want)
+	}
+	if want := map[string]int64{"exit 0": 2, "exit 3": 1, "SIGKILL": 1, "interrupted": 1}; !maps.Equal(st.Outcomes, want) {
+		t.Errorf("outcomes %v, want %v", st.Outcomes, want)
+	}
+	if want := map[string]int64{socketd.ReasonRate: 2, socketd.ReasonMaxConnections: 1}; !maps.Equal(st.Refused, want) {
+		t.Errorf("refused %v, want %v", st.Refused, want)
+	}
+	if st.Rows != 9 || st.Partial {
+		t.Errorf("rows %d partial %v, want 9 rows, whole", st.Rows, st.Partial)
+	}
+
+	// Past the cap, the newest rows are counted and the stats say so.
+	defer func(n int) { maxStatsRows = n }(maxStatsRows)
+	maxStatsRows = 4
+	st, err = db.ConnectionStats(ctx, "a", since, until, 15*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Partial || st.Rows != 4 || len(st.Steps) != 4 {
+		t.Fatalf("capped: rows %d partial %v steps %d, want 4 rows, partial, 4 steps", st.Rows, st.Partial, len(st.Steps))
+	}
+	// The newest four ids: the running row and the last three of minute 10.
+	if s := st.Steps[0]; s.Accepted != 1 || s.Refused != 2 || st.Steps[3].Accepted != 1 {
+		t.Errorf("capped steps %+v", st.Steps)
+	}
+	if !st.From.Equal(since.Add(10 * time.Minute)) {
+		t.Errorf("capped stats from %v, want the earliest start read", st.From)
+	}
+
+	for _, bad := range []struct {
+		since, until time.Time
+		step         time.Duration
+	}{{since, until, time.Millisecond}, {until, since, time.Minute}, {since, since, time.Minute}, {since, since.AddDate(1, 0, 0), time.Minute}} {
+		if _, err := db.ConnectionStats(ctx, "a", bad.since, bad.until, bad.step); socketd.ErrorCode(err) != socketd.CodeInvalid {
+			t.Errorf("stats from %v to %v by %v: %v, want invalid", bad.since, bad.until, bad.step, err)
+		}
+	}
+}

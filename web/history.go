@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/csv"
+	"html/template"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -28,8 +29,10 @@ type historyPage struct {
 	Rows    []connRow
 	// Query is the filters as a query string; Next the query of the next
 	// (older) page, "" on the last; Older whether this page is not the
-	// first, which alone follows new connections live.
-	Query, Next string
+	// first, which alone follows new connections live. Both are made by
+	// url.Values.Encode: template.URL keeps the template from escaping
+	// their = and & again.
+	Query, Next template.URL
 	Older       bool
 }
 
@@ -131,7 +134,7 @@ func (d *Dashboard) readHistoryPage(r *http.Request) (*historyPage, error) {
 			query.Set(k, v)
 		}
 	}
-	hp.Query = query.Encode()
+	hp.Query = template.URL(query.Encode())
 	if len(errs) > 0 {
 		return hp, nil
 	}
@@ -151,7 +154,7 @@ func (d *Dashboard) readHistoryPage(r *http.Request) (*historyPage, error) {
 	}
 	if next != "" {
 		query.Set("cursor", next)
-		hp.Next = query.Encode()
+		hp.Next = template.URL(query.Encode())
 	}
 	return hp, nil
 }

@@ -171,7 +171,8 @@ type socketCharts struct {
 	// PerStep and Durations are the uPlot data of the two charts, as
 	// JSON: [[x...], [y...]...].
 	PerStep, Durations string
-	// DurationLabels names the duration buckets, as JSON; DurationRows
+	// DurationLabels names the duration buckets by their upper bounds
+	// (the last has none: "longer"), as JSON; DurationRows
 	// are the same counts as a table, for screen readers.
 	DurationLabels string
 	DurationRows   []barRow
@@ -234,9 +235,9 @@ func (d *Dashboard) readCharts(ctx context.Context, socket, rangeName string) (*
 	for i := range buckets {
 		buckets[i] = int64(i)
 		if i < len(socketd.DurationBuckets) {
-			labels[i] = "< " + shortDuration(socketd.DurationBuckets[i])
+			labels[i] = shortDuration(socketd.DurationBuckets[i])
 		} else {
-			labels[i] = "≥ " + shortDuration(socketd.DurationBuckets[i-1])
+			labels[i] = "longer"
 		}
 	}
 	for i, n := range st.Durations {

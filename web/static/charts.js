@@ -14,6 +14,9 @@
     return Object.assign(a, extra || {});
   }
 
+  // Counts: whole numbers on the y axis.
+  var counts = { size: 40, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 1e7, 1e8] };
+
   function bars(label, stroke) {
     return {
       label: label, stroke: stroke, fill: stroke + "99", width: 1,
@@ -23,23 +26,25 @@
 
   // Options of each kind of chart, for its element and width.
   var kinds = {
-    steps: function () {
+    steps: function (el, data) {
+      // Half a step each side, so that the first and last bars show whole.
+      var xs = data[0], half = xs.length > 1 ? (xs[1] - xs[0]) / 2 : 30;
       return {
-        scales: { x: { time: true } },
+        scales: { x: { time: true, range: function () { return [xs[0] - half, xs[xs.length - 1] + half]; } } },
         series: [{}, bars("Accepted", color("--accent")), bars("Refused", color("--warn"))],
-        axes: [axis(), axis({ size: 40 })],
+        axes: [axis(), axis(counts)],
       };
     },
     durations: function (el) {
       var labels = JSON.parse(el.dataset.labels);
       return {
         scales: { x: { time: false, range: [-0.5, labels.length - 0.5] } },
-        series: [{ label: "Took", value: function (u, v) { return v == null ? "" : labels[v]; } },
+        series: [{ label: "Shorter than", value: function (u, v) { return v == null ? "" : labels[v]; } },
           bars("Connections", color("--accent"))],
         axes: [
           axis({ splits: function () { return labels.map(function (_, i) { return i; }); },
             values: function (u, splits) { return splits.map(function (i) { return labels[i] || ""; }); }, grid: { show: false } }),
-          axis({ size: 40 }),
+          axis(counts),
         ],
       };
     },
@@ -52,11 +57,12 @@
     if (!kind || typeof uPlot === "undefined") return;
     var old = drawn.get(el);
     if (old) old.destroy();
-    var opts = kind(el);
+    var data = JSON.parse(el.dataset.values);
+    var opts = kind(el, data);
     opts.width = Math.max(el.clientWidth, 200);
     opts.height = 180;
     opts.cursor = { y: false };
-    var plot = new uPlot(opts, JSON.parse(el.dataset.values), el);
+    var plot = new uPlot(opts, data, el);
     drawn.set(el, plot);
   }
 

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/socketd/socketd/internal/testhandler"
+)
+
+// TestDashboardHistoryLive: in a real browser, the history page gets the
+// row of a real connection without reloading; the connection's page shows
+// its captured stderr; the socket's page draws its charts.
+func TestDashboardHistoryLive(t *testing.T) {
+	ctx := browser(t)
+	dir := t.TempDir()
+	m, c := openMain(t, dir)
+	base := "http://" + m.API.Addr()
+
+	s := testhandler.Socket("chatty", testhandler.Stderr, "127.0.0.1:0")
+	s.Description = "writes to stderr"
+	if _, _, err := c.PutSocket(ctxT(t), s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GetSocket(ctxT(t), "chatty")
+	if err != nil || got.Status == nil || len(got.Status.Listening) == 0 {
+		t.Fatalf("chatty: %+v, %v", got, err)
+	}
+	addr := got.Status.Listening[0]
+	connect := func() {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if b, err := io.ReadAll(conn); err != nil || string(b) != "done\n" {
+			t.Fatalf("chatty said %q, %v", b, err)
+		}
+	}
+	connect()
+
+	login(t, ctx, base, readToken(t, dir))
+	if err := chromedp.Run(ctx, chromedp.Navigate(base+"/ui/history")); err != nil {
+		t.Fatal(err)
+	}
+	rows := `document.querySelectorAll('#history tr[data-connection]')`
+	waitJS(t, ctx, "the first connection's row", rows+`.length === 1`)
+	waitJS(t, ctx, "the page to follow the events", `document.getElementById("live").dataset.state === "open"`)
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`window.socketdMarker = 1`, nil)); err != nil {
+		t.Fatal(err)
+	}
+	connect()
+	waitJS(t, ctx, "the second connection's row, without a reload", rows+`.length === 2 && `+
+		rows+`[0].dataset.state === "exited" && window.socketdMarker === 1`)
+	screenshot(t, ctx, "history")
+
+	// A filter that does not parse is told next to its field.
+	if err := chromedp.Run(ctx, chromedp.SendKeys("#f-remote", "not-an-ip", chromedp.ByQuery),
+		chromedp.Submit("#f-remote", chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the remote IP's error next to it", `document.querySelector('#f-remote').getAttribute("aria-invalid") === "true" && `+
+		`document.querySelector('#f-remote').parentElement.querySelector('.field-error') !== null`)
+
+	// The connection's page, from its row.
+	if err := chromedp.Run(ctx, chromedp.Navigate(base+"/ui/history?socket=chatty"),
+		chromedp.WaitVisible(`#history tr[data-connection] a`, chromedp.ByQuery),
+		chromedp.Click(`#history tr[data-connection] a`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the connection's stderr", `document.querySelector('#stderr') !== null && `+
+		`document.querySelector('#stderr').textContent === "hello stderr\n"`)
+	screenshot(t, ctx, "connection")
+
+	// The socket's charts, drawn by uPlot: its canvases, and the bars.
+	if err := chromedp.Run(ctx, chromedp.Navigate(base+"/ui/sockets/chatty")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the charts", `document.querySelectorAll('#charts .uplot canvas').length === 2 && `+
+		`document.querySelector('#charts [data-chart="steps"] canvas').width > 100 && `+
+		`document.querySelector('#charts meter').value === 2`)
+	screenshot(t, ctx, "charts")
+	// A connection ending refreshes them, without a reload.
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`window.socketdMarker = 2`, nil)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the page to follow the events", `document.getElementById("live").dataset.state === "open"`)
+	connect()
+	waitJS(t, ctx, "the charts to count the third connection", `document.querySelector('#charts meter').value === 3 && `+
+		`document.querySelectorAll('#charts .uplot canvas').length === 2 && window.socketdMarker === 2`)
+}
