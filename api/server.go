@@ -226,11 +226,6 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 // connections of the last hour that the history holds, for the dashboard's
 // sparklines.
 func (s *Server) Open(addr string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
-	defer cancel()
-	if err := s.hub.seedMinutes(ctx, s.store); err != nil {
-		s.log.Warn("the sparklines start empty: the history could not be read", "err", err)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.srv != nil || s.closed {
@@ -239,6 +234,11 @@ func (s *Server) Open(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("api: listen on %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	defer cancel()
+	if err := s.hub.seedMinutes(ctx, s.store); err != nil {
+		s.log.Warn("the sparklines start empty: the history could not be read", "err", err)
 	}
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
 		s.loopback.Store(true)
