@@ -59,6 +59,25 @@ func TestDashboardHistoryLive(t *testing.T) {
 		rows+`[0].dataset.state === "exited" && window.socketdMarker === 1`)
 	screenshot(t, ctx, "history")
 
+	// A burst of connections: the table follows them to the last, but
+	// fetches itself at most once a second, not once an event.
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`window.socketdFetches = 0; window.socketdStart = Date.now();
+		document.body.addEventListener("htmx:beforeRequest", function () { window.socketdFetches++; });`, nil)); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		connect()
+	}
+	waitJS(t, ctx, "the burst's rows", rows+`.length === 22 && window.socketdMarker === 1`)
+	var paced struct{ Fetches, Elapsed float64 }
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`({Fetches: window.socketdFetches, Elapsed: Date.now() - window.socketdStart})`, &paced)); err != nil {
+		t.Fatal(err)
+	}
+	if paced.Fetches > paced.Elapsed/1000+2 {
+		t.Errorf("the table was fetched %v times in %v ms for 40 events: want at most once a second", paced.Fetches, paced.Elapsed)
+	}
+	t.Logf("the table was fetched %v times in %v ms for 40 events", paced.Fetches, paced.Elapsed)
+
 	// A filter that does not parse is told next to its field.
 	if err := chromedp.Run(ctx, chromedp.SendKeys("#f-remote", "not-an-ip", chromedp.ByQuery),
 		chromedp.Submit("#f-remote", chromedp.ByQuery)); err != nil {
@@ -83,7 +102,7 @@ func TestDashboardHistoryLive(t *testing.T) {
 	}
 	waitJS(t, ctx, "the charts", `document.querySelectorAll('#charts .uplot canvas').length === 2 && `+
 		`document.querySelector('#charts [data-chart="steps"] canvas').width > 100 && `+
-		`document.querySelector('#charts meter').value === 2`)
+		`document.querySelector('#charts meter').value === 22`)
 	screenshot(t, ctx, "charts")
 	// A connection ending refreshes them, without a reload.
 	if err := chromedp.Run(ctx, chromedp.Evaluate(`window.socketdMarker = 2`, nil)); err != nil {
@@ -91,6 +110,6 @@ func TestDashboardHistoryLive(t *testing.T) {
 	}
 	waitJS(t, ctx, "the page to follow the events", `document.getElementById("live").dataset.state === "open"`)
 	connect()
-	waitJS(t, ctx, "the charts to count the third connection", `document.querySelector('#charts meter').value === 3 && `+
+	waitJS(t, ctx, "the charts to count one more connection", `document.querySelector('#charts meter').value === 23 && `+
 		`document.querySelectorAll('#charts .uplot canvas').length === 2 && window.socketdMarker === 2`)
 }

@@ -1,5 +1,6 @@
 // socketd's dashboard: shows whether the page follows the daemon's events,
-// and sends a page whose login has ended to the login page.
+// sends a page whose login has ended to the login page, and paces the
+// live parts' refreshes.
 (function () {
   "use strict";
   function live(state, text) {
@@ -15,5 +16,27 @@
     fetch("/ui/session", { credentials: "same-origin" }).then(function (r) {
       if (r.status === 401) window.location.assign("/ui/login");
     });
+  });
+
+  // A live part (data-refresh="MS") is fetched again at most once every MS
+  // milliseconds however fast events come: a refresh asked for sooner
+  // waits for the end of the interval, and only one waits, so that the
+  // last change is always shown and a busy socket cannot make the page
+  // flood the daemon with requests.
+  document.addEventListener("htmx:confirm", function (e) {
+    var el = e.detail.elt, gap = parseInt(el.dataset.refresh, 10);
+    if (!gap) return;
+    var wait = (el.socketdLast || 0) + gap - Date.now();
+    if (wait <= 0) {
+      el.socketdLast = Date.now();
+      return;
+    }
+    e.preventDefault();
+    if (el.socketdPending) return;
+    el.socketdPending = setTimeout(function () {
+      el.socketdPending = null;
+      el.socketdLast = Date.now();
+      e.detail.issueRequest(true);
+    }, wait);
   });
 })();
