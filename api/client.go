@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -315,3 +316,105 @@ func responseError(method, path string, resp *http.Response, body []byte) error 
 	}
 	return &socketd.Error{Code: p.Code, Message: msg, Fields: p.Errors}
 }
+
+// EventMissed is the type Events gives a notice that the stream lost
+// events: the client resumed from an event the daemon no longer keeps, or
+// of an earlier run. What it shows should be read again.
+const EventMissed socketd.EventType = "missed"
+
+// EventsOptions says which events Events follows.
+type EventsOptions struct {
+	// Socket keeps that socket's events; "" keeps all.
+	Socket string
+	// After is the ID of the last event already seen: the stream resumes
+	// after it. 0 starts from now.
+	After int64
+	// Opened, if set, is called once the daemon has taken the stream:
+	// every event from then on will be given to fn.
+	Opened func()
+}
+
+// Events follows the daemon's event stream (GET /v1/events): it calls fn
+// with each event until ctx ends, the stream ends (nil), or fn returns an
+// error, which Events returns. To resume, call it again with After set to
+// the ID of the last event fn got.
+func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(socketd.Event) error) error {
+	q := url.Values{}
+	if o.Socket != "" {
+		q.Set("socket", o.Socket)
+	}
+	if o.After > 0 {
+		q.Set("after", strconv.FormatInt(o.After, 10))
+	}
+	u := c.base + eventsPath
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", eventsPath, err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", eventsPath, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+		return responseError(http.MethodGet, eventsPath, resp, body)
+	}
+	// The daemon subscribes the stream before it answers.
+	if o.Opened != nil {
+		o.Opened()
+	}
+	// Server-Sent Events: "field: value" lines, an empty line ends an
+	// event, a line that starts with a colon is a comment.
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxEventBytes)
+	var typ, data string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if typ == string(EventMissed) {
+				if err := fn(socketd.Event{Type: EventMissed}); err != nil {
+					return err
+				}
+			} else if data != "" {
+				var e socketd.Event
+				if err := json.Unmarshal([]byte(data), &e); err != nil {
+					return fmt.Errorf("GET %s: decode event: %w", eventsPath, err)
+				}
+				if err := fn(e); err != nil {
+					return err
+				}
+			}
+			typ, data = "", ""
+		case strings.HasPrefix(line, ":"):
+		default:
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "event":
+				typ = value
+			case "data":
+				if data != "" {
+					data += "\n"
+				}
+				data += value
+			}
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("GET %s: %w", eventsPath, err)
+	}
+	return ctx.Err()
+}
+
+// maxEventBytes bounds a line of the event stream: an event is a few
+// hundred bytes, a socket's status with many addresses a few KiB.
+const maxEventBytes = 1 << 20

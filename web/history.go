@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -189,12 +188,6 @@ func (d *Dashboard) showHistory(w http.ResponseWriter, r *http.Request, name str
 	d.render(w, "history", name, status, p)
 }
 
-// csvColumns are the columns of the history's CSV export, as the API names
-// the fields.
-var csvColumns = []string{"id", "socket", "state", "remote_ip", "remote_port", "local_ip", "local_port",
-	"pid", "uid", "peer_pid", "peer_uid", "peer_gid", "started_at", "ended_at", "duration_ms",
-	"exit_code", "signal", "bytes_in", "bytes_out", "reason", "error"}
-
 // historyCSV sends every connection the filters select, newest first, as
 // CSV: the pages are read one after the other as the file is written.
 func (d *Dashboard) historyCSV(w http.ResponseWriter, r *http.Request) {
@@ -220,11 +213,11 @@ func (d *Dashboard) historyCSV(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="socketd-history.csv"`)
 	cw := csv.NewWriter(w)
-	cw.Write(csvColumns)
+	cw.Write(socketd.ConnectionCSVHeader)
 	for {
 		rc.SetWriteDeadline(time.Now().Add(time.Minute))
 		for _, c := range cs {
-			cw.Write(csvRecord(c))
+			cw.Write(c.CSVRecord())
 		}
 		cw.Flush()
 		if next == "" || cw.Error() != nil {
@@ -239,39 +232,4 @@ func (d *Dashboard) historyCSV(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-}
-
-// csvRecord is c as a row of csvColumns. Text that a spreadsheet would
-// take for a formula is prefixed with a quote.
-func csvRecord(c socketd.Connection) []string {
-	num := func(n *int) string {
-		if n == nil {
-			return ""
-		}
-		return strconv.Itoa(*n)
-	}
-	ended, duration := "", ""
-	if c.EndedAt != nil {
-		ended = c.EndedAt.UTC().Format(time.RFC3339Nano)
-	}
-	if c.DurationMS != nil {
-		duration = strconv.FormatInt(*c.DurationMS, 10)
-	}
-	pid := ""
-	if c.PID != 0 {
-		pid = strconv.Itoa(c.PID)
-	}
-	return []string{
-		strconv.FormatInt(c.ID, 10), csvText(c.Socket), string(c.State), c.RemoteIP, strconv.Itoa(c.RemotePort),
-		c.LocalIP, strconv.Itoa(c.LocalPort), pid, num(c.UID), num(c.PeerPID), num(c.PeerUID), num(c.PeerGID),
-		c.StartedAt.UTC().Format(time.RFC3339Nano), ended, duration, num(c.ExitCode), c.Signal,
-		strconv.FormatInt(c.BytesIn, 10), strconv.FormatInt(c.BytesOut, 10), c.Reason, csvText(c.Error),
-	}
-}
-
-func csvText(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
 }
