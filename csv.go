@@ -22,7 +22,7 @@ func (c Connection) CSVRecord() []string {
 		}
 		return strconv.Itoa(*n)
 	}
-	ended, duration, pid := "", "", ""
+	ended, duration, pid, remotePort, localPort := "", "", "", "", ""
 	if c.EndedAt != nil {
 		ended = c.EndedAt.UTC().Format(time.RFC3339Nano)
 	}
@@ -32,9 +32,16 @@ func (c Connection) CSVRecord() []string {
 	if c.PID != 0 {
 		pid = strconv.Itoa(c.PID)
 	}
+	// A unix socket's connection has neither addresses nor ports.
+	if c.RemoteIP != "" {
+		remotePort = strconv.Itoa(c.RemotePort)
+	}
+	if c.LocalIP != "" {
+		localPort = strconv.Itoa(c.LocalPort)
+	}
 	return []string{
-		strconv.FormatInt(c.ID, 10), csvText(c.Socket), string(c.State), c.RemoteIP, strconv.Itoa(c.RemotePort),
-		c.LocalIP, strconv.Itoa(c.LocalPort), pid, num(c.UID), num(c.PeerPID), num(c.PeerUID), num(c.PeerGID),
+		strconv.FormatInt(c.ID, 10), csvText(c.Socket), string(c.State), c.RemoteIP, remotePort,
+		c.LocalIP, localPort, pid, num(c.UID), num(c.PeerPID), num(c.PeerUID), num(c.PeerGID),
 		c.StartedAt.UTC().Format(time.RFC3339Nano), ended, duration, num(c.ExitCode), c.Signal,
 		strconv.FormatInt(c.BytesIn, 10), strconv.FormatInt(c.BytesOut, 10), c.Reason, csvText(c.Error),
 	}

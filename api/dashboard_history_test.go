@@ -2,7 +2,9 @@ package api
 
 import (
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -50,6 +52,10 @@ func connectionRows(body string) []int64 {
 
 // TestDashboardHistory: the history page filters, pages and exports.
 func TestDashboardHistory(t *testing.T) {
+	// Times are read and shown in the daemon's zone: one that is not UTC,
+	// and not whole hours off it.
+	defer func(l *time.Location) { time.Local = l }(time.Local)
+	time.Local = time.FixedZone("IST", 5*3600+1800)
 	h := newHarness(t)
 	b := loggedIn(t, h)
 	start := time.Now().Add(-time.Hour).Truncate(time.Second)
@@ -105,6 +111,12 @@ func TestDashboardHistory(t *testing.T) {
 			t.Errorf("%s: %s, rows %v, want %v", c.query, resp.Status, got, c.want)
 		}
 	}
+	// The sockets of these rows were never defined (or were deleted): no
+	// link to a page they do not have.
+	if _, body := b.do("GET", "/ui/history?socket=b", "", nil, nil); !strings.Contains(body, `b <span class="muted">(deleted)</span>`) ||
+		strings.Contains(body, `href="/ui/sockets/b"`) {
+		t.Errorf("a deleted socket's rows link to it:\n%s", body)
+	}
 	// The table alone, as the live page fetches it.
 	if resp, body := b.do("GET", "/ui/history/table?socket=b", "", nil, nil); resp.StatusCode != http.StatusOK ||
 		strings.Contains(body, "<html") || len(connectionRows(body)) != 2 {
@@ -130,6 +142,11 @@ func TestDashboardHistory(t *testing.T) {
 	}
 	if !strings.Contains(body, `value="banana"`) || !strings.Contains(body, `value="yesterday"`) || !strings.Contains(body, `<option selected>b</option>`) {
 		t.Errorf("bad filters lost what was typed:\n%s", body)
+	}
+	// An RFC 3339 time comes back as the date and time input takes it, in
+	// the daemon's zone.
+	if _, body := b.do("GET", "/ui/history?since=2026-01-02T10:00:00Z", "", nil, nil); !strings.Contains(body, `value="2026-01-02T15:30:00"`) {
+		t.Errorf("an RFC 3339 time is not shown in the daemon's zone:\n%s", between(body, `id="f-since"`, ">"))
 	}
 	if resp, body := b.do("GET", "/ui/history?since=2026-01-02T10:00&until=2026-01-02T09:00", "", nil, nil); resp.StatusCode != http.StatusUnprocessableEntity ||
 		!strings.Contains(body, `id="e-until"`) {
@@ -202,8 +219,11 @@ func TestDashboardConnectionPage(t *testing.T) {
 			t.Errorf("connection page lacks %q:\n%s", want, body)
 		}
 	}
-	if strings.Contains(body, "/kill") {
-		t.Error("a finished connection has a kill button")
+	if strings.Contains(body, "/kill") || strings.Contains(body, "hx-get") {
+		t.Error("a finished connection has a kill button, or follows events")
+	}
+	if !strings.Contains(body, `a <span class="muted">(deleted)</span>`) || strings.Contains(body, `href="/ui/sockets/a"`) {
+		t.Error("the page of a deleted socket's connection links to the socket")
 	}
 	if _, body := b.do("GET", "/ui/connections/"+strconv.FormatInt(cs[1].ID, 10), "", nil, nil); !strings.Contains(body, "Nothing was captured") {
 		t.Errorf("a connection without stderr:\n%s", body)
@@ -252,10 +272,23 @@ func TestDashboardCharts(t *testing.T) {
 		!strings.Contains(body, "per 15 minutes") || !strings.Contains(body, "<code>exit 1</code>") {
 		t.Errorf("the charts of the last day: %s\n%s", resp.Status, body)
 	}
-	// The data a chart draws: 96 quarters of an hour, the last with two
-	// connections accepted.
-	values := between(body, `data-chart="steps" data-values="`, `"`)
-	if n := strings.Count(values, ","); n != 3*96-1 {
-		t.Errorf("per step data has %d commas, want %d: %s", n, 3*96-1, values)
+	// The data a chart draws: 96 quarters of an hour of times, accepted
+	// and refused; the two connections of the last minutes and the
+	// refusal in the last quarter or two, the one of three hours ago
+	// twelve quarters before.
+	var steps [3][]int64
+	if err := json.Unmarshal([]byte(html.UnescapeString(between(body, `data-chart="steps" data-values="`, `"`))), &steps); err != nil {
+		t.Fatal(err)
+	}
+	var accepted, refused, recent int64
+	for i := range steps[0] {
+		accepted += steps[1][i]
+		refused += steps[2][i]
+		if i >= 94 {
+			recent += steps[1][i]
+		}
+	}
+	if len(steps[0]) != 96 || steps[0][1]-steps[0][0] != 15*60 || accepted != 3 || refused != 1 || recent != 2 {
+		t.Errorf("per step data: %v", steps)
 	}
 }

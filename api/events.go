@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -71,6 +72,24 @@ func (h *Hub) perMinute(socket string) []int64 {
 		}
 	}
 	return out
+}
+
+// seedSparklines counts the history's last hour into the hub (seedMinutes)
+// unless done is closed first; a history that cannot be read leaves the
+// sparklines to start empty, saying so.
+func (s *Server) seedSparklines(done <-chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := s.hub.seedMinutes(ctx, s.store); err != nil && ctx.Err() == nil {
+		s.log.Warn("the sparklines start empty: the history could not be read", slog.Any(logKeyErr, err))
+	}
 }
 
 // seedMinutes adds to the hub's counts of connections per minute those

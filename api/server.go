@@ -112,7 +112,9 @@ type Server struct {
 	srv       *http.Server
 	ln        net.Listener
 	served    chan struct{} // closed when Serve returns
-	watching  chan struct{} // closed when watchStates returns
+	watching  chan struct{} // closed when seedSparklines and watchStates return
+	// seeded is closed once seedSparklines has returned, for tests.
+	seeded chan struct{}
 	closed    bool
 	closeOnce sync.Once
 	closeErr  error
@@ -129,7 +131,7 @@ func New(cfg Config) *Server {
 		hub = NewHub()
 	}
 	s := &Server{store: cfg.Store, runtime: cfg.Runtime, hub: hub, log: log, writeTimeout: writeTimeout,
-		done: make(chan struct{}), statesChecked: make(chan struct{}, 1)}
+		done: make(chan struct{}), statesChecked: make(chan struct{}, 1), seeded: make(chan struct{})}
 	// A dashboard login lasts only as long as its token does.
 	s.sessions = web.NewSessions(func(token string) bool {
 		ok, err := s.store.CheckToken(context.Background(), token)
@@ -222,9 +224,9 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 // Open binds addr ("host:port"; port 0 lets the kernel pick) synchronously
 // and serves the API on it in the background. When the bound address is a
 // loopback address, requests whose Host header is not a loopback name or
-// address are refused from then on (see checkHost). Before that it counts the
-// connections of the last hour that the history holds, for the dashboard's
-// sparklines.
+// address are refused from then on (see checkHost). In the background it
+// counts the connections of the last hour that the history holds, for the
+// dashboard's sparklines.
 func (s *Server) Open(addr string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -234,11 +236,6 @@ func (s *Server) Open(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("api: listen on %s: %w", addr, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
-	defer cancel()
-	if err := s.hub.seedMinutes(ctx, s.store); err != nil {
-		s.log.Warn("the sparklines start empty: the history could not be read", "err", err)
 	}
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsLoopback() {
 		s.loopback.Store(true)
@@ -257,6 +254,8 @@ func (s *Server) Open(addr string) error {
 	s.watching = make(chan struct{})
 	go func() {
 		defer close(s.watching)
+		s.seedSparklines(s.done)
+		close(s.seeded)
 		s.watchStates(s.done)
 	}()
 	go func(srv *http.Server, served chan struct{}) {

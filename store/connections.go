@@ -603,6 +603,15 @@ func intPtr(n sql.NullInt64) *int {
 	return &v
 }
 
+// statsQuery returns the query of ConnectionStats and its arguments: the
+// socket's rows in the range, newest first, one more than it reads.
+func statsQuery(socket string, since, until time.Time) (string, []any) {
+	var w where
+	q := byID(&w, socketd.ConnectionFilter{Socket: socket, Since: since, Until: until}, 0,
+		"started_at, state, duration_ms, exit_code, signal, reason") + " LIMIT ?"
+	return q, append(w.args, maxStatsRows+1)
+}
+
 // maxStatsRows is socketd.MaxStatsRows, lowered by tests.
 var maxStatsRows = socketd.MaxStatsRows
 
@@ -620,10 +629,8 @@ func (db *DB) ConnectionStats(ctx context.Context, socket string, since, until t
 	if err := db.hist.flush(ctx); err != nil {
 		return socketd.ConnectionStats{}, fmt.Errorf("connection stats: %w", err)
 	}
-	var w where
-	q := byID(&w, socketd.ConnectionFilter{Socket: socket, Since: since, Until: until}, 0,
-		"started_at, state, duration_ms, exit_code, signal, reason") + " LIMIT ?"
-	rows, err := db.r.QueryContext(ctx, q, append(w.args, maxStatsRows+1)...)
+	q, args := statsQuery(socket, since, until)
+	rows, err := db.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return socketd.ConnectionStats{}, fmt.Errorf("connection stats: %w", err)
 	}

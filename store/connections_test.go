@@ -1185,6 +1185,13 @@ func TestConnectionStats(t *testing.T) {
 	if st.Rows != 9 || st.Partial {
 		t.Errorf("rows %d partial %v, want 9 rows, whole", st.Rows, st.Partial)
 	}
+	// The socket's index, walked down within the ids of the range's
+	// blocks: never a walk of the whole history.
+	q, args := statsQuery("a", since, until)
+	if plan := strings.Join(planOf(t, db, q, args...), "\n"); !strings.Contains(plan,
+		"SEARCH connections USING INDEX connections_socket_id (socket=? AND id>? AND id<?)") {
+		t.Errorf("stats plan:\n%s", plan)
+	}
 
 	// Past the cap, the newest rows are counted and the stats say so.
 	defer func(n int) { maxStatsRows = n }(maxStatsRows)

@@ -18,6 +18,9 @@ type connectionPage struct {
 	// Log is the captured standard error, as text; "" if nothing was
 	// captured (or stderr did not go to the log).
 	Log string
+	// SocketGone is set when the socket has been deleted since: the
+	// history keeps its rows.
+	SocketGone bool
 }
 
 // readConnectionPage reads connection id, with the bytes it has carried so
@@ -44,6 +47,11 @@ func (d *Dashboard) readConnectionPage(r *http.Request) (*connectionPage, error)
 		return nil, err
 	}
 	cp.Log = strings.ToValidUTF8(string(log), "\uFFFD")
+	if _, err := d.backend.GetSocket(r.Context(), c.Socket); socketd.ErrorCode(err) == socketd.CodeNotFound {
+		cp.SocketGone = true
+	} else if err != nil {
+		return nil, err
+	}
 	return cp, nil
 }
 

@@ -23,7 +23,10 @@ type historyPage struct {
 	// Errors holds what is wrong with a filter, by its field name.
 	Errors  map[string]string
 	Sockets []string
-	States  []socketd.ConnectionState
+	// Known holds the sockets that exist: the history keeps the rows of
+	// deleted ones, which have no page to link to.
+	Known  map[string]bool
+	States []socketd.ConnectionState
 	Zone    string // the time zone the times are in
 	Rows    []connRow
 	// Query is the filters as a query string; Next the query of the next
@@ -40,6 +43,9 @@ type historyPage struct {
 type historyFilter struct {
 	Socket, State, RemoteIP, Since, Until string
 }
+
+// inputTimeLayout is a datetime-local input's value, to the second.
+const inputTimeLayout = "2006-01-02T15:04:05"
 
 // timeLayouts are the times a filter takes: what a datetime-local input
 // sends, in the daemon's time zone, or RFC 3339.
@@ -78,10 +84,19 @@ func parseHistoryFilter(q url.Values) (historyFilter, socketd.ConnectionFilter, 
 		}
 		t, ok := parseFilterTime(p.v)
 		if !ok {
-			errs[p.name] = "Not a time such as 2006-01-02T15:04 (" + zoneName() + ") or 2006-01-02T15:04:05Z."
+			errs[p.name] = "Not a date and time such as 2006-01-02T15:04 (" + zoneName() + ")."
 			continue
 		}
 		*p.t = t
+	}
+	// Shown again as the date and time inputs take them: an RFC 3339
+	// time typed into the address bar would otherwise be blanked by the
+	// input and dropped from the next search.
+	if !f.Since.IsZero() {
+		hf.Since = f.Since.In(time.Local).Format(inputTimeLayout)
+	}
+	if !f.Until.IsZero() {
+		hf.Until = f.Until.In(time.Local).Format(inputTimeLayout)
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
 		errs["until"] = "Must be after the start of the range."
@@ -119,8 +134,10 @@ func (d *Dashboard) readHistoryPage(r *http.Request) (*historyPage, error) {
 	if err != nil {
 		return nil, err
 	}
+	hp.Known = map[string]bool{}
 	for _, s := range socks {
 		hp.Sockets = append(hp.Sockets, s.Name)
+		hp.Known[s.Name] = true
 	}
 	slices.Sort(hp.Sockets)
 	if hf.Socket != "" && !slices.Contains(hp.Sockets, hf.Socket) {

@@ -166,8 +166,9 @@ type socketCharts struct {
 	Range  chartRange
 	Ranges []chartRange
 	Stats  socketd.ConnectionStats
-	// Accepted and Refused are the totals of the range.
-	Accepted, Refused int64
+	// Accepted and Refused are the totals of the range; Peak the most
+	// connections of a step.
+	Accepted, Refused, Peak int64
 	// PerStep and Durations are the uPlot data of the two charts, as
 	// JSON: [[x...], [y...]...].
 	PerStep, Durations string
@@ -214,7 +215,7 @@ func (d *Dashboard) readCharts(ctx context.Context, socket, rangeName string) (*
 			cr = r
 		}
 	}
-	until := time.Now().Truncate(cr.Step).Add(cr.Step)
+	until := truncateLocal(time.Now(), cr.Step).Add(cr.Step)
 	st, err := d.backend.ConnectionStats(ctx, socket, until.Add(-cr.Span), until, cr.Step)
 	if err != nil {
 		return nil, err
@@ -228,6 +229,7 @@ func (d *Dashboard) readCharts(ctx context.Context, socket, rangeName string) (*
 		xs[i], accepted[i], refused[i] = s.Start.Unix(), s.Accepted, s.Refused
 		sc.Accepted += s.Accepted
 		sc.Refused += s.Refused
+		sc.Peak = max(sc.Peak, s.Accepted+s.Refused)
 	}
 	sc.PerStep = jsonString([][]int64{xs, accepted, refused})
 	buckets := make([]int64, len(st.Durations))
@@ -247,6 +249,15 @@ func (d *Dashboard) readCharts(ctx context.Context, socket, rangeName string) (*
 	sc.Durations = jsonString([][]int64{buckets, st.Durations})
 	sc.DurationLabels = jsonString(labels)
 	return sc, nil
+}
+
+// truncateLocal rounds t down to a multiple of step since its local
+// midnight, so that steps start on the local clock's quarter hours and
+// even hours whatever the zone's offset.
+func truncateLocal(t time.Time, step time.Duration) time.Time {
+	t = t.In(time.Local)
+	midnight := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.Local)
+	return midnight.Add(t.Sub(midnight) / step * step)
 }
 
 // shortDuration writes d as "10ms", "1s", "10m", "1h".

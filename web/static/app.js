@@ -22,21 +22,30 @@
   // milliseconds however fast events come: a refresh asked for sooner
   // waits for the end of the interval, and only one waits, so that the
   // last change is always shown and a busy socket cannot make the page
-  // flood the daemon with requests.
+  // flood the daemon with requests. Nor is it replaced while it holds the
+  // keyboard's focus (a kill button, say): it waits for the focus to go.
+  function focused(el) {
+    return el.contains(document.activeElement) && document.activeElement !== document.body;
+  }
   document.addEventListener("htmx:confirm", function (e) {
     var el = e.detail.elt, gap = parseInt(el.dataset.refresh, 10);
     if (!gap) return;
     var wait = (el.socketdLast || 0) + gap - Date.now();
-    if (wait <= 0) {
+    if (wait <= 0 && !focused(el)) {
       el.socketdLast = Date.now();
       return;
     }
     e.preventDefault();
     if (el.socketdPending) return;
-    el.socketdPending = setTimeout(function () {
+    var later = function () {
+      if (focused(el)) {
+        el.socketdPending = setTimeout(later, gap);
+        return;
+      }
       el.socketdPending = null;
       el.socketdLast = Date.now();
       e.detail.issueRequest(true);
-    }, wait);
+    };
+    el.socketdPending = setTimeout(later, Math.max(wait, 0));
   });
 })();

@@ -17,10 +17,12 @@
   // Counts: whole numbers on the y axis.
   var counts = { size: 40, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 1e7, 1e8] };
 
-  function bars(label, stroke) {
+  // align: 0 centres the bar on its step; -1 and 1 set two series' bars
+  // side by side.
+  function bars(label, stroke, align) {
     return {
       label: label, stroke: stroke, fill: stroke + "99", width: 1,
-      paths: uPlot.paths.bars({ size: [0.8, 24] }), points: { show: false },
+      paths: uPlot.paths.bars({ size: [align ? 0.4 : 0.8, 24], align: align || 0 }), points: { show: false },
     };
   }
 
@@ -31,7 +33,7 @@
       var xs = data[0], half = xs.length > 1 ? (xs[1] - xs[0]) / 2 : 30;
       return {
         scales: { x: { time: true, range: function () { return [xs[0] - half, xs[xs.length - 1] + half]; } } },
-        series: [{}, bars("Accepted", color("--accent")), bars("Refused", color("--warn"))],
+        series: [{}, bars("Accepted", color("--accent"), -1), bars("Refused", color("--warn"), 1)],
         axes: [axis(), axis(counts)],
       };
     },
@@ -83,6 +85,18 @@
     root.querySelectorAll("[data-chart]").forEach(function (el) { resize.observe(el); });
   }
 
+  // A chart that htmx takes out of the page is let go: uPlot keeps every
+  // chart it draws until it is destroyed.
+  function forget(root) {
+    root.querySelectorAll("[data-chart]").forEach(function (el) {
+      var plot = drawn.get(el);
+      if (plot) plot.destroy();
+      drawn.delete(el);
+      resize.unobserve(el);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () { drawAll(document); watch(document); });
+  document.addEventListener("htmx:beforeSwap", function (e) { forget(e.detail.target); });
   document.addEventListener("htmx:afterSwap", function (e) { drawAll(e.detail.target); watch(e.detail.target); });
 })();
