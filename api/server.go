@@ -108,13 +108,13 @@ type Server struct {
 	// writeTimeout is writeTimeout unless a test shortens it.
 	writeTimeout time.Duration
 
-	mu        sync.Mutex
-	srv       *http.Server
-	ln        net.Listener
-	served    chan struct{} // closed when Serve returns
-	watching  chan struct{} // closed when seedSparklines and watchStates return
+	mu       sync.Mutex
+	srv      *http.Server
+	ln       net.Listener
+	served   chan struct{} // closed when Serve returns
+	watching chan struct{} // closed when seedSparklines and watchStates return
 	// seeded is closed once seedSparklines has returned, for tests.
-	seeded chan struct{}
+	seeded    chan struct{}
 	closed    bool
 	closeOnce sync.Once
 	closeErr  error

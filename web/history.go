@@ -27,8 +27,8 @@ type historyPage struct {
 	// deleted ones, which have no page to link to.
 	Known  map[string]bool
 	States []socketd.ConnectionState
-	Zone    string // the time zone the times are in
-	Rows    []connRow
+	Zone   string // the time zone the times are in
+	Rows   []connRow
 	// Query is the filters as a query string; Next the query of the next
 	// (older) page, "" on the last; Older whether this page is not the
 	// first, which alone follows new connections live. Both are made by
