@@ -53,9 +53,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	defer stop()
 
 	m := &Main{Config: cfg, Logger: cfg.NewLogger(stderr)}
+	// Under systemd (Type=notify), the service is ready once the
+	// migrations have run, the listeners are up and the API answers.
+	sd := newNotifier(getenv)
 	if err := m.Open(ctx); err != nil {
 		m.Close(context.Background())
 		return err
+	}
+	ready := []string{"READY=1", "STATUS=serving; API on http://" + m.API.Addr()}
+	if err := sd.notify(ready...); err != nil {
+		m.Logger.Warn("systemd notification", "err", err)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -64,15 +71,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		select {
 		case <-hup:
 			// SIGHUP reconciles at once, as a reload does for other daemons.
+			sd.notify("RELOADING=1", monotonicUsec())
 			if err := m.Activator.Apply(ctx); err != nil {
 				m.Logger.Error("reconcile", "err", err)
 			}
+			sd.notify(ready...)
 		case <-ctx.Done():
 			done = true
 		}
 	}
 	// A second SIGTERM or SIGINT during the shutdown ends socketd at once.
 	stop()
+	sd.notify("STOPPING=1", "STATUS=stopping: handlers get --stop-timeout to end")
 	m.Logger.Info("shutting down")
 	// The stop timeout bounds the handlers; the rest gets a little more.
 	shutdown, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout+10*time.Second)

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/socketd/socketd/internal/testhandler"
+)
+
+// TestServiceUnit: contrib/socketd.service is a unit systemd takes as it
+// is, of the Type=notify socketd speaks, and hardened: systemd-analyze
+// rates its exposure no worse than 5 ("OK") of 10.
+func TestServiceUnit(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		testhandler.Require(t, "systemd-analyze (Debian's systemd package)")
+	}
+	unit, err := os.ReadFile("../../contrib/socketd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\nType=notify\n", "\nExecReload=/bin/kill -HUP $MAINPID\n", "\nDelegate=yes\n", "\nKillMode=mixed\n"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("the unit lacks %q", strings.TrimSpace(want))
+		}
+	}
+	// verify checks that the binary exists: this test's stands in.
+	path := filepath.Join(t.TempDir(), "socketd.service")
+	exe, _ := os.Executable()
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/socketd", exe)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(analyze, "verify", "--man=no", path).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	out, err := exec.Command(analyze, "security", "--offline=true", "--no-pager", path).CombinedOutput()
+	m := regexp.MustCompile(`Overall exposure level for socketd.service: ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+	}
+	if level, _ := strconv.ParseFloat(string(m[1]), 64); level > 5 {
+		t.Errorf("exposure %.1f, want at most 5:\n%s", level, out)
+	}
+}
