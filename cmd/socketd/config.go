@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/socketd/socketd/activator"
+	"github.com/socketd/socketd/store"
 )
 
 // DefaultAPIAddr is where the API listens unless told otherwise: loopback
@@ -30,6 +31,8 @@ type Config struct {
 	// DynamicUIDMin and DynamicUIDMax bound the uids of dynamic_user
 	// handlers.
 	DynamicUIDMin, DynamicUIDMax uint32
+	// History bounds the connection history; zero keeps it all.
+	History store.Retention
 }
 
 // DBPath returns the path of the SQLite database in the data dir.
@@ -64,6 +67,11 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.StringVar(&dynamic, "dynamic-users", env("SOCKETD_DYNAMIC_USERS",
 		fmt.Sprintf("%d-%d", activator.DefaultDynamicUIDMin, activator.DefaultDynamicUIDMax)),
 		"`min-max` uids for dynamic_user handlers; ids the user or group database knows are skipped (env SOCKETD_DYNAMIC_USERS)")
+	var maxAge, maxRows string
+	fs.StringVar(&maxAge, "history-max-age", env("SOCKETD_HISTORY_MAX_AGE", "0"),
+		"delete connections of the history that started longer ago than this `duration` (such as 720h or 30d); 0 keeps them (env SOCKETD_HISTORY_MAX_AGE)")
+	fs.StringVar(&maxRows, "history-max-rows", env("SOCKETD_HISTORY_MAX_ROWS", "0"),
+		"keep at most this `number` of connections in the history, the newest; 0 for no bound (env SOCKETD_HISTORY_MAX_ROWS)")
 	fs.Usage = func() {
 		fmt.Fprintf(usage, "Usage: socketd [flags]\n\nsocketd serves programs on TCP sockets, one process per connection, managed over a REST API.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -84,6 +92,12 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	if c.DynamicUIDMin, c.DynamicUIDMax, err = parseUIDRange(dynamic); err != nil {
 		return Config{}, fmt.Errorf("--dynamic-users: %w", err)
 	}
+	if c.History.MaxAge, err = parseAge(maxAge); err != nil {
+		return Config{}, fmt.Errorf("--history-max-age: %w", err)
+	}
+	if c.History.MaxRows, err = strconv.ParseInt(maxRows, 10, 64); err != nil || c.History.MaxRows < 0 {
+		return Config{}, fmt.Errorf("--history-max-rows: %q is not a count of 0 or more", maxRows)
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return Config{}, fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)
 	}
@@ -101,6 +115,20 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 		return Config{}, errors.New("--api-addr: is empty")
 	}
 	return c, nil
+}
+
+// parseAge reads a history age: a Go duration ("720h"), or days ("30d"),
+// as journald's MaxRetentionSec= takes them; 0 for none.
+func parseAge(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err == nil && n >= 0 && n <= 100*365 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return d, nil
+	}
+	return 0, fmt.Errorf("%q is not a duration such as 720h or 30d", s)
 }
 
 // defaultDataDir follows the usual places: /var/lib/socketd for root, the

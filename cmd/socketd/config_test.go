@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/socketd/socketd/store"
 	"io"
 	"log/slog"
 	"os"
@@ -19,7 +20,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.APIAddr != DefaultAPIAddr || c.StopTimeout != 10*time.Second || c.LogLevel != slog.LevelInfo ||
-		c.DynamicUIDMin != 61184 || c.DynamicUIDMax != 65519 {
+		c.DynamicUIDMin != 61184 || c.DynamicUIDMax != 65519 || c.History != (store.Retention{}) {
 		t.Errorf("defaults = %+v", c)
 	}
 	want := "/home/op/.local/state/socketd"
@@ -56,25 +57,29 @@ func TestDefaultDataDir(t *testing.T) {
 
 func TestParseConfigFlagsBeatEnvironment(t *testing.T) {
 	env := envOf(map[string]string{
-		"SOCKETD_API_ADDR":      "127.0.0.1:1",
-		"SOCKETD_DATA_DIR":      "/from/env",
-		"SOCKETD_STOP_TIMEOUT":  "3s",
-		"SOCKETD_LOG_LEVEL":     "debug",
-		"SOCKETD_DYNAMIC_USERS": "70000-70009",
+		"SOCKETD_API_ADDR":         "127.0.0.1:1",
+		"SOCKETD_DATA_DIR":         "/from/env",
+		"SOCKETD_STOP_TIMEOUT":     "3s",
+		"SOCKETD_LOG_LEVEL":        "debug",
+		"SOCKETD_DYNAMIC_USERS":    "70000-70009",
+		"SOCKETD_HISTORY_MAX_AGE":  "30d",
+		"SOCKETD_HISTORY_MAX_ROWS": "1000000",
 	})
 	c, err := ParseConfig(nil, env, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.APIAddr != "127.0.0.1:1" || c.DataDir != "/from/env" || c.StopTimeout != 3*time.Second || c.LogLevel != slog.LevelDebug ||
-		c.DynamicUIDMin != 70000 || c.DynamicUIDMax != 70009 {
+		c.DynamicUIDMin != 70000 || c.DynamicUIDMax != 70009 || c.History.MaxAge != 30*24*time.Hour || c.History.MaxRows != 1000000 {
 		t.Errorf("from env = %+v", c)
 	}
-	c, err = ParseConfig([]string{"--api-addr", "[::1]:2", "--data-dir=/from/flag", "--stop-timeout", "1m", "--log-level", "warn"}, env, io.Discard)
+	c, err = ParseConfig([]string{"--api-addr", "[::1]:2", "--data-dir=/from/flag", "--stop-timeout", "1m", "--log-level", "warn",
+		"--history-max-age", "36h", "--history-max-rows", "0"}, env, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.APIAddr != "[::1]:2" || c.DataDir != "/from/flag" || c.StopTimeout != time.Minute || c.LogLevel != slog.LevelWarn {
+	if c.APIAddr != "[::1]:2" || c.DataDir != "/from/flag" || c.StopTimeout != time.Minute || c.LogLevel != slog.LevelWarn ||
+		c.History.MaxAge != 36*time.Hour || c.History.MaxRows != 0 {
 		t.Errorf("from flags = %+v", c)
 	}
 }
@@ -92,6 +97,11 @@ func TestParseConfigRejectsBadValues(t *testing.T) {
 		{"--dynamic-users", "65535-70000"},
 		{"--dynamic-users", "a-b"},
 		{"--api-addr", " "},
+		{"--history-max-age", "a month"},
+		{"--history-max-age", "-1h"},
+		{"--history-max-age", "-3d"},
+		{"--history-max-rows", "-1"},
+		{"--history-max-rows", "many"},
 		{"--no-such-flag"},
 		{"extra-argument"},
 	} {

@@ -97,6 +97,33 @@ type Main struct {
 	DB        *store.DB
 	Activator *activator.Activator
 	API       *api.Server
+
+	// pruning ends the history's pruning (see prune); pruned is closed
+	// when it has.
+	pruning context.CancelFunc
+	pruned  chan struct{}
+}
+
+// pruneInterval is how often the history is pruned, when it is bounded.
+const pruneInterval = time.Minute
+
+// prune deletes what the history's bounds allow no more, at once and then
+// every pruneInterval, until ctx ends.
+func (m *Main) prune(ctx context.Context) {
+	for {
+		n, err := m.DB.PruneHistory(ctx, m.Config.History)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			m.Logger.Error("history retention", "err", err)
+		case n > 0:
+			m.Logger.Info("history pruned", "rows", n)
+		}
+		select {
+		case <-time.After(pruneInterval):
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Open starts the daemon: the data dir, the database and its migrations, the
@@ -139,6 +166,14 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.API.Open(m.Config.APIAddr); err != nil {
 		return err
 	}
+	if h := m.Config.History; h.MaxAge > 0 || h.MaxRows > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		m.pruning, m.pruned = cancel, make(chan struct{})
+		go func() {
+			defer close(m.pruned)
+			m.prune(ctx)
+		}()
+	}
 	m.Logger.Info("socketd started", "api", "http://"+m.API.Addr(), "data_dir", m.Config.DataDir)
 	return nil
 }
@@ -155,6 +190,12 @@ func (m *Main) Close(ctx context.Context) error {
 	}
 	if m.Activator != nil {
 		wg.Go(func() { actErr = m.Activator.Close(ctx) })
+	}
+	if m.pruning != nil {
+		wg.Go(func() {
+			m.pruning()
+			<-m.pruned
+		})
 	}
 	wg.Wait()
 	errs := []error{apiErr, actErr}

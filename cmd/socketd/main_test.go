@@ -42,14 +42,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// openMain runs the daemon in this process on 127.0.0.1:0 and returns it
-// with a client holding the admin token.
-func openMain(t *testing.T, dataDir string) (*Main, *api.Client) {
+// openMain runs the daemon in this process on 127.0.0.1:0, with flags
+// besides, and returns it with a client holding the admin token.
+func openMain(t *testing.T, dataDir string, flags ...string) (*Main, *api.Client) {
 	t.Helper()
 	// A dynamic user range of its own: a socketd kills whatever runs as
 	// its uids, and the tests of other packages run at the same time.
-	cfg, err := ParseConfig([]string{"--api-addr", "127.0.0.1:0", "--data-dir", dataDir, "--stop-timeout", "2s",
-		"--dynamic-users", "62000-62099"}, os.Getenv, io.Discard)
+	cfg, err := ParseConfig(append([]string{"--api-addr", "127.0.0.1:0", "--data-dir", dataDir, "--stop-timeout", "2s",
+		"--dynamic-users", "62000-62099"}, flags...), os.Getenv, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
