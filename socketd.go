@@ -6,6 +6,7 @@
 package socketd
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -82,6 +83,11 @@ type Socket struct {
 	// TimeoutStop is systemd's TimeoutStopSec=: how long after KillSignal
 	// SIGKILL follows. Empty: the daemon's --stop-timeout.
 	TimeoutStop string `json:"timeout_stop,omitempty"`
+	// RecordRemoteIP is how much of a client's address the history keeps
+	// (and the events carry): RecordRemoteFull (empty too), RecordRemotePrefix
+	// or RecordRemoteNone. The handler and the limits get the whole address
+	// either way.
+	RecordRemoteIP string `json:"record_remote_ip,omitempty"`
 
 	Enabled bool `json:"enabled"`
 
@@ -91,6 +97,36 @@ type Socket struct {
 	// Status is the live state, filled in by the daemon; it is never stored
 	// and ignored on input.
 	Status *SocketStatus `json:"status,omitempty"`
+}
+
+// How much of a client's address the history keeps (RecordRemoteIP).
+const (
+	RecordRemoteFull = "full" // all of it, and the port
+	// RecordRemotePrefix keeps the network, not the host: the /24 of an
+	// IPv4 address, the /48 of an IPv6 one, and no port.
+	RecordRemotePrefix = "prefix"
+	RecordRemoteNone   = "none" // neither address nor port
+)
+
+// RecordedRemote returns the remote address and port of a connection as
+// the history keeps them under record (a RecordRemoteIP).
+func RecordedRemote(record, ip string, port int) (string, int) {
+	switch record {
+	case RecordRemoteNone:
+		return "", 0
+	case RecordRemotePrefix:
+		addr, err := netip.ParseAddr(ip)
+		if err != nil {
+			return "", 0
+		}
+		bits := 48
+		if addr.Unmap().Is4() {
+			addr, bits = addr.Unmap(), 24
+		}
+		prefix, _ := addr.Prefix(bits)
+		return prefix.Addr().String(), 0
+	}
+	return ip, port
 }
 
 // Where a handler's standard error goes.

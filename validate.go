@@ -79,6 +79,11 @@ func (s *Socket) Validate() error {
 	} else if d > 0 && !s.Accept {
 		add("/idle_timeout", "applies to connections: a service (accept false) has none")
 	}
+	switch s.RecordRemoteIP {
+	case "", RecordRemoteFull, RecordRemotePrefix, RecordRemoteNone:
+	default:
+		add("/record_remote_ip", "%q is not %s, %s or %s", s.RecordRemoteIP, RecordRemoteFull, RecordRemotePrefix, RecordRemoteNone)
+	}
 	if !s.Accept && s.Stdin() == StdinNull {
 		// The sockets are listening ones: nothing can be written to them.
 		if s.Stdout() == StdoutSocket {

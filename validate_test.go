@@ -426,3 +426,32 @@ func TestSourcePrefix(t *testing.T) {
 		t.Errorf("with /48: %s", got)
 	}
 }
+
+func TestRecordedRemote(t *testing.T) {
+	for _, tc := range []struct {
+		record, ip string
+		port       int
+		wantIP     string
+		wantPort   int
+	}{
+		{"", "192.0.2.77", 4000, "192.0.2.77", 4000},
+		{socketd.RecordRemoteFull, "2001:db8:1:2::7", 4000, "2001:db8:1:2::7", 4000},
+		{socketd.RecordRemotePrefix, "192.0.2.77", 4000, "192.0.2.0", 0},
+		{socketd.RecordRemotePrefix, "2001:db8:1:2::7", 4000, "2001:db8:1::", 0},
+		{socketd.RecordRemotePrefix, "::ffff:198.51.100.9", 4000, "198.51.100.0", 0},
+		{socketd.RecordRemotePrefix, "", 0, "", 0},
+		{socketd.RecordRemoteNone, "192.0.2.77", 4000, "", 0},
+	} {
+		ip, port := socketd.RecordedRemote(tc.record, tc.ip, tc.port)
+		if ip != tc.wantIP || port != tc.wantPort {
+			t.Errorf("socketd.RecordedRemote(%q, %q, %d) = %q, %d; want %q, %d", tc.record, tc.ip, tc.port, ip, port, tc.wantIP, tc.wantPort)
+		}
+	}
+	s := socketd.NewSocket()
+	s.Name, s.Listen, s.Command = "a", []string{"1234"}, []string{"/bin/true"}
+	s.RecordRemoteIP = "hashed"
+	var e *socketd.Error
+	if err := s.Validate(); !errors.As(err, &e) || len(e.Fields) != 1 || e.Fields[0].Pointer != "/record_remote_ip" {
+		t.Errorf("record_remote_ip hashed: %v", err)
+	}
+}

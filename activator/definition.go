@@ -298,3 +298,17 @@ func handlerRlimits(s *socketd.Socket) ([]rlimit, error) {
 	}
 	return out, nil
 }
+
+// masksRemote reports whether the history keeps less of a client's address
+// than the connection has (record_remote_ip).
+func (d *definition) masksRemote() bool {
+	r := d.sock.RecordRemoteIP
+	return r != "" && r != socketd.RecordRemoteFull
+}
+
+// recorded returns rec as the history keeps it: its remote address as
+// record_remote_ip says.
+func (d *definition) recorded(rec socketd.Connection) socketd.Connection {
+	rec.RemoteIP, rec.RemotePort = socketd.RecordedRemote(d.sock.RecordRemoteIP, rec.RemoteIP, rec.RemotePort)
+	return rec
+}

@@ -89,7 +89,7 @@ func (a *Activator) refuse(s *socket, reason, detail string, conn func() socketd
 	if !row {
 		return
 	}
-	rec := conn()
+	rec := s.def.Load().recorded(conn())
 	ended := now.UTC()
 	ms := now.Sub(rec.StartedAt).Milliseconds()
 	rec.State, rec.Reason, rec.Error = socketd.ConnRefused, reason, detail

@@ -123,9 +123,10 @@ func (a *Activator) serve(j job) {
 	// No handler starts before its row is recorded. The row is committed
 	// with others, later, but it is as safe from a crash of socketd once
 	// queued (see Recorder).
-	if err := a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun); err != nil {
+	if err := c.beginRow(); err != nil {
 		c.releaseUser()
-		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "err", err)
+		remote, _ := socketd.RecordedRemote(c.def.sock.RecordRemoteIP, c.rec.RemoteIP, 0)
+		a.log.Error("record", "socket", s.name, "remote", remote, "err", err)
 		s.setError("record connection: " + err.Error())
 		a.refuse(s, socketd.ReasonHistoryUnavailable, err.Error(), c.row)
 		a.drop(c)
@@ -197,18 +198,35 @@ func (c *conn) leaveSource() {
 	}
 }
 
+// beginRow begins c's row, as its definition records it. Where that keeps
+// less of the remote address than c.rec holds (record_remote_ip), which the
+// handler's environment is made of, a copy goes to the history.
+func (c *conn) beginRow() error {
+	if !c.def.masksRemote() {
+		return c.a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun)
+	}
+	row := c.def.recorded(c.rec)
+	err := c.a.cfg.Recorder.BeginConnectionAsync(&row, func(err error) {
+		if err != nil {
+			c.recordFailed(err, row.ID)
+		}
+	})
+	c.rec.ID = row.ID
+	return err
+}
+
 // begun is called once c's row is committed or has failed to be. The
 // connection goes on either way: its handler may have started already.
 func (c *conn) begun(err error) {
 	if err != nil {
-		c.recordFailed(err)
+		c.recordFailed(err, c.rec.ID)
 	}
 }
 
-// recordFailed reports that c's row could not be written.
-func (c *conn) recordFailed(err error) {
+// recordFailed reports that row id of c could not be written.
+func (c *conn) recordFailed(err error, id int64) {
 	c.s.setError("record connection: " + err.Error())
-	c.a.log.Error("record", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
+	c.a.log.Error("record", "socket", c.s.name, "connection_id", id, "err", err)
 }
 
 // closed finishes the row of c, whose connection is closed, with its byte
@@ -238,6 +256,11 @@ func (c *conn) finish() {
 	c.rec.EndedAt, c.rec.DurationMS = &ended, &ms
 	c.a.release(c.s)
 	c.leaveSource()
+	if c.def.masksRemote() {
+		row := c.def.recorded(c.rec)
+		c.a.cfg.Recorder.FinishConnectionAsync(&row, c.finished)
+		return
+	}
 	c.a.cfg.Recorder.FinishConnectionAsync(&c.rec, c.finished)
 }
 
@@ -245,7 +268,7 @@ func (c *conn) finish() {
 func (c *conn) finished(err error) {
 	a := c.a
 	if err != nil {
-		c.recordFailed(err)
+		c.recordFailed(err, c.rec.ID)
 	}
 	a.unregister(c)
 	close(c.done)

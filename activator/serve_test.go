@@ -438,3 +438,55 @@ func TestLingeringClose(t *testing.T) {
 		t.Errorf("connection %d closed %v after its peer, not at once", id, held)
 	}
 }
+
+// TestRecordRemoteIP: record_remote_ip keeps the network of a client's
+// address in the history, or nothing of it, while the handler still gets
+// the whole address; refusals are recorded the same way.
+func TestRecordRemoteIP(t *testing.T) {
+	prefix := handlerSocket("prefix", testhandler.Environ)
+	prefix.RecordRemoteIP = socketd.RecordRemotePrefix
+	none := handlerSocket("none", testhandler.Environ)
+	none.RecordRemoteIP = socketd.RecordRemoteNone
+	denied := handlerSocket("denied", testhandler.Hello)
+	denied.RecordRemoteIP = socketd.RecordRemotePrefix
+	denied.IPAddressDeny = []string{"any"}
+	full := handlerSocket("full", testhandler.Environ)
+	full.RecordRemoteIP = socketd.RecordRemoteFull
+	h := start(t, activator.Config{}, prefix, none, denied, full)
+
+	for _, tc := range []struct {
+		name, ip string
+		port     bool
+	}{{"prefix", "127.0.0.0", false}, {"none", "", false}, {"full", "127.0.0.1", true}} {
+		c := dial(t, h.addr(t, tc.name))
+		c.CloseWrite()
+		out, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rport := c.LocalAddr().(*net.TCPAddr).Port
+		if env := envMap(string(out)); env["REMOTE_ADDR"] != "127.0.0.1" || env["REMOTE_PORT"] != strconv.Itoa(rport) {
+			t.Errorf("%s: the handler got REMOTE_ADDR %q REMOTE_PORT %q; want the whole address", tc.name, env["REMOTE_ADDR"], env["REMOTE_PORT"])
+		}
+		row := h.rec.rowOf(t, tc.name)
+		wantPort := 0
+		if tc.port {
+			wantPort = rport
+		}
+		if row.RemoteIP != tc.ip || row.RemotePort != wantPort || row.State != socketd.ConnExited {
+			t.Errorf("%s: row remote %q port %d state %s; want %q port %d, exited", tc.name, row.RemoteIP, row.RemotePort, row.State, tc.ip, wantPort)
+		}
+		h.rec.mu.Lock()
+		for _, b := range h.rec.begun {
+			if b.ID == row.ID && (b.RemoteIP != tc.ip || b.RemotePort != wantPort) {
+				t.Errorf("%s: begun with remote %q port %d", tc.name, b.RemoteIP, b.RemotePort)
+			}
+		}
+		h.rec.mu.Unlock()
+	}
+	c := dial(t, h.addr(t, "denied"))
+	io.ReadAll(c)
+	if row := h.rec.rowOf(t, "denied"); row.State != socketd.ConnRefused || row.RemoteIP != "127.0.0.0" || row.RemotePort != 0 {
+		t.Errorf("refusal recorded with remote %q port %d state %s; want 127.0.0.0, no port, refused", row.RemoteIP, row.RemotePort, row.State)
+	}
+}

@@ -284,7 +284,7 @@ func (sv *service) start(fd int, start time.Time, waiting []queue) *conn {
 		a.release(s)
 		return nil
 	}
-	if err := a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun); err != nil {
+	if err := c.beginRow(); err != nil {
 		c.releaseUser()
 		a.log.Error("record", "socket", s.name, "err", err)
 		s.setError("record connection: " + err.Error())

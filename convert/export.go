@@ -37,6 +37,8 @@ const (
 	// A rate limit is "PER_SECOND BURST".
 	rateLimitKey       = "X-Socketd-RateLimit"
 	sourceRateLimitKey = "X-Socketd-SourceRateLimit"
+	recordRemoteIPKey  = "X-Socketd-RecordRemoteIP"
+	idleTimeoutKey     = "X-Socketd-IdleTimeout"
 )
 
 // formatRate writes a rate limit as "PER_SECOND BURST", "" for none.
@@ -176,6 +178,8 @@ func socketUnitText(s *socketd.Socket) string {
 	w.setInt(sourcePrefixIPv6Key, s.SourcePrefixIPv6)
 	w.setIf(rateLimitKey, formatRate(s.RateLimit))
 	w.setIf(sourceRateLimitKey, formatRate(s.SourceRateLimit))
+	w.setIf(recordRemoteIPKey, s.RecordRemoteIP)
+	w.setIf(idleTimeoutKey, s.IdleTimeout)
 	// So that systemctl enable starts the socket at boot.
 	w.section("Install")
 	w.set("WantedBy", "sockets.target")

@@ -38,6 +38,7 @@ func everyField() socketd.Socket {
 	s.RuntimeMax, s.KillSignal, s.TimeoutStop = "15m", "SIGHUP", "5s"
 	s.ResourceLimits = socketd.ResourceLimits{LimitNOFILE: "1024:4096", LimitNPROC: "infinity", LimitCPU: "10m",
 		LimitAS: "512M", LimitCORE: "0", MemoryMax: "256M", TasksMax: "64"}
+	s.RecordRemoteIP = socketd.RecordRemotePrefix
 	return s
 }
 
@@ -47,6 +48,7 @@ func TestExportRoundTrip(t *testing.T) {
 	accepting.Accept = true
 	accepting.StandardInput, accepting.StandardOutput, accepting.Stderr = "socket", "socket", "socket"
 	accepting.IgnoreExitStatus = false
+	accepting.IdleTimeout = "5m"
 	accepting.Limits = socketd.Limits{MaxConnections: 10, OnLimit: "refuse", LimitMessage: `busy: 100% \`,
 		MaxConnectionsPerSource: 3, SourcePrefixIPv4: 24, SourcePrefixIPv6: 48,
 		RateLimit: &socketd.RateLimit{PerSecond: 6.5, Burst: 20}, SourceRateLimit: &socketd.RateLimit{PerSecond: 1.0 / 60, Burst: 3},

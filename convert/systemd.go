@@ -364,6 +364,10 @@ func (im *unitImport) socketDirective(file string, names unitNames, e entry) err
 		s.OnLimit = v
 	case limitMessageKey:
 		s.LimitMessage = v
+	case recordRemoteIPKey:
+		s.RecordRemoteIP = v
+	case idleTimeoutKey:
+		s.IdleTimeout = v
 	default:
 		im.note(file, e, unmappedReason(e.key))
 	}
