@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -67,17 +68,28 @@ func (s *Server) importSockets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	text := string(body)
-	format := q.Get("format")
+	out, err := s.importText(r.Context(), q.Get("format"), q.Get("name"), string(body), dryRun)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// importText imports text in format ("" to tell from the text), as POST
+// /v1/import and the dashboard's import page do: it converts the text,
+// validates every socket, then creates or replaces each unless dryRun.
+// When the sockets do not validate, it returns them as converted with the
+// error, so that a page can show each socket beside its errors.
+func (s *Server) importText(ctx context.Context, format, name, text string, dryRun bool) (importResult, error) {
 	if format == "" {
 		format = detectFormat(text)
 	}
 	var res convert.Result
+	var err error
 	switch format {
 	case formatSystemd:
-		name := q.Get("name")
 		if name == "" {
-			return socketd.Errorf(socketd.CodeInvalid,
+			return importResult{}, socketd.Errorf(socketd.CodeInvalid,
 				"a systemd unit does not say its own name: give name, the .socket unit's name without .socket")
 		}
 		res, err = convert.Systemd(name, text)
@@ -86,31 +98,31 @@ func (s *Server) importSockets(w http.ResponseWriter, r *http.Request) error {
 	case formatXinetd:
 		res, err = convert.Xinetd(text)
 	default:
-		return socketd.Errorf(socketd.CodeBadRequest, "format %q is not systemd, inetd or xinetd", format)
+		return importResult{}, socketd.Errorf(socketd.CodeBadRequest, "format %q is not systemd, inetd or xinetd", format)
 	}
 	if err != nil {
 		var ce *convert.Error
 		if errors.As(err, &ce) {
-			return socketd.Errorf(socketd.CodeInvalid, "the %s text cannot be imported: %v", format, ce)
+			return importResult{}, socketd.Errorf(socketd.CodeInvalid, "the %s text cannot be imported: %v", format, ce)
 		}
-		return err
+		return importResult{}, err
 	}
 	if len(res.Sockets) == 0 {
-		return socketd.Errorf(socketd.CodeInvalid, "the %s text defines no socket", format)
-	}
-	if err := validateAll(res.Sockets); err != nil {
-		return err
+		return importResult{}, socketd.Errorf(socketd.CodeInvalid, "the %s text defines no socket", format)
 	}
 	out := importResult{Items: res.Sockets, Unmapped: res.Unmapped, DryRun: dryRun}
 	if out.Unmapped == nil {
 		out.Unmapped = []convert.Unmapped{}
 	}
+	if err := validateAll(res.Sockets); err != nil {
+		return out, err
+	}
 	if !dryRun {
 		var created, changed []string
 		for i, sock := range res.Sockets {
-			saved, isNew, err := s.store.PutSocket(r.Context(), sock)
+			saved, isNew, err := s.store.PutSocket(ctx, sock)
 			if err != nil {
-				return err
+				return importResult{}, err
 			}
 			out.Items[i] = saved
 			if isNew {
@@ -119,7 +131,7 @@ func (s *Server) importSockets(w http.ResponseWriter, r *http.Request) error {
 				changed = append(changed, saved.Name)
 			}
 		}
-		s.apply(r, socketd.EventSocketCreated, created...)
+		s.reconcile(ctx, socketd.EventSocketCreated, created...)
 		for _, name := range changed {
 			s.hub.Publish(socketd.Event{Type: socketd.EventSocketChanged, Socket: name})
 		}
@@ -127,7 +139,7 @@ func (s *Server) importSockets(w http.ResponseWriter, r *http.Request) error {
 			out.Items[i] = s.withStatus(out.Items[i])
 		}
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // validateAll validates imported sockets, with every field error pointing

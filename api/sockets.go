@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/socketd/socketd"
@@ -72,19 +73,8 @@ func (s *Server) putSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	switch sock.Name {
-	case "":
-		sock.Name = name
-	case name:
-	default:
-		return &socketd.Error{
-			Code:    socketd.CodeInvalid,
-			Message: "the name in the body differs from the name in the URL",
-			Fields: []socketd.FieldError{{
-				Pointer: "/name",
-				Detail:  fmt.Sprintf("is %q but the URL names %q; leave it out or make them equal", sock.Name, name),
-			}},
-		}
+	if err := nameFromURL(&sock, name); err != nil {
+		return err
 	}
 	if err := sock.Validate(); err != nil {
 		return err
@@ -102,6 +92,26 @@ func (s *Server) putSocket(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, status, s.withStatus(saved))
 }
 
+// nameFromURL gives sock the name its URL names, which the body may leave
+// out but may not contradict.
+func nameFromURL(sock *socketd.Socket, name string) error {
+	switch sock.Name {
+	case "":
+		sock.Name = name
+	case name:
+	default:
+		return &socketd.Error{
+			Code:    socketd.CodeInvalid,
+			Message: "the name in the body differs from the name in the URL",
+			Fields: []socketd.FieldError{{
+				Pointer: "/name",
+				Detail:  fmt.Sprintf("is %q but the URL names %q; leave it out or make them equal", sock.Name, name),
+			}},
+		}
+	}
+	return nil
+}
+
 // createSocket answers POST /v1/sockets: it creates the socket the body
 // names, or fails with a conflict if the name is taken.
 func (s *Server) createSocket(w http.ResponseWriter, r *http.Request) error {
@@ -109,16 +119,27 @@ func (s *Server) createSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := sock.Validate(); err != nil {
-		return err
-	}
-	saved, err := s.store.CreateSocket(r.Context(), sock)
+	saved, err := s.addSocket(r.Context(), sock)
 	if err != nil {
 		return err
 	}
-	s.apply(r, socketd.EventSocketCreated, saved.Name)
 	w.Header().Set("Location", socketPath(saved.Name))
 	return writeJSON(w, http.StatusCreated, s.withStatus(saved))
+}
+
+// addSocket validates sock and creates it, or fails with a conflict if its
+// name is taken, then reconciles and publishes socket.created. POST
+// /v1/sockets and the dashboard's form create sockets through it.
+func (s *Server) addSocket(ctx context.Context, sock socketd.Socket) (socketd.Socket, error) {
+	if err := sock.Validate(); err != nil {
+		return socketd.Socket{}, err
+	}
+	saved, err := s.store.CreateSocket(ctx, sock)
+	if err != nil {
+		return socketd.Socket{}, err
+	}
+	s.reconcile(ctx, socketd.EventSocketCreated, saved.Name)
+	return saved, nil
 }
 
 // readSocket reads a socket definition from a PUT or POST body.
@@ -193,6 +214,34 @@ func (s *Server) updateSocket(ctx context.Context, name string, patch map[string
 		"socket %q keeps changing under this patch; try again", name)
 }
 
+// replaceSocket replaces the definition of the socket name with sock, as
+// PUT does, but only while the stored definition is the one updated at
+// since, and never creates the socket: the dashboard's edit form saves
+// through it, so that a change made while the form was open is not
+// overwritten unseen. A later change is a conflict error; a deleted socket
+// is not found.
+func (s *Server) replaceSocket(ctx context.Context, name string, sock socketd.Socket, since time.Time) (socketd.Socket, error) {
+	if err := nameFromURL(&sock, name); err != nil {
+		return socketd.Socket{}, err
+	}
+	if err := sock.Validate(); err != nil {
+		return socketd.Socket{}, err
+	}
+	saved, err := s.store.UpdateSocket(ctx, name, func(stored *socketd.Socket) error {
+		if !stored.UpdatedAt.Equal(since) {
+			return socketd.Errorf(socketd.CodeConflict, "socket %q was changed at %s, after this edit began",
+				name, stored.UpdatedAt.Format(time.RFC3339))
+		}
+		*stored = sock
+		return nil
+	})
+	if err != nil {
+		return socketd.Socket{}, err
+	}
+	s.reconcile(ctx, socketd.EventSocketChanged, saved.Name)
+	return saved, nil
+}
+
 // applyPatch returns cur with patch merged into it, decoded strictly and
 // validated. It refuses to rename the socket.
 func applyPatch(cur socketd.Socket, patch map[string]any) (socketd.Socket, error) {
@@ -236,15 +285,24 @@ func applyPatch(cur socketd.Socket, patch map[string]any) (socketd.Socket, error
 	return next, nil
 }
 
-// deleteSocket answers DELETE /v1/sockets/{name}. The listener closes at
-// the reconcile that follows; connections in flight finish normally.
+// deleteSocket answers DELETE /v1/sockets/{name}.
 func (s *Server) deleteSocket(w http.ResponseWriter, r *http.Request) error {
-	name := chi.URLParam(r, "name")
-	if err := s.store.DeleteSocket(r.Context(), name); err != nil {
+	if err := s.removeSocket(r.Context(), chi.URLParam(r, "name")); err != nil {
 		return err
 	}
-	s.apply(r, socketd.EventSocketDeleted, name)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// removeSocket deletes the named socket, then reconciles and publishes
+// socket.deleted. The listener closes at the reconcile; connections in
+// flight finish normally, and a running service (accept false) gets its
+// kill_signal. DELETE and the dashboard delete sockets through it.
+func (s *Server) removeSocket(ctx context.Context, name string) error {
+	if err := s.store.DeleteSocket(ctx, name); err != nil {
+		return err
+	}
+	s.reconcile(ctx, socketd.EventSocketDeleted, name)
 	return nil
 }
 
