@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/convert"
 	"github.com/socketd/socketd/web"
 )
 
@@ -84,4 +85,29 @@ func (b dashboardBackend) ConnectionLog(ctx context.Context, id int64) ([]byte, 
 
 func (b dashboardBackend) ConnectionStats(ctx context.Context, socket string, since, until time.Time, step time.Duration) (socketd.ConnectionStats, error) {
 	return b.s.store.ConnectionStats(ctx, socket, since, until, step)
+}
+
+func (b dashboardBackend) CreateSocket(ctx context.Context, def []byte) (socketd.Socket, error) {
+	sock, err := decodeSocket(def, false)
+	if err != nil {
+		return socketd.Socket{}, err
+	}
+	return b.s.addSocket(ctx, sock)
+}
+
+func (b dashboardBackend) ReplaceSocket(ctx context.Context, name string, def []byte, since time.Time) (socketd.Socket, error) {
+	sock, err := decodeSocket(def, false)
+	if err != nil {
+		return socketd.Socket{}, err
+	}
+	return b.s.replaceSocket(ctx, name, sock, since)
+}
+
+func (b dashboardBackend) DeleteSocket(ctx context.Context, name string) error {
+	return b.s.removeSocket(ctx, name)
+}
+
+func (b dashboardBackend) Import(ctx context.Context, format, name, text string, dryRun bool) ([]socketd.Socket, []convert.Unmapped, error) {
+	out, err := b.s.importText(ctx, format, name, text, dryRun)
+	return out.Items, out.Unmapped, err
 }

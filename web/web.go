@@ -21,6 +21,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/convert"
 )
 
 // Backend is what the dashboard needs of the daemon.
@@ -53,6 +54,19 @@ type Backend interface {
 	ConnectionLog(ctx context.Context, id int64) ([]byte, error)
 	// ConnectionStats summarises a socket's connections in a time range.
 	ConnectionStats(ctx context.Context, socket string, since, until time.Time, step time.Duration) (socketd.ConnectionStats, error)
+	// CreateSocket creates a socket from def, a definition in JSON,
+	// decoded, validated and applied as POST /v1/sockets does.
+	CreateSocket(ctx context.Context, def []byte) (socketd.Socket, error)
+	// ReplaceSocket replaces a socket's definition with def, as PUT
+	// /v1/sockets/{name} does, if it is still the one updated at since;
+	// else a CodeConflict error. It does not create a socket.
+	ReplaceSocket(ctx context.Context, name string, def []byte, since time.Time) (socketd.Socket, error)
+	// DeleteSocket deletes a socket, as DELETE /v1/sockets/{name} does.
+	DeleteSocket(ctx context.Context, name string) error
+	// Import converts text in format ("" to tell from the text) as POST
+	// /v1/import does, and saves the sockets unless dryRun. When they do
+	// not validate it returns them, as converted, with the error.
+	Import(ctx context.Context, format, name, text string, dryRun bool) ([]socketd.Socket, []convert.Unmapped, error)
 }
 
 // Config configures a Dashboard.
@@ -88,7 +102,7 @@ func New(cfg Config) *Dashboard {
 	}
 	d := &Dashboard{backend: cfg.Backend, sessions: cfg.Sessions, log: log, pages: map[string]*template.Template{}}
 	layout := template.Must(template.New("").ParseFS(files, "templates/layout.html"))
-	for _, name := range []string{"sockets", "socket", "history", "connection"} {
+	for _, name := range []string{"sockets", "socket", "history", "connection", "form", "delete", "import"} {
 		d.pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(files, "templates/"+name+".html"))
 	}
 	d.pages["login"] = template.Must(template.New("").ParseFS(files, "templates/login.html"))
@@ -115,6 +129,14 @@ func New(cfg Config) *Dashboard {
 		r.Post("/connections/{id}/kill", d.kill)
 		r.Post("/sockets/{name}/enable", d.setEnabled(true))
 		r.Post("/sockets/{name}/disable", d.setEnabled(false))
+		r.Get("/new", d.newSocketPage)
+		r.Post("/new", d.createSocket)
+		r.Get("/sockets/{name}/edit", d.editSocketPage)
+		r.Post("/sockets/{name}/edit", d.saveSocket)
+		r.Get("/sockets/{name}/delete", d.deletePage)
+		r.Post("/sockets/{name}/delete", d.deleteSocket)
+		r.Get("/import", d.importPage)
+		r.Post("/import", d.importSockets)
 	})
 	d.router = r
 	return d
@@ -176,6 +198,9 @@ type page struct {
 	// Events is the query of the page's event stream before after=:
 	// "socket=NAME&" for one socket's.
 	Events string
+	Form   *socketFormView
+	Delete *deleteView
+	Import *importView
 }
 
 func (d *Dashboard) newPage(r *http.Request, title, nav string) *page {

@@ -1,0 +1,464 @@
+package api
+
+import (
+	"bytes"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/internal/seed"
+)
+
+// withCSRF returns a client logged in to the harness's dashboard, and the
+// CSRF token of its session.
+func withCSRF(t *testing.T, h *harness) (*browserish, string) {
+	t.Helper()
+	b := loggedIn(t, h)
+	_, body := b.do("GET", "/ui/new", "", nil, nil)
+	csrf := between(body, `name="csrf" value="`, `"`)
+	if csrf == "" {
+		t.Fatalf("no CSRF token in the form:\n%s", body)
+	}
+	return b, csrf
+}
+
+// socketForm returns the values a browser posts for the socket form with
+// the defaults a new socket's form shows, then kv (name, value, ...).
+func socketForm(csrf string, kv ...string) url.Values {
+	v := url.Values{"csrf": {csrf}, "accept": {"true"}, "enabled": {"true"}, "stderr": {"log"}}
+	for i := 0; i < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	return v
+}
+
+// fieldHTML returns the HTML of the form's field id (its container, the
+// control, its errors and help), failing the test if it has none.
+func fieldHTML(t *testing.T, body, id string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(body, `id="`+id+`-field"`)
+	if !ok {
+		t.Fatalf("no field %s in the page:\n%s", id, body)
+	}
+	end := len(rest)
+	for _, next := range []string{`<div class="field`, "</fieldset>"} {
+		if i := strings.Index(rest, next); i >= 0 && i < end {
+			end = i
+		}
+	}
+	return rest[:end]
+}
+
+// wantField checks that field id of the page is marked invalid and shows
+// each of errs, and holds the value typed.
+func wantField(t *testing.T, body, id, typed string, errs ...string) {
+	t.Helper()
+	f := fieldHTML(t, body, id)
+	if !strings.Contains(f, `aria-invalid="true"`) || !strings.Contains(f, `id="`+id+`-error"`) ||
+		!strings.Contains(f, `aria-describedby="`+id+`-error`) {
+		t.Errorf("field %s is not marked invalid with its errors:\n%s", id, f)
+	}
+	for _, e := range errs {
+		if !strings.Contains(f, e) {
+			t.Errorf("field %s does not say %q:\n%s", id, e, f)
+		}
+	}
+	if !strings.Contains(f, typed) {
+		t.Errorf("field %s lost what was typed, %q:\n%s", id, typed, f)
+	}
+}
+
+// TestDashboardCreatesSocket: the form creates a socket as POST
+// /v1/sockets does, every kind of field taken, and shows its page.
+func TestDashboardCreatesSocket(t *testing.T) {
+	h := newHarness(t)
+	b, csrf := withCSRF(t, h)
+	resp, body := b.do("GET", "/ui/new", "", nil, nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `<form method="post" action="/ui/new"`) ||
+		!strings.Contains(fieldHTML(t, body, "f-accept"), "checked") {
+		t.Fatalf("the new socket's form: %s\n%s", resp.Status, body)
+	}
+	exe := testCommand(t)
+	applies := h.rt.applyCount()
+	form := socketForm(csrf, "name", "hello", "description", "says hello",
+		"listen", "127.0.0.1:0\r\n\r\n  [::1]:0  \r\n", "command", exe+"\r\n-test.run=^$\r\n\r\n two words \r\n",
+		"environment", "GREETING=hello world\r\nEMPTY=\r\nEQ=a=b", "stderr", "null", "max_connections", "5",
+		"rate_limit/per_second", "2.5", "rate_limit/burst", "3", "ip_address_allow", "localhost\n192.0.2.0/24",
+		"ip_address_deny", "any", "nice", "3", "standard_input", "socket")
+	form.Del("enabled")
+	resp, body = b.do("POST", "/ui/new", "", form, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/sockets/hello" {
+		t.Fatalf("create: %s to %s\n%s", resp.Status, resp.Header.Get("Location"), body)
+	}
+	got, err := h.c.GetSocket(h.ctx(), "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nice := 3
+	want := socketd.NewSocket()
+	want.Name, want.Description, want.Listen = "hello", "says hello", []string{"127.0.0.1:0", "[::1]:0"}
+	want.Command = []string{exe, "-test.run=^$", "", " two words "}
+	want.Environment = map[string]string{"GREETING": "hello world", "EMPTY": "", "EQ": "a=b"}
+	want.Stderr, want.MaxConnections, want.Nice, want.StandardInput = "null", 5, &nice, "socket"
+	want.RateLimit = &socketd.RateLimit{PerSecond: 2.5, Burst: 3}
+	want.IPAddressAllow, want.IPAddressDeny = []string{"localhost", "192.0.2.0/24"}, []string{"any"}
+	want.Enabled = false
+	got.Status, got.CreatedAt, got.UpdatedAt = nil, want.CreatedAt, want.UpdatedAt
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("created\n got %+v\nwant %+v", got, want)
+	}
+	if h.rt.applyCount() == applies {
+		t.Error("creating through the form did not reconcile")
+	}
+
+	// The name is taken: the name field says so.
+	form.Set("description", "another")
+	resp, body = b.do("POST", "/ui/new", "", form, nil)
+	if resp.StatusCode != http.StatusConflict {
+		t.Fatalf("a taken name: %s\n%s", resp.Status, body)
+	}
+	wantField(t, body, "f-name", `value="hello"`, "is taken by another socket")
+	if s, _ := h.c.GetSocket(h.ctx(), "hello"); s.Description != "says hello" {
+		t.Errorf("a taken name replaced the socket: %+v", s)
+	}
+}
+
+// TestDashboardFormShowsErrors: input the API refuses comes back with
+// status 422, each error next to its field, marked for assistive
+// technology, and everything typed kept; nothing is saved.
+func TestDashboardFormShowsErrors(t *testing.T) {
+	h := newHarness(t)
+	b, csrf := withCSRF(t, h)
+
+	// What validation refuses.
+	form := socketForm(csrf, "name", "hello", "description", `<b>"the" one</b>`,
+		"listen", "13063\r\n\r\nnot-an-address\r\n", "command", "/nonexistent/prog\r\n--flag",
+		"environment", "A=1\r\nREMOTE_ADDR=1.2.3.4", "memory_max", "lots", "on_limit", "refuse")
+	resp, body := b.do("POST", "/ui/new", "", form, nil)
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("invalid input: %s\n%s", resp.Status, body)
+	}
+	wantField(t, body, "f-listen", "13063\r\n\r\nnot-an-address", `line 3: &#34;not-an-address&#34; is not a port`)
+	wantField(t, body, "f-command", "/nonexistent/prog\r\n--flag", "line 1: /nonexistent/prog does not exist")
+	wantField(t, body, "f-environment", "REMOTE_ADDR=1.2.3.4", "line 2, REMOTE_ADDR: is set by socketd")
+	wantField(t, body, "f-memory_max", `value="lots"`, `&#34;lots&#34; is not bytes`)
+	if f := fieldHTML(t, body, "f-description"); !strings.Contains(f, `value="&lt;b&gt;&#34;the&#34; one&lt;/b&gt;"`) {
+		t.Errorf("the description typed is lost:\n%s", f)
+	}
+	if f := fieldHTML(t, body, "f-on_limit"); !strings.Contains(f, `<option value="refuse" selected>`) {
+		t.Errorf("the choice made is lost:\n%s", f)
+	}
+	if f := fieldHTML(t, body, "f-name"); strings.Contains(f, "aria-invalid") {
+		t.Errorf("a valid field is marked invalid:\n%s", f)
+	}
+	summary := between(body, `id="form-errors"`, "</div>")
+	for _, want := range []string{`href="#f-listen"`, `href="#f-command"`, `href="#f-memory_max"`, "4 fields need a change"} {
+		if !strings.Contains(summary, want) {
+			t.Errorf("the summary has no %s:\n%s", want, summary)
+		}
+	}
+	// The groups holding errors are open; the rest, left alone, closed.
+	if !strings.Contains(body, `id="group-isolation" open`) || strings.Contains(body, `id="group-sockets" open`) {
+		t.Errorf("open groups are not those with errors:\n%s", body)
+	}
+	if _, err := h.c.GetSocket(h.ctx(), "hello"); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("invalid input saved a socket: %v", err)
+	}
+
+	// What cannot even be read: the form says so before the API is asked.
+	form = socketForm(csrf, "name", "hello", "listen", "13063", "command", testCommand(t),
+		"max_connections", "ten", "environment", "NOEQUALS")
+	resp, body = b.do("POST", "/ui/new", "", form, nil)
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("unreadable input: %s\n%s", resp.Status, body)
+	}
+	wantField(t, body, "f-max_connections", `value="ten"`, "&#34;ten&#34; is not a number")
+	wantField(t, body, "f-environment", "NOEQUALS", "line 1: &#34;NOEQUALS&#34; has no “=”: write KEY=VALUE")
+
+	// A number the API's strict decoding refuses, at its field.
+	form.Set("max_connections", "1.5")
+	form.Del("environment")
+	resp, body = b.do("POST", "/ui/new", "", form, nil)
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("a fraction for an integer: %s\n%s", resp.Status, body)
+	}
+	wantField(t, body, "f-max_connections", `value="1.5"`, "must be an integer, not a number")
+	if _, err := h.c.GetSocket(h.ctx(), "hello"); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("invalid input saved a socket: %v", err)
+	}
+}
+
+// TestDashboardEditsSocket: the edit form holds the definition, replaces
+// it, cannot rename the socket, and does not overwrite a change made while
+// it was open.
+func TestDashboardEditsSocket(t *testing.T) {
+	h := newHarness(t)
+	b, csrf := withCSRF(t, h)
+	exe := testCommand(t)
+	orig := newSocket(t, "hello")
+	orig.Environment = map[string]string{"B": "2", "A": "1"}
+	created, _, err := h.c.PutSocket(h.ctx(), orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := b.do("GET", "/ui/sockets/nope/edit", "", nil, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("editing an unknown socket: %s", resp.Status)
+	}
+	resp, body := b.do("GET", "/ui/sockets/hello/edit", "", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the edit form: %s\n%s", resp.Status, body)
+	}
+	version := between(body, `name="version" value="`, `"`)
+	if name := fieldHTML(t, body, "f-name"); !strings.Contains(name, `value="hello"`) || !strings.Contains(name, "readonly") {
+		t.Errorf("the name is not shown read-only:\n%s", name)
+	}
+	for id, want := range map[string]string{"f-listen": "127.0.0.1:0", "f-command": exe + "\n-test.run=^$", "f-environment": "A=1\nB=2"} {
+		if f := fieldHTML(t, body, id); !strings.Contains(f, want) {
+			t.Errorf("field %s does not hold %q:\n%s", id, want, f)
+		}
+	}
+
+	edit := func(version, description string) (*http.Response, string) {
+		form := socketForm(csrf, "version", version, "name", "renamed", "description", description,
+			"listen", "127.0.0.1:0", "command", exe+"\n-test.run=^$", "environment", "A=1\nB=2", "max_connections", "7")
+		return b.do("POST", "/ui/sockets/hello/edit", "", form, nil)
+	}
+	resp, body = edit(version, "edited")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/sockets/hello" {
+		t.Fatalf("save: %s to %s\n%s", resp.Status, resp.Header.Get("Location"), body)
+	}
+	got, err := h.c.GetSocket(h.ctx(), "hello")
+	if err != nil || got.Description != "edited" || got.MaxConnections != 7 || !got.CreatedAt.Equal(created.CreatedAt) {
+		t.Errorf("after the edit: %+v, %v", got, err)
+	}
+	if _, err := h.c.GetSocket(h.ctx(), "renamed"); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("the edit made another socket: %v", err)
+	}
+
+	// A change through the API while the form is open: the form's save
+	// is refused and says so, keeping what was typed.
+	_, body = b.do("GET", "/ui/sockets/hello/edit", "", nil, nil)
+	version = between(body, `name="version" value="`, `"`)
+	if _, err := h.c.PatchSocket(h.ctx(), "hello", map[string]any{"description": "from the API"}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = edit(version, "from the form")
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "was changed at") ||
+		!strings.Contains(fieldHTML(t, body, "f-description"), `value="from the form"`) {
+		t.Fatalf("save over a change: %s\n%s", resp.Status, body)
+	}
+	if s, _ := h.c.GetSocket(h.ctx(), "hello"); s.Description != "from the API" {
+		t.Errorf("the form overwrote a change made meanwhile: %q", s.Description)
+	}
+	// Saved again, from the form that said so, it replaces the change.
+	newVersion := between(body, `name="version" value="`, `"`)
+	if newVersion == version || newVersion == "" {
+		t.Fatalf("the form's version stays %q", newVersion)
+	}
+	if resp, body := edit(newVersion, "from the form"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("save again: %s\n%s", resp.Status, body)
+	}
+	if s, _ := h.c.GetSocket(h.ctx(), "hello"); s.Description != "from the form" {
+		t.Errorf("after saving again: %q", s.Description)
+	}
+
+	// Deleted while the form is open: saving does not bring it back.
+	_, body = b.do("GET", "/ui/sockets/hello/edit", "", nil, nil)
+	version = between(body, `name="version" value="`, `"`)
+	if err := h.c.DeleteSocket(h.ctx(), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := edit(version, "again"); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "was deleted") {
+		t.Errorf("save of a deleted socket: %s\n%s", resp.Status, body)
+	}
+	if _, err := h.c.GetSocket(h.ctx(), "hello"); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("the edit of a deleted socket made it again: %v", err)
+	}
+}
+
+// TestDashboardDeletesSocket: the confirmation says what deleting does;
+// confirmed, the socket is deleted as DELETE does.
+func TestDashboardDeletesSocket(t *testing.T) {
+	h := newHarness(t)
+	b, csrf := withCSRF(t, h)
+	if _, _, err := h.c.PutSocket(h.ctx(), newSocket(t, "hello")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := b.do("GET", "/ui/sockets/nope/delete", "", nil, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("deleting an unknown socket: %s", resp.Status)
+	}
+	resp, body := b.do("GET", "/ui/sockets/hello/delete", "", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the confirmation: %s\n%s", resp.Status, body)
+	}
+	// The fake runtime reports one connection running.
+	for _, want := range []string{"<h1>Delete hello?</h1>", "Its listener on <code>127.0.0.1:0</code> closes",
+		"The connection running now finishes on its own", `action="/ui/sockets/hello/delete"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the confirmation does not say %q:\n%s", want, body)
+		}
+	}
+	if _, err := h.c.GetSocket(h.ctx(), "hello"); err != nil {
+		t.Fatalf("the confirmation deleted the socket: %v", err)
+	}
+	applies := h.rt.applyCount()
+	resp, _ = b.do("POST", "/ui/sockets/hello/delete", "", url.Values{"csrf": {csrf}}, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" {
+		t.Fatalf("delete: %s to %s", resp.Status, resp.Header.Get("Location"))
+	}
+	if _, err := h.c.GetSocket(h.ctx(), "hello"); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("after the delete: %v", err)
+	}
+	if h.rt.applyCount() == applies {
+		t.Error("the delete did not reconcile")
+	}
+	// Sent twice: it is gone, as asked.
+	if resp, _ := b.do("POST", "/ui/sockets/hello/delete", "", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("delete again: %s", resp.Status)
+	}
+}
+
+// postFiles posts the import form with files, as a browser does
+// (multipart/form-data).
+func (b *browserish) postFiles(path string, fields url.Values, files map[string]string) (*http.Response, string) {
+	b.t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, vs := range fields {
+		for _, v := range vs {
+			mw.WriteField(k, v)
+		}
+	}
+	for name, content := range files {
+		w, _ := mw.CreateFormFile("files", name)
+		io.WriteString(w, content)
+	}
+	mw.Close()
+	req, err := http.NewRequestWithContext(b.t.Context(), "POST", b.base+path, &buf)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Origin", b.base)
+	req.AddCookie(b.cookie)
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp, string(out)
+}
+
+// TestDashboardImports: the import page previews what a text defines,
+// with every directive left out, saves nothing until asked, then saves as
+// POST /v1/import does; errors keep the text.
+func TestDashboardImports(t *testing.T) {
+	h := newHarness(t)
+	b, csrf := withCSRF(t, h)
+	exe := testCommand(t)
+	units := helloUnits(exe, "")
+	form := url.Values{"csrf": {csrf}, "format": {"systemd"}, "name": {"hello"}, "text": {units}, "action": {"preview"}}
+	resp, body := b.do("POST", "/ui/import", "", form, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("preview: %s\n%s", resp.Status, body)
+	}
+	for _, want := range []string{"Preview: nothing is saved yet", `data-socket="hello"`, `&#34;listen&#34;: [`,
+		"<code>WantedBy</code>", "[Socket]\nListenStream=13063", `<input type="radio" id="format-1" name="format" value="systemd" checked>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the preview has no %q:\n%s", want, body)
+		}
+	}
+	if _, err := h.c.GetSocket(h.ctx(), "hello"); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Fatalf("the preview saved the socket: %v", err)
+	}
+	form.Set("action", "import")
+	resp, body = b.do("POST", "/ui/import", "", form, nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `Imported 1 socket: <a href="/ui/sockets/hello">hello</a>`) {
+		t.Fatalf("import: %s\n%s", resp.Status, body)
+	}
+	if s, err := h.c.GetSocket(h.ctx(), "hello"); err != nil || !reflect.DeepEqual(s.Command, []string{exe}) {
+		t.Errorf("imported: %+v, %v", s, err)
+	}
+
+	// The files of a unit pair, the service first: the .socket names the
+	// socket.
+	service := strings.Replace(strings.Replace(seed.ServiceUnit, seed.Script, exe, 1), "DynamicUser=true\n", "", 1)
+	resp, body = b.postFiles("/ui/import", url.Values{"csrf": {csrf}, "format": {""}, "action": {"preview"}},
+		map[string]string{"greet@.service": service, "greet.socket": seed.SocketUnit})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `data-socket="greet"`) ||
+		!strings.Contains(body, `value="greet"`) || !strings.Contains(body, "ListenStream=13063") {
+		t.Errorf("preview of files: %s\n%s", resp.Status, body)
+	}
+
+	for _, c := range []struct {
+		what, format, name, text string
+		field, want              string
+	}{
+		{"no name", "systemd", "", units, "import-name-field", "give the .socket unit&#39;s name"},
+		{"a line that is not inetd's", "inetd", "", "daytime stream tcp\n", "import-error", "the inetd text cannot be imported: line 1"},
+		{"nothing", "", "", " \n", "import-error", "nothing to import"},
+		{"a program missing", "inetd", "", "7777 stream tcp nowait nobody /nonexistent/daemon daemon\n",
+			`data-socket="port-7777"`, "command/0: /nonexistent/daemon does not exist"},
+	} {
+		form := url.Values{"csrf": {csrf}, "format": {c.format}, "name": {c.name}, "text": {c.text}, "action": {"import"}}
+		resp, body := b.do("POST", "/ui/import", "", form, nil)
+		if resp.StatusCode != http.StatusUnprocessableEntity {
+			t.Errorf("%s: %s\n%s", c.what, resp.Status, body)
+			continue
+		}
+		if _, part, _ := strings.Cut(body, c.field); !strings.Contains(part, c.want) {
+			t.Errorf("%s: no %q after %s:\n%s", c.what, c.want, c.field, body)
+		}
+		if !strings.Contains(body, c.text) {
+			t.Errorf("%s: the text is lost:\n%s", c.what, body)
+		}
+	}
+	if _, err := h.c.GetSocket(h.ctx(), "port-7777"); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("an invalid import saved a socket: %v", err)
+	}
+}
+
+// TestDashboardFormPostsAreGuarded: each of the form's writes needs the
+// session's CSRF token and this origin, as the dashboard's other writes
+// do.
+func TestDashboardFormPostsAreGuarded(t *testing.T) {
+	h := newHarness(t)
+	b, csrf := withCSRF(t, h)
+	orig, _, err := h.c.PutSocket(h.ctx(), newSocket(t, "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := testCommand(t)
+	posts := map[string]url.Values{
+		"/ui/new": socketForm("", "name", "other", "listen", "127.0.0.1:0", "command", exe),
+		"/ui/sockets/hello/edit": socketForm("", "version", orig.UpdatedAt.Format("2006-01-02T15:04:05.999999999Z07:00"),
+			"description", "changed", "listen", "127.0.0.1:0", "command", exe),
+		"/ui/sockets/hello/delete": {},
+		"/ui/import":               {"format": {"inetd"}, "text": {"7777 stream tcp nowait nobody " + exe + " x\n"}, "action": {"import"}},
+	}
+	for path, form := range posts {
+		form.Del("csrf")
+		if resp, _ := b.do("POST", path, "", form, nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s without the CSRF token: %s", path, resp.Status)
+		}
+		form.Set("csrf", csrf)
+		if resp, _ := b.do("POST", path, "http://127.0.0.1:1", form, nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s from another origin: %s", path, resp.Status)
+		}
+	}
+	list, err := h.c.ListSockets(h.ctx())
+	if err != nil || len(list) != 1 || !list[0].UpdatedAt.Equal(orig.UpdatedAt) {
+		t.Errorf("after the refused posts: %+v, %v", list, err)
+	}
+	// The token and the origin together pass, which makes the refusals
+	// above the guard's and not the handlers'.
+	if resp, body := b.do("POST", "/ui/sockets/hello/edit", "", posts["/ui/sockets/hello/edit"], nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the edit with its token: %s\n%s", resp.Status, body)
+	}
+}
