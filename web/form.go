@@ -426,6 +426,20 @@ func (v *socketFormView) showErrors(err error) bool {
 	if len(e.Fields) == 0 {
 		v.Problem = e.Message
 	}
+	// The summary follows the form; errors of no field come last.
+	order := map[string]int{}
+	for i, f := range v.fields() {
+		order[f.ID] = i + 1
+	}
+	slices.SortStableFunc(v.Errors, func(a, b errorLink) int {
+		pos := func(e errorLink) int {
+			if e.ID == "" {
+				return len(order) + 1
+			}
+			return order[e.ID]
+		}
+		return pos(a) - pos(b)
+	})
 	v.openGroups()
 	return true
 }

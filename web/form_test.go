@@ -231,7 +231,9 @@ func TestFormPlacesErrors(t *testing.T) {
 			t.Errorf("errors of %s: %q, want %q", pointer, got, want)
 		}
 	}
-	if len(v.Errors) != 7 || v.Errors[6] != (errorLink{Field: "/nope", Detail: "is not a field"}) {
+	// The summary follows the form's order, errors of no field last.
+	if len(v.Errors) != 7 || v.Errors[0].ID != "f-listen" || v.Errors[1].ID != "f-command" ||
+		v.Errors[6] != (errorLink{Field: "/nope", Detail: "is not a field"}) {
 		t.Errorf("the summary: %+v", v.Errors)
 	}
 	if !v.Groups[2].Open || v.Groups[3].Open {
