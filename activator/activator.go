@@ -22,6 +22,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -74,6 +76,12 @@ type Config struct {
 	// starts in a session of its own then escapes a stop, and no
 	// definition with memory_max or tasks_max can start a handler.
 	NoCgroups bool
+	// MeterProvider, if set, gets the activator's metrics: connections
+	// accepted, refused, active, their bytes, durations and spawn times.
+	MeterProvider metric.MeterProvider
+	// TracerProvider, if set, gets a span per connection, from its accept
+	// to the end of its row.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultMaxConnections caps the live connections of a socket whose
@@ -158,6 +166,8 @@ type Activator struct {
 	cgroups    *cgroups
 	cgroupsErr error
 
+	tel telemetry
+
 	wg        sync.WaitGroup // resync loop, log watcher, accept loops, connections, leftover groups
 	closeOnce sync.Once
 	finished  chan struct{} // closed once everything Close waits for is done
@@ -217,6 +227,9 @@ func (a *Activator) Open(ctx context.Context) error {
 	defer a.reconcileMu.Unlock()
 	if a.opened || a.closed {
 		return errors.New("activator: open called twice or after close")
+	}
+	if err := a.instrument(); err != nil {
+		return fmt.Errorf("activator telemetry: %w", err)
 	}
 	fd, err := unix.Open("/dev/null", unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -2,6 +2,7 @@ package activator
 
 import (
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,11 @@ type socket struct {
 	servicePID atomic.Int64 // accept: false: the running service's pid, or 0
 	connected  atomic.Int64
 	refused    atomic.Int64
+	// bytesIn and bytesOut count what the socket's connections carried,
+	// added as each ends, for the metrics.
+	bytesIn, bytesOut atomic.Int64
+	// attrs are the attributes of the socket's metrics.
+	attrs attribute.Set
 
 	mu        sync.Mutex // guards the fields below
 	state     socketd.SocketState
@@ -198,7 +204,7 @@ func (a *Activator) prepare(d *socketd.Socket) *socket {
 	s := a.sockets[d.Name]
 	a.mu.RUnlock()
 	if s == nil {
-		s = &socket{name: d.Name, slots: newGate(d.Max())}
+		s = &socket{name: d.Name, slots: newGate(d.Max()), attrs: attribute.NewSet(attrSocket.String(d.Name))}
 		a.mu.Lock()
 		a.sockets[d.Name] = s
 		a.mu.Unlock()

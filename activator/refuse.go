@@ -94,6 +94,7 @@ func (a *Activator) refuse(s *socket, reason, detail string, conn func() socketd
 	ms := now.Sub(rec.StartedAt).Milliseconds()
 	rec.State, rec.Reason, rec.Error = socketd.ConnRefused, reason, detail
 	rec.EndedAt, rec.DurationMS = &ended, &ms
+	a.refusalSpan(s, &rec, now)
 	if err := a.cfg.Recorder.BeginConnectionAsync(&rec, func(error) {}); err != nil {
 		// Nothing more to do: the count stands.
 		a.log.Debug("record refusal", "socket", s.name, "err", err)

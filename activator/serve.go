@@ -2,6 +2,7 @@ package activator
 
 import (
 	"cmp"
+	"go.opentelemetry.io/otel/trace"
 	"net/netip"
 	"slices"
 	"sync"
@@ -57,6 +58,9 @@ type conn struct {
 	// live is the row as begun, copied when the connection is
 	// registered, for Connections: rec is its worker's alone.
 	live socketd.Connection
+	// span is the connection's, from accept to the end of its row; nil
+	// without a tracer.
+	span trace.Span
 }
 
 // maxIdleWorkers bounds the goroutines that wait for the next connection
@@ -114,6 +118,7 @@ func (a *Activator) serve(j job) {
 	c := &conn{a: a, s: s, def: s.def.Load(), fd: fd, start: start, done: make(chan struct{}), logFD: -1, src: j.src}
 	c.rec = socketd.Connection{Socket: s.name, State: socketd.ConnRunning, StartedAt: start.UTC()}
 	j.describe(&c.rec)
+	c.startSpan()
 	c.takeUser()
 	if c.refusal != "" {
 		a.refuse(s, socketd.ReasonNoDynamicUID, c.refusal, c.row)
@@ -234,6 +239,8 @@ func (c *conn) recordFailed(err error, id int64) {
 // rest of a stderr capture still being read is waited for on a goroutine.
 func (c *conn) closed(in, out int64) {
 	c.rec.BytesIn, c.rec.BytesOut = in, out
+	c.s.bytesIn.Add(in)
+	c.s.bytesOut.Add(out)
 	c.s.connected.Add(-1)
 	if c.log != nil {
 		go c.finish()
@@ -256,11 +263,14 @@ func (c *conn) finish() {
 	c.rec.EndedAt, c.rec.DurationMS = &ended, &ms
 	c.a.release(c.s)
 	c.leaveSource()
+	c.recordDuration(end)
 	if c.def.masksRemote() {
 		row := c.def.recorded(c.rec)
+		c.endSpan(&row, end)
 		c.a.cfg.Recorder.FinishConnectionAsync(&row, c.finished)
 		return
 	}
+	c.endSpan(&c.rec, end)
 	c.a.cfg.Recorder.FinishConnectionAsync(&c.rec, c.finished)
 }
 

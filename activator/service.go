@@ -278,6 +278,7 @@ func (sv *service) start(fd int, start time.Time, waiting []queue) *conn {
 		from := waiting[i].from
 		c.rec.RemoteIP, c.rec.RemotePort = from.Addr().String(), int(from.Port())
 	}
+	c.startSpan()
 	c.takeUser()
 	if c.refusal != "" {
 		a.refuse(s, socketd.ReasonNoDynamicUID, c.refusal, c.row)

@@ -205,6 +205,7 @@ func (c *conn) run() bool {
 	pid := proc.pid
 	c.rec.PID = pid
 	c.proc = proc
+	c.recordSpawn()
 	c.started(pid)
 	if proc.pidfd < 0 || !c.a.exits.add(proc.pidfd, c) {
 		waitPID(pid)
