@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/metric"
 	"io"
 	"slices"
 	"sync"
@@ -104,6 +105,8 @@ type writer struct {
 
 	// pending counts the requests queued and not yet answered.
 	pending atomic.Int64
+	// commits, once Instrument has set it, records each commit's time.
+	commits atomic.Pointer[metric.Float64Histogram]
 
 	// retry holds the lazy requests of failed transactions, oldest first:
 	// they go first into the next, which run starts after retryDelay at
@@ -396,6 +399,7 @@ func (w *writer) commit(batch []*request) {
 	if w.beforeBatch != nil {
 		w.beforeBatch(live)
 	}
+	start := time.Now()
 	for len(live) > 0 {
 		bad, err := w.exec(live)
 		if err != nil && bad >= 0 {
@@ -413,6 +417,7 @@ func (w *writer) commit(batch []*request) {
 			return
 		}
 		w.failing.Store(nil)
+		w.recordCommit(start)
 		for _, r := range live {
 			if r.op == opBegin && r.err == nil {
 				w.begun.drop(r.c.ID)
