@@ -180,7 +180,12 @@ type harnessOption func(*harnessConfig)
 type harnessConfig struct {
 	addr  string
 	store func(*store.DB) SocketStore
+	// config, if set, adds to the server's Config.
+	config func(*Config)
 }
+
+// withConfig lets f add to the server's Config.
+func withConfig(f func(*Config)) harnessOption { return func(c *harnessConfig) { c.config = f } }
 
 // withAddr makes the harness Open addr instead of 127.0.0.1:0.
 func withAddr(addr string) harnessOption { return func(c *harnessConfig) { c.addr = addr } }
@@ -199,7 +204,11 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	db, rt := openStore(t)
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := New(Config{Store: cfg.store(db), Runtime: rt, Logger: logger})
+	scfg := Config{Store: cfg.store(db), Runtime: rt, Logger: logger}
+	if cfg.config != nil {
+		cfg.config(&scfg)
+	}
+	srv := New(scfg)
 	if err := srv.Open(cfg.addr); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"net"
 	"net/http"
@@ -68,6 +70,13 @@ type Config struct {
 	// Logger receives internal errors and, at debug level, every request.
 	// Nil discards them.
 	Logger *slog.Logger
+	// TracerProvider and MeterProvider, if set, get a span and the HTTP
+	// server metrics of each request (none of the health check's and the
+	// scrapes').
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	// Metrics, if set, serves GET /metrics (the Prometheus text format).
+	Metrics http.Handler
 }
 
 // Limits of the HTTP server. The API can start programs, so it is guarded
@@ -102,6 +111,8 @@ type Server struct {
 	statesChecked chan struct{}
 	router        *chi.Mux
 	handler       http.Handler
+	// metricsHandler serves GET /metrics; nil if the daemon gave none.
+	metricsHandler http.Handler
 	// loopback is set by Open when it binds a loopback address; it turns
 	// on the Host check against DNS rebinding.
 	loopback atomic.Bool
@@ -137,23 +148,26 @@ func New(cfg Config) *Server {
 		ok, err := s.store.CheckToken(context.Background(), token)
 		return err == nil && ok
 	})
+	s.metricsHandler = cfg.Metrics
 	s.router = s.routes()
-	s.handler = s.router
+	s.handler = s.instrumented(s.router, cfg)
 	return s
 }
 
-// routes builds the router. The middleware runs in this order: request id,
+// routes builds the router. The middleware runs in this order: the span's
+// name (set once the route is known), request id,
 // logging and panic recovery, body limit and common headers, the Host
 // check, then the token check, so that every response, refusals included,
 // carries an X-Request-Id and the common headers, and a request from a
 // rebinding page is refused before its token is looked at.
 func (s *Server) routes() *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(withRequestID, s.logAndRecover, withLimitsAndHeaders, s.checkHost, s.requireToken)
+	r.Use(nameSpan, withRequestID, s.logAndRecover, withLimitsAndHeaders, s.checkHost, s.requireToken)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 
 	r.Get(healthPath, s.handle(s.health))
+	r.Get(metricsPath, s.handle(s.metrics))
 	r.Get("/", toDashboard)
 	r.Mount(dashboardPrefix, web.New(web.Config{Backend: dashboardBackend{s}, Sessions: s.sessions, Logger: s.log}))
 
