@@ -32,6 +32,10 @@ func (s *Server) instrumented(h http.Handler, cfg Config) http.Handler {
 	return otelhttp.NewHandler(h, "socketd.api",
 		otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp),
 		otelhttp.WithPropagators(propagation.TraceContext{}),
+		// The metrics' server.address is socketd, with no port: taken from
+		// the Host header, as by default, any client could add series
+		// without end, before its token is even looked at.
+		otelhttp.WithServerName("socketd:0"),
 		otelhttp.WithFilter(func(r *http.Request) bool { return r.URL.Path != healthPath && r.URL.Path != metricsPath }),
 		// Named again once routed (nameSpan); until then, by the method.
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))

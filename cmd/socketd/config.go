@@ -33,6 +33,12 @@ type Config struct {
 	DynamicUIDMin, DynamicUIDMax uint32
 	// History bounds the connection history; zero keeps it all.
 	History store.Retention
+	// MetricsAddr, if set, is a host:port where GET /metrics is served
+	// without a token, for a scraper that cannot send one.
+	MetricsAddr string
+	// Getenv reads the environment: the OTEL_* variables that choose
+	// where telemetry goes.
+	Getenv func(string) string
 }
 
 // DBPath returns the path of the SQLite database in the data dir.
@@ -67,6 +73,8 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.StringVar(&dynamic, "dynamic-users", env("SOCKETD_DYNAMIC_USERS",
 		fmt.Sprintf("%d-%d", activator.DefaultDynamicUIDMin, activator.DefaultDynamicUIDMax)),
 		"`min-max` uids for dynamic_user handlers; ids the user or group database knows are skipped (env SOCKETD_DYNAMIC_USERS)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("SOCKETD_METRICS_ADDR", ""),
+		"`host:port` to serve GET /metrics on without a token, for a scraper that cannot send one; off by default (env SOCKETD_METRICS_ADDR)")
 	var maxAge, maxRows string
 	fs.StringVar(&maxAge, "history-max-age", env("SOCKETD_HISTORY_MAX_AGE", "0"),
 		"delete connections of the history that started longer ago than this `duration` (such as 720h or 30d); 0 keeps them (env SOCKETD_HISTORY_MAX_AGE)")
@@ -114,6 +122,7 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	if strings.TrimSpace(c.APIAddr) == "" {
 		return Config{}, errors.New("--api-addr: is empty")
 	}
+	c.Getenv = getenv
 	return c, nil
 }
 
@@ -146,13 +155,14 @@ func defaultDataDir(getenv func(string) string, euid int) string {
 	return ""
 }
 
-// NewLogger returns the daemon's logger, writing to w.
+// NewLogger returns the daemon's logger, writing to w. Records logged with
+// the context of a span carry its trace_id and span_id.
 func (c Config) NewLogger(w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: c.LogLevel}
 	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(traceHandler{slog.NewJSONHandler(w, opts)})
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(traceHandler{slog.NewTextHandler(w, opts)})
 }
 
 // parseUIDRange parses "min-max", a range of uids for dynamic users. Root,

@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -98,6 +100,13 @@ type Main struct {
 	Activator *activator.Activator
 	API       *api.Server
 
+	// Telemetry is the daemon's metrics and traces.
+	Telemetry *telemetry
+	// metricsServer serves --metrics-addr, bound to metricsAddr; nil
+	// without it.
+	metricsServer *http.Server
+	metricsAddr   string
+
 	// pruning ends the history's pruning (see prune); pruned is closed
 	// when it has.
 	pruning context.CancelFunc
@@ -132,11 +141,23 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.openDataDir(); err != nil {
 		return err
 	}
+	getenv := m.Config.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	tel, err := newTelemetry(ctx, getenv, os.Stdout)
+	if err != nil {
+		return err
+	}
+	m.Telemetry = tel
 	db, err := store.Open(ctx, m.Config.DBPath())
 	if err != nil {
 		return err
 	}
 	m.DB = db
+	if err := db.Instrument(tel.Meters); err != nil {
+		return fmt.Errorf("history telemetry: %w", err)
+	}
 	if n := db.Recovered(); n > 0 {
 		m.Logger.Warn("connections an earlier daemon had not yet recorded added as interrupted", "count", n)
 	}
@@ -152,19 +173,27 @@ func (m *Main) Open(ctx context.Context) error {
 	// stream once each row is committed.
 	hub := api.NewHub()
 	m.Activator = activator.New(activator.Config{
-		Source:        db,
-		Recorder:      hub.Recording(db),
-		Logger:        m.Logger,
-		StopTimeout:   m.Config.StopTimeout,
-		DynamicUIDMin: m.Config.DynamicUIDMin,
-		DynamicUIDMax: m.Config.DynamicUIDMax,
+		Source:         db,
+		Recorder:       hub.Recording(db),
+		Logger:         m.Logger,
+		StopTimeout:    m.Config.StopTimeout,
+		DynamicUIDMin:  m.Config.DynamicUIDMin,
+		DynamicUIDMax:  m.Config.DynamicUIDMax,
+		MeterProvider:  tel.Meters,
+		TracerProvider: tel.TracerProvider(),
 	})
 	if err := m.Activator.Open(ctx); err != nil {
 		return err
 	}
-	m.API = api.New(api.Config{Store: db, Runtime: m.Activator, Hub: hub, Logger: m.Logger})
+	m.API = api.New(api.Config{Store: db, Runtime: m.Activator, Hub: hub, Logger: m.Logger,
+		TracerProvider: tel.TracerProvider(), MeterProvider: tel.Meters, Metrics: tel.Metrics})
 	if err := m.API.Open(m.Config.APIAddr); err != nil {
 		return err
+	}
+	if m.Config.MetricsAddr != "" {
+		if err := m.openMetrics(); err != nil {
+			return err
+		}
 	}
 	if h := m.Config.History; h.MaxAge > 0 || h.MaxRows > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -197,12 +226,37 @@ func (m *Main) Close(ctx context.Context) error {
 			<-m.pruned
 		})
 	}
+	if m.metricsServer != nil {
+		wg.Go(func() { m.metricsServer.Shutdown(ctx) })
+	}
 	wg.Wait()
 	errs := []error{apiErr, actErr}
 	if m.DB != nil {
 		errs = append(errs, m.DB.Close())
 	}
+	if m.Telemetry != nil {
+		// What is still to be exported goes now, within ctx.
+		if err := m.Telemetry.Shutdown(ctx); err != nil {
+			m.Logger.Warn("telemetry", "err", err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// openMetrics serves GET /metrics without a token on --metrics-addr.
+func (m *Main) openMetrics() error {
+	ln, err := net.Listen("tcp", m.Config.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Telemetry.Metrics)
+	m.metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	m.metricsAddr = ln.Addr().String()
+	go m.metricsServer.Serve(ln)
+	m.Logger.Info("metrics without a token", "addr", "http://"+m.metricsAddr+"/metrics")
+	return nil
 }
 
 // openDataDir creates the data dir with mode 0700, or tightens an existing
