@@ -231,7 +231,7 @@ func (c *conn) begun(err error) {
 // recordFailed reports that row id of c could not be written.
 func (c *conn) recordFailed(err error, id int64) {
 	c.s.setError("record connection: " + err.Error())
-	c.a.log.Error("record", "socket", c.s.name, "connection_id", id, "err", err)
+	c.a.log.ErrorContext(c.logContext(), "record", "socket", c.s.name, "connection_id", id, "err", err)
 }
 
 // closed finishes the row of c, whose connection is closed, with its byte

@@ -299,7 +299,7 @@ func (c *conn) spawnFailed(err error) {
 	c.rec.State = socketd.ConnFailed
 	c.rec.Error = err.Error()
 	c.s.setError(err.Error())
-	c.a.log.Error("spawn", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
+	c.a.log.ErrorContext(c.logContext(), "spawn", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
 }
 
 // waitPID waits in a blocked thread until process pid has exited, without

@@ -185,6 +185,15 @@ func (a *Activator) refusalSpan(s *socket, row *socketd.Connection, now time.Tim
 	endSpan(span, row, now)
 }
 
+// logContext is the context of c's log records: its span's, so that they
+// carry its trace id.
+func (c *conn) logContext() context.Context {
+	if c.span == nil {
+		return context.Background()
+	}
+	return trace.ContextWithSpan(context.Background(), c.span)
+}
+
 // recordSpawn records how long c took from accept to a running handler.
 func (c *conn) recordSpawn() {
 	if h := c.a.tel.spawn; h != nil {
