@@ -306,6 +306,38 @@ func (d *definition) masksRemote() bool {
 	return r != "" && r != socketd.RecordRemoteFull
 }
 
+// shownAddr is client address ip as socketd may write it down or show it
+// (in a refusal's words, a status): as record_remote_ip says.
+func (d *definition) shownAddr(ip netip.Addr) string {
+	switch d.sock.RecordRemoteIP {
+	case socketd.RecordRemoteNone:
+		return "a client"
+	case socketd.RecordRemotePrefix:
+		shown, _ := socketd.RecordedRemote(socketd.RecordRemotePrefix, ip.String(), 0)
+		return shown + " (the network)"
+	}
+	return ip.String()
+}
+
+// shownSource is source src (a prefix of sources) as socketd may write it
+// down or show it: under record_remote_ip prefix no narrower than the
+// history's /24 or /48, under none not at all.
+func (d *definition) shownSource(src netip.Prefix) string {
+	switch d.sock.RecordRemoteIP {
+	case socketd.RecordRemoteNone:
+		return "a source"
+	case socketd.RecordRemotePrefix:
+		bits := 48
+		if src.Addr().Is4() {
+			bits = 24
+		}
+		if src.Bits() > bits {
+			src, _ = src.Addr().Prefix(bits)
+		}
+	}
+	return src.String()
+}
+
 // recorded returns rec as the history keeps it: its remote address as
 // record_remote_ip says.
 func (d *definition) recorded(rec socketd.Connection) socketd.Connection {

@@ -334,12 +334,12 @@ func (a *Activator) admit(j *job, def *definition, refuses bool) bool {
 	s := j.s
 	if ip := j.remote.Addr(); ip.IsValid() {
 		if def.denies(ip) {
-			a.refuseAccepted(*j, socketd.ReasonDenied, "the access rules deny "+ip.String(), "")
+			a.refuseAccepted(*j, socketd.ReasonDenied, "the access rules deny "+def.shownAddr(ip), "")
 			return false
 		}
 		src := def.sock.SourcePrefix(ip)
 		if reason := s.sources.enter(&def.sock.Limits, src, j.start); reason != "" {
-			a.refuseAccepted(*j, reason, sourceRefusal(reason, src, &def.sock.Limits), "")
+			a.refuseAccepted(*j, reason, sourceRefusal(reason, def.shownSource(src), &def.sock.Limits), "")
 			return false
 		}
 		j.src = src
@@ -355,8 +355,9 @@ func (a *Activator) admit(j *job, def *definition, refuses bool) bool {
 	return true
 }
 
-// sourceRefusal says why source src was refused, for humans.
-func sourceRefusal(reason string, src netip.Prefix, l *socketd.Limits) string {
+// sourceRefusal says why source src (as shownSource writes it) was
+// refused, for humans.
+func sourceRefusal(reason, src string, l *socketd.Limits) string {
 	if reason == socketd.ReasonRate {
 		return fmt.Sprintf("%s is over its source_rate_limit (%g a second, %d at once)",
 			src, l.SourceRateLimit.PerSecond, l.SourceRateLimit.Burst)

@@ -71,7 +71,7 @@ func (s *socket) status() socketd.SocketStatus {
 		Connected:       s.connected.Load(),
 		Refused:         s.refused.Load(),
 		RefusedByReason: s.refusals.counts(),
-		Sources:         s.sources.counts(),
+		Sources:         s.shownSources(),
 		PausedUntil:     pausedUntil(s.rate.resumes()),
 		ServicePID:      int(s.servicePID.Load()),
 		// Never nil, so that it shows as [] rather than null.

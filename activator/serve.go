@@ -118,13 +118,13 @@ func (a *Activator) serve(j job) {
 	c := &conn{a: a, s: s, def: s.def.Load(), fd: fd, start: start, done: make(chan struct{}), logFD: -1, src: j.src}
 	c.rec = socketd.Connection{Socket: s.name, State: socketd.ConnRunning, StartedAt: start.UTC()}
 	j.describe(&c.rec)
-	c.startSpan()
 	c.takeUser()
 	if c.refusal != "" {
 		a.refuse(s, socketd.ReasonNoDynamicUID, c.refusal, c.row)
 		a.drop(c)
 		return
 	}
+	c.startSpan()
 	// No handler starts before its row is recorded. The row is committed
 	// with others, later, but it is as safe from a crash of socketd once
 	// queued (see Recorder).
@@ -134,6 +134,7 @@ func (a *Activator) serve(j job) {
 		a.log.Error("record", "socket", s.name, "remote", remote, "err", err)
 		s.setError("record connection: " + err.Error())
 		a.refuse(s, socketd.ReasonHistoryUnavailable, err.Error(), c.row)
+		c.endSpanRefused(socketd.ReasonHistoryUnavailable, err.Error())
 		a.drop(c)
 		return
 	}
@@ -300,7 +301,8 @@ func (a *Activator) register(c *conn) bool {
 		return false
 	}
 	a.conns[c.rec.ID] = c
-	c.live = c.rec
+	// What the live views show is no more than the history keeps.
+	c.live = c.def.recorded(c.rec)
 	return true
 }
 

@@ -452,7 +452,10 @@ func TestRecordRemoteIP(t *testing.T) {
 	denied.IPAddressDeny = []string{"any"}
 	full := handlerSocket("full", testhandler.Environ)
 	full.RecordRemoteIP = socketd.RecordRemoteFull
-	h := start(t, activator.Config{}, prefix, none, denied, full)
+	hidden := handlerSocket("hidden", testhandler.ReadyHang)
+	hidden.RecordRemoteIP = socketd.RecordRemoteNone
+	hidden.MaxConnectionsPerSource = 5
+	h := start(t, activator.Config{}, prefix, none, denied, full, hidden)
 
 	for _, tc := range []struct {
 		name, ip string
@@ -486,7 +489,22 @@ func TestRecordRemoteIP(t *testing.T) {
 	}
 	c := dial(t, h.addr(t, "denied"))
 	io.ReadAll(c)
-	if row := h.rec.rowOf(t, "denied"); row.State != socketd.ConnRefused || row.RemoteIP != "127.0.0.0" || row.RemotePort != 0 {
-		t.Errorf("refusal recorded with remote %q port %d state %s; want 127.0.0.0, no port, refused", row.RemoteIP, row.RemotePort, row.State)
+	if row := h.rec.rowOf(t, "denied"); row.State != socketd.ConnRefused || row.RemoteIP != "127.0.0.0" || row.RemotePort != 0 ||
+		strings.Contains(row.Error, "127.0.0.1") || !strings.Contains(row.Error, "127.0.0.0") {
+		t.Errorf("refusal recorded with remote %q port %d state %s, saying %q; want 127.0.0.0, no port, refused, no host in the words",
+			row.RemoteIP, row.RemotePort, row.State, row.Error)
 	}
+	// The live views show no more than the history keeps.
+	live := dial(t, h.addr(t, "hidden"))
+	if _, err := io.ReadFull(live, make([]byte, 6)); err != nil {
+		t.Fatal(err)
+	}
+	conns := h.a.Connections("hidden")
+	if len(conns) != 1 || conns[0].RemoteIP != "" || conns[0].RemotePort != 0 {
+		t.Errorf("live connections of hidden: %+v; want one, with no address", conns)
+	}
+	if st := h.status(t, "hidden"); len(st.Sources) != 1 || st.Sources[0].Source != "a source" || st.Sources[0].Connections != 1 {
+		t.Errorf("hidden's sources %+v; want one, unnamed", st.Sources)
+	}
+	live.Close()
 }

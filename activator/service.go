@@ -278,18 +278,19 @@ func (sv *service) start(fd int, start time.Time, waiting []queue) *conn {
 		from := waiting[i].from
 		c.rec.RemoteIP, c.rec.RemotePort = from.Addr().String(), int(from.Port())
 	}
-	c.startSpan()
 	c.takeUser()
 	if c.refusal != "" {
 		a.refuse(s, socketd.ReasonNoDynamicUID, c.refusal, c.row)
 		a.release(s)
 		return nil
 	}
+	c.startSpan()
 	if err := c.beginRow(); err != nil {
 		c.releaseUser()
 		a.log.Error("record", "socket", s.name, "err", err)
 		s.setError("record connection: " + err.Error())
 		a.refuse(s, socketd.ReasonHistoryUnavailable, err.Error(), c.row)
+		c.endSpanRefused(socketd.ReasonHistoryUnavailable, err.Error())
 		a.release(s)
 		return nil
 	}

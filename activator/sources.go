@@ -139,6 +139,32 @@ func (s *sources) counts() []socketd.SourceCount {
 	return out[:min(len(out), maxStatusSources)]
 }
 
+// shownSources returns the socket's live sources as its definition lets
+// them be shown (shownSource): merged into their /24 or /48, or into one.
+func (s *socket) shownSources() []socketd.SourceCount {
+	counts := s.sources.counts()
+	def := s.def.Load()
+	if def == nil || !def.masksRemote() {
+		return counts
+	}
+	merged := map[string]int{}
+	for _, c := range counts {
+		p, err := netip.ParsePrefix(c.Source)
+		if err != nil {
+			continue
+		}
+		merged[def.shownSource(p)] += c.Connections
+	}
+	out := make([]socketd.SourceCount, 0, len(merged))
+	for src, n := range merged {
+		out = append(out, socketd.SourceCount{Source: src, Connections: n})
+	}
+	slices.SortFunc(out, func(a, b socketd.SourceCount) int {
+		return cmp.Or(cmp.Compare(b.Connections, a.Connections), cmp.Compare(a.Source, b.Source))
+	})
+	return out
+}
+
 // rateGate paces a socket by its rate_limit: it holds the socket's bucket
 // and, while the socket waits for a token, when it resumes.
 type rateGate struct {

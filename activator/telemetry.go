@@ -169,6 +169,17 @@ func endSpan(span trace.Span, row *socketd.Connection, end time.Time) {
 	span.End(trace.WithTimestamp(end))
 }
 
+// endSpanRefused ends c's span, if it has one, as refused for reason: the
+// row was never begun.
+func (c *conn) endSpanRefused(reason, detail string) {
+	if c.span == nil {
+		return
+	}
+	row := c.def.recorded(c.rec)
+	row.State, row.Reason, row.Error = socketd.ConnRefused, reason, detail
+	endSpan(c.span, &row, time.Now())
+}
+
 // refusalSpan records the span of a connection refused without a handler,
 // from its accept to now.
 func (a *Activator) refusalSpan(s *socket, row *socketd.Connection, now time.Time) {
