@@ -74,45 +74,88 @@ func (db *DB) CreateSocket(ctx context.Context, s socketd.Socket) (socketd.Socke
 // its CreatedAt; UpdatedAt is set to now. s.Status, s.CreatedAt and
 // s.UpdatedAt are ignored.
 func (db *DB) PutSocket(ctx context.Context, s socketd.Socket) (socketd.Socket, bool, error) {
-	if err := checkName(s.Name); err != nil {
+	saved, created, err := db.PutSockets(ctx, []socketd.Socket{s}, nil)
+	if err != nil {
 		return socketd.Socket{}, false, err
+	}
+	return saved[0], created[0], nil
+}
+
+// PutSockets creates or replaces each of socks, as PutSocket does, in one
+// transaction: all are saved, or none. It returns them as stored and, for
+// each, whether it was created. check, if not nil, is called once inside
+// the transaction before anything is written, with the stored definition
+// of each of socks (nil where there is none): an error from it aborts the
+// write and is returned as is, so that a caller can refuse to replace a
+// definition other than the one it showed. check runs while the write lock
+// is held: it must be quick and must not call the DB.
+func (db *DB) PutSockets(ctx context.Context, socks []socketd.Socket, check func(stored []*socketd.Socket) error) ([]socketd.Socket, []bool, error) {
+	what := "put sockets"
+	if len(socks) == 1 {
+		what = "put socket " + socks[0].Name
 	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return socketd.Socket{}, false, fmt.Errorf("put socket %s: %w", s.Name, err)
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer tx.Rollback()
+	stored := make([]*socketd.Socket, len(socks))
+	for i, s := range socks {
+		old, err := getSocket(ctx, tx, s.Name)
+		switch {
+		case socketd.ErrorCode(err) == socketd.CodeNotFound:
+		case err != nil:
+			return nil, nil, err
+		default:
+			stored[i] = &old
+		}
+	}
+	if check != nil {
+		if err := check(stored); err != nil {
+			return nil, nil, err
+		}
+	}
 	now := nowUTC()
-	s.CreatedAt, s.UpdatedAt, s.Status = now, now, nil
-	var created int64
-	err = tx.QueryRowContext(ctx, `SELECT created_at FROM sockets WHERE name = ?`, s.Name).Scan(&created)
-	isNew := errors.Is(err, sql.ErrNoRows)
-	if err != nil && !isNew {
-		return socketd.Socket{}, false, fmt.Errorf("put socket %s: %w", s.Name, err)
-	}
-	if !isNew {
-		s.CreatedAt = fromNanos(created)
-	}
-	def, err := encodeSocket(s)
-	if err != nil {
-		return socketd.Socket{}, false, err
-	}
-	if isNew {
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO sockets (name, definition, created_at, updated_at) VALUES (?, ?, ?, ?)`,
-			s.Name, def, toNanos(s.CreatedAt), toNanos(s.UpdatedAt))
-	} else {
-		_, err = tx.ExecContext(ctx,
-			`UPDATE sockets SET definition = ?, updated_at = ? WHERE name = ?`,
-			def, toNanos(s.UpdatedAt), s.Name)
-	}
-	if err != nil {
-		return socketd.Socket{}, false, fmt.Errorf("put socket %s: %w", s.Name, err)
+	saved := make([]socketd.Socket, len(socks))
+	created := make([]bool, len(socks))
+	for i, s := range socks {
+		// Checked as each is written: a name no socket can have undoes
+		// those written before it too.
+		if err := checkName(s.Name); err != nil {
+			return nil, nil, err
+		}
+		s.CreatedAt, s.UpdatedAt, s.Status = now, now, nil
+		var at int64
+		err := tx.QueryRowContext(ctx, `SELECT created_at FROM sockets WHERE name = ?`, s.Name).Scan(&at)
+		isNew := errors.Is(err, sql.ErrNoRows)
+		if err != nil && !isNew {
+			return nil, nil, fmt.Errorf("put socket %s: %w", s.Name, err)
+		}
+		if !isNew {
+			s.CreatedAt = fromNanos(at)
+		}
+		def, err := encodeSocket(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		if isNew {
+			_, err = tx.ExecContext(ctx,
+				`INSERT INTO sockets (name, definition, created_at, updated_at) VALUES (?, ?, ?, ?)`,
+				s.Name, def, toNanos(s.CreatedAt), toNanos(s.UpdatedAt))
+		} else {
+			_, err = tx.ExecContext(ctx,
+				`UPDATE sockets SET definition = ?, updated_at = ? WHERE name = ?`,
+				def, toNanos(s.UpdatedAt), s.Name)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("put socket %s: %w", s.Name, err)
+		}
+		saved[i], created[i] = s, isNew
 	}
 	if err := tx.Commit(); err != nil {
-		return socketd.Socket{}, false, fmt.Errorf("put socket %s: %w", s.Name, err)
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return s, isNew, nil
+	return saved, created, nil
 }
 
 // UpdateSocket reads the socket named name, lets fn change it and stores the

@@ -218,6 +218,60 @@ func TestPutSocket(t *testing.T) {
 	}
 }
 
+// TestPutSockets: sockets put together are created or replaced in one
+// transaction, each with what it was; check sees what is stored and can
+// refuse; a socket that cannot be stored undoes the others.
+func TestPutSockets(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	old, err := db.CreateSocket(ctx, testSocket("old"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []*socketd.Socket
+	saved, created, err := db.PutSockets(ctx, []socketd.Socket{fullSocket("new"), fullSocket("old")},
+		func(stored []*socketd.Socket) error {
+			seen = stored
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 || seen[0] != nil || seen[1] == nil || !reflect.DeepEqual(*seen[1], old) {
+		t.Errorf("check saw %v, want nothing for new and %+v for old", seen, old)
+	}
+	if !reflect.DeepEqual(created, []bool{true, false}) {
+		t.Errorf("created %v, want [true false]", created)
+	}
+	for i, name := range []string{"new", "old"} {
+		sameDefinition(t, saved[i], fullSocket(name))
+		got, err := db.GetSocket(ctx, name)
+		if err != nil || !reflect.DeepEqual(got, saved[i]) {
+			t.Errorf("stored %s: %+v, %v; want %+v", name, got, err, saved[i])
+		}
+	}
+	if !saved[1].CreatedAt.Equal(old.CreatedAt) || !saved[1].UpdatedAt.After(old.UpdatedAt) {
+		t.Errorf("old replaced: created %v, updated %v; was %v, %v", saved[1].CreatedAt, saved[1].UpdatedAt, old.CreatedAt, old.UpdatedAt)
+	}
+
+	// check refuses: nothing is written, and its error comes back as is.
+	refused := socketd.Errorf(socketd.CodeConflict, "changed meanwhile")
+	_, _, err = db.PutSockets(ctx, []socketd.Socket{testSocket("third"), testSocket("old")},
+		func([]*socketd.Socket) error { return refused })
+	if err != refused {
+		t.Errorf("a refusing check: %v", err)
+	}
+	// A name no socket can have, after two that are fine: neither stays.
+	_, _, err = db.PutSockets(ctx, []socketd.Socket{testSocket("third"), testSocket("old"), testSocket("Bad/name")}, nil)
+	wantCode(t, err, socketd.CodeInvalid)
+	if _, err := db.GetSocket(ctx, "third"); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("a failed put left third: %v", err)
+	}
+	if got, err := db.GetSocket(ctx, "old"); err != nil || !reflect.DeepEqual(got, saved[1]) {
+		t.Errorf("a failed put changed old: %+v, %v", got, err)
+	}
+}
+
 func TestUpdateSocket(t *testing.T) {
 	db := openTest(t)
 	ctx := testCtx(t)
