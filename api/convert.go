@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/socketd/socketd"
@@ -15,9 +15,9 @@ import (
 
 // Import formats, as the format query parameter names them.
 const (
-	formatSystemd = "systemd"
-	formatInetd   = "inetd"
-	formatXinetd  = "xinetd"
+	formatSystemd = convert.FormatSystemd
+	formatInetd   = convert.FormatInetd
+	formatXinetd  = convert.FormatXinetd
 )
 
 // importQuery and exportQuery list the query parameters of the import and
@@ -68,7 +68,7 @@ func (s *Server) importSockets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out, err := s.importText(r.Context(), q.Get("format"), q.Get("name"), string(body), dryRun)
+	out, err := s.importText(r.Context(), q.Get("format"), q.Get("name"), string(body), dryRun, nil)
 	if err != nil {
 		return err
 	}
@@ -77,12 +77,21 @@ func (s *Server) importSockets(w http.ResponseWriter, r *http.Request) error {
 
 // importText imports text in format ("" to tell from the text), as POST
 // /v1/import and the dashboard's import page do: it converts the text,
-// validates every socket, then creates or replaces each unless dryRun.
-// When the sockets do not validate, it returns them as converted with the
-// error, so that a page can show each socket beside its errors.
-func (s *Server) importText(ctx context.Context, format, name, text string, dryRun bool) (importResult, error) {
+// validates every socket, then creates or replaces them all in one store
+// transaction, unless dryRun: all are saved, or none. When the sockets do
+// not validate, it returns them as converted with the error, so that a page
+// can show each socket beside its errors.
+//
+// versions, unless nil, says which definitions the import may replace: for
+// each name, the updated_at of the stored definition the user was shown, or
+// the zero time for a socket that did not exist. A socket stored otherwise
+// (changed, created or deleted since, or existing and not in versions) is
+// a conflict, checked inside the write, and nothing is saved; the error
+// points at each such socket (/items/1). POST /v1/import passes nil: it
+// replaces, as PUT does.
+func (s *Server) importText(ctx context.Context, format, name, text string, dryRun bool, versions map[string]time.Time) (importResult, error) {
 	if format == "" {
-		format = detectFormat(text)
+		format = convert.Detect(text)
 	}
 	var res convert.Result
 	var err error
@@ -117,29 +126,71 @@ func (s *Server) importText(ctx context.Context, format, name, text string, dryR
 	if err := validateAll(res.Sockets); err != nil {
 		return out, err
 	}
-	if !dryRun {
-		var created, changed []string
-		for i, sock := range res.Sockets {
-			saved, isNew, err := s.store.PutSocket(ctx, sock)
-			if err != nil {
-				return importResult{}, err
-			}
-			out.Items[i] = saved
-			if isNew {
-				created = append(created, saved.Name)
-			} else {
-				changed = append(changed, saved.Name)
-			}
-		}
-		s.reconcile(ctx, socketd.EventSocketCreated, created...)
-		for _, name := range changed {
-			s.hub.Publish(socketd.Event{Type: socketd.EventSocketChanged, Socket: name})
-		}
-		for i := range out.Items {
-			out.Items[i] = s.withStatus(out.Items[i])
+	if dryRun {
+		return out, nil
+	}
+	var check func([]*socketd.Socket) error
+	if versions != nil {
+		check = func(stored []*socketd.Socket) error { return checkVersions(res.Sockets, stored, versions) }
+	}
+	saved, isNew, err := s.store.PutSockets(ctx, res.Sockets, check)
+	if socketd.ErrorCode(err) == socketd.CodeConflict {
+		return out, err
+	}
+	if err != nil {
+		return importResult{}, err
+	}
+	var created, changed []string
+	for i := range saved {
+		if isNew[i] {
+			created = append(created, saved[i].Name)
+		} else {
+			changed = append(changed, saved[i].Name)
 		}
 	}
+	s.reconcile(ctx, socketd.EventSocketCreated, created...)
+	for _, name := range changed {
+		s.hub.Publish(socketd.Event{Type: socketd.EventSocketChanged, Socket: name})
+	}
+	for i := range saved {
+		out.Items[i] = s.withStatus(saved[i])
+	}
 	return out, nil
+}
+
+// checkVersions returns a conflict error, pointing at each socket of socks
+// that versions does not expect as stored now, or nil.
+func checkVersions(socks []socketd.Socket, stored []*socketd.Socket, versions map[string]time.Time) error {
+	const when = "2006-01-02 15:04:05 MST"
+	var fields []socketd.FieldError
+	for i, sock := range socks {
+		want, shown := versions[sock.Name]
+		cur := stored[i]
+		var detail string
+		switch {
+		case cur == nil && !want.IsZero():
+			detail = "was deleted after the preview: import again to define it again"
+		case cur == nil:
+			continue
+		case !shown:
+			detail = fmt.Sprintf("exists already, last changed at %s, and importing replaces its definition: "+
+				"check the preview, then import again to replace it", cur.UpdatedAt.Format(when))
+		case want.IsZero():
+			detail = fmt.Sprintf("was created at %s, after the preview: check it, then import again to replace it",
+				cur.UpdatedAt.Format(when))
+		case !cur.UpdatedAt.Equal(want):
+			detail = fmt.Sprintf("was changed at %s, after the preview: check it, then import again to replace it",
+				cur.UpdatedAt.Format(when))
+		default:
+			continue
+		}
+		fields = append(fields, socketd.FieldError{Pointer: fmt.Sprintf("/items/%d", i), Detail: detail})
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	return &socketd.Error{Code: socketd.CodeConflict, Fields: fields,
+		Message: "nothing was imported: it would replace definitions other than those the preview showed"}
 }
 
 // validateAll validates imported sockets, with every field error pointing
@@ -167,23 +218,6 @@ func validateAll(socks []socketd.Socket) error {
 		return &socketd.Error{Code: socketd.CodeInvalid, Message: "the imported definitions are not valid", Fields: fields}
 	}
 	return nil
-}
-
-// detectFormat tells which format text is in: systemd units have [Socket]
-// or [Service] sections, xinetd's services are blocks, and anything else
-// is read as inetd.conf lines.
-func detectFormat(text string) string {
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case line == "[Socket]" || line == "[Service]" || line == "[Unit]":
-			return formatSystemd
-		case strings.HasPrefix(line, "service ") && strings.Contains(text, "{"),
-			strings.HasPrefix(line, "defaults") && strings.Contains(text, "{"):
-			return formatXinetd
-		}
-	}
-	return formatInetd
 }
 
 // exportSocket answers GET /v1/sockets/{name}/export: the socket as systemd

@@ -107,7 +107,7 @@ func (b dashboardBackend) DeleteSocket(ctx context.Context, name string) error {
 	return b.s.removeSocket(ctx, name)
 }
 
-func (b dashboardBackend) Import(ctx context.Context, format, name, text string, dryRun bool) ([]socketd.Socket, []convert.Unmapped, error) {
-	out, err := b.s.importText(ctx, format, name, text, dryRun)
+func (b dashboardBackend) Import(ctx context.Context, format, name, text string, dryRun bool, versions map[string]time.Time) ([]socketd.Socket, []convert.Unmapped, error) {
+	out, err := b.s.importText(ctx, format, name, text, dryRun, versions)
 	return out.Items, out.Unmapped, err
 }

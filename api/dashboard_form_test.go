@@ -2,13 +2,18 @@ package api
 
 import (
 	"bytes"
+	"fmt"
+	"html"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/internal/seed"
@@ -84,6 +89,7 @@ func TestDashboardCreatesSocket(t *testing.T) {
 		t.Fatalf("the new socket's form: %s\n%s", resp.Status, body)
 	}
 	exe := testCommand(t)
+	events := h.follow("", "")
 	applies := h.rt.applyCount()
 	form := socketForm(csrf, "name", "hello", "description", "says hello",
 		"listen", "127.0.0.1:0\r\n\r\n  [::1]:0  \r\n", "command", exe+"\r\n-test.run=^$\r\n\r\n two words \r\n",
@@ -115,6 +121,7 @@ func TestDashboardCreatesSocket(t *testing.T) {
 	if h.rt.applyCount() == applies {
 		t.Error("creating through the form did not reconcile")
 	}
+	events.expect(socketd.EventSocketCreated, "hello")
 
 	// The name is taken: the name field says so.
 	form.Set("description", "another")
@@ -126,6 +133,11 @@ func TestDashboardCreatesSocket(t *testing.T) {
 	if s, _ := h.c.GetSocket(h.ctx(), "hello"); s.Description != "says hello" {
 		t.Errorf("a taken name replaced the socket: %+v", s)
 	}
+	// The refusal published nothing: the next event is the next write's.
+	if err := h.c.DeleteSocket(h.ctx(), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	events.expect(socketd.EventSocketDeleted, "hello")
 }
 
 // TestDashboardFormShowsErrors: input the API refuses comes back with
@@ -206,6 +218,7 @@ func TestDashboardEditsSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	events := h.follow("", "")
 	if resp, _ := b.do("GET", "/ui/sockets/nope/edit", "", nil, nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("editing an unknown socket: %s", resp.Status)
 	}
@@ -228,10 +241,15 @@ func TestDashboardEditsSocket(t *testing.T) {
 			"listen", "127.0.0.1:0", "command", exe+"\n-test.run=^$", "environment", "A=1\nB=2", "max_connections", "7")
 		return b.do("POST", "/ui/sockets/hello/edit", "", form, nil)
 	}
+	applies := h.rt.applyCount()
 	resp, body = edit(version, "edited")
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/sockets/hello" {
 		t.Fatalf("save: %s to %s\n%s", resp.Status, resp.Header.Get("Location"), body)
 	}
+	if h.rt.applyCount() == applies {
+		t.Error("the edit did not reconcile")
+	}
+	events.expect(socketd.EventSocketChanged, "hello")
 	got, err := h.c.GetSocket(h.ctx(), "hello")
 	if err != nil || got.Description != "edited" || got.MaxConnections != 7 || !got.CreatedAt.Equal(created.CreatedAt) {
 		t.Errorf("after the edit: %+v, %v", got, err)
@@ -247,6 +265,8 @@ func TestDashboardEditsSocket(t *testing.T) {
 	if _, err := h.c.PatchSocket(h.ctx(), "hello", map[string]any{"description": "from the API"}); err != nil {
 		t.Fatal(err)
 	}
+	events.expect(socketd.EventSocketChanged, "hello")
+	applies = h.rt.applyCount()
 	resp, body = edit(version, "from the form")
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "was changed at") ||
 		!strings.Contains(fieldHTML(t, body, "f-description"), `value="from the form"`) {
@@ -254,6 +274,9 @@ func TestDashboardEditsSocket(t *testing.T) {
 	}
 	if s, _ := h.c.GetSocket(h.ctx(), "hello"); s.Description != "from the API" {
 		t.Errorf("the form overwrote a change made meanwhile: %q", s.Description)
+	}
+	if h.rt.applyCount() != applies {
+		t.Error("a refused edit reconciled")
 	}
 	// Saved again, from the form that said so, it replaces the change.
 	newVersion := between(body, `name="version" value="`, `"`)
@@ -263,6 +286,8 @@ func TestDashboardEditsSocket(t *testing.T) {
 	if resp, body := edit(newVersion, "from the form"); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("save again: %s\n%s", resp.Status, body)
 	}
+	// The next event is this save's: the refused one published none.
+	events.expect(socketd.EventSocketChanged, "hello")
 	if s, _ := h.c.GetSocket(h.ctx(), "hello"); s.Description != "from the form" {
 		t.Errorf("after saving again: %q", s.Description)
 	}
@@ -273,6 +298,7 @@ func TestDashboardEditsSocket(t *testing.T) {
 	if err := h.c.DeleteSocket(h.ctx(), "hello"); err != nil {
 		t.Fatal(err)
 	}
+	events.expect(socketd.EventSocketDeleted, "hello")
 	if resp, body := edit(version, "again"); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "was deleted") {
 		t.Errorf("save of a deleted socket: %s\n%s", resp.Status, body)
 	}
@@ -306,6 +332,7 @@ func TestDashboardDeletesSocket(t *testing.T) {
 	if _, err := h.c.GetSocket(h.ctx(), "hello"); err != nil {
 		t.Fatalf("the confirmation deleted the socket: %v", err)
 	}
+	events := h.follow("", "")
 	applies := h.rt.applyCount()
 	resp, _ = b.do("POST", "/ui/sockets/hello/delete", "", url.Values{"csrf": {csrf}}, nil)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/" {
@@ -317,6 +344,7 @@ func TestDashboardDeletesSocket(t *testing.T) {
 	if h.rt.applyCount() == applies {
 		t.Error("the delete did not reconcile")
 	}
+	events.expect(socketd.EventSocketDeleted, "hello")
 	// Sent twice: it is gone, as asked.
 	if resp, _ := b.do("POST", "/ui/sockets/hello/delete", "", url.Values{"csrf": {csrf}}, nil); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("delete again: %s", resp.Status)
@@ -363,6 +391,8 @@ func TestDashboardImports(t *testing.T) {
 	b, csrf := withCSRF(t, h)
 	exe := testCommand(t)
 	units := helloUnits(exe, "")
+	events := h.follow("", "")
+	applies := h.rt.applyCount()
 	form := url.Values{"csrf": {csrf}, "format": {"systemd"}, "name": {"hello"}, "text": {units}, "action": {"preview"}}
 	resp, body := b.do("POST", "/ui/import", "", form, nil)
 	if resp.StatusCode != http.StatusOK {
@@ -377,6 +407,9 @@ func TestDashboardImports(t *testing.T) {
 	if _, err := h.c.GetSocket(h.ctx(), "hello"); socketd.ErrorCode(err) != socketd.CodeNotFound {
 		t.Fatalf("the preview saved the socket: %v", err)
 	}
+	if h.rt.applyCount() != applies {
+		t.Error("the preview reconciled")
+	}
 	form.Set("action", "import")
 	resp, body = b.do("POST", "/ui/import", "", form, nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `Imported 1 socket: <a href="/ui/sockets/hello">hello</a>`) {
@@ -385,6 +418,10 @@ func TestDashboardImports(t *testing.T) {
 	if s, err := h.c.GetSocket(h.ctx(), "hello"); err != nil || !reflect.DeepEqual(s.Command, []string{exe}) {
 		t.Errorf("imported: %+v, %v", s, err)
 	}
+	if h.rt.applyCount() == applies {
+		t.Error("the import did not reconcile")
+	}
+	events.expect(socketd.EventSocketCreated, "hello")
 
 	// The files of a unit pair, the service first: the .socket names the
 	// socket.
@@ -401,6 +438,7 @@ func TestDashboardImports(t *testing.T) {
 		field, want              string
 	}{
 		{"no name", "systemd", "", units, "import-name-field", "give the .socket unit&#39;s name"},
+		{"no name, the format told from the text", "", "", units, "import-name-field", "give the .socket unit&#39;s name"},
 		{"a line that is not inetd's", "inetd", "", "daytime stream tcp\n", "import-error", "the inetd text cannot be imported: line 1"},
 		{"nothing", "", "", " \n", "import-error", "nothing to import"},
 		{"a program missing", "inetd", "", "7777 stream tcp nowait nobody /nonexistent/daemon daemon\n",
@@ -414,6 +452,14 @@ func TestDashboardImports(t *testing.T) {
 		}
 		if _, part, _ := strings.Cut(body, c.field); !strings.Contains(part, c.want) {
 			t.Errorf("%s: no %q after %s:\n%s", c.what, c.want, c.field, body)
+		}
+		// The summary says it too, and takes the focus.
+		if summary := between(body, `<div class="error-summary" role="alert" tabindex="-1" id="import-error" autofocus>`, "</div>"); !strings.Contains(summary, c.want) {
+			t.Errorf("%s: the summary does not say %q:\n%s", c.what, c.want, body)
+		} else if c.field == "import-name-field" && !strings.Contains(summary, `<a href="#import-name">Name</a>`) {
+			t.Errorf("%s: the summary does not link to the name:\n%s", c.what, summary)
+		} else if strings.HasPrefix(c.field, "data-socket") && !strings.Contains(summary, `<a href="#import-socket-0">port-7777</a>: command/0:`) {
+			t.Errorf("%s: the summary does not link to the socket:\n%s", c.what, summary)
 		}
 		if !strings.Contains(body, c.text) {
 			t.Errorf("%s: the text is lost:\n%s", c.what, body)
@@ -461,4 +507,186 @@ func TestDashboardFormPostsAreGuarded(t *testing.T) {
 	if resp, body := b.do("POST", "/ui/sockets/hello/edit", "", posts["/ui/sockets/hello/edit"], nil); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("the edit with its token: %s\n%s", resp.Status, body)
 	}
+}
+
+// postedVersions returns the versions an import page posts back with its
+// import: name=updated_at each.
+func postedVersions(t *testing.T, body string) []string {
+	t.Helper()
+	var out []string
+	for _, part := range strings.Split(body, `<input type="hidden" name="version" value="`)[1:] {
+		v, _, _ := strings.Cut(part, `"`)
+		out = append(out, html.UnescapeString(v))
+	}
+	return out
+}
+
+// TestDashboardImportKeepsChanges: the import page replaces only the
+// definitions its preview showed, and all of its sockets or none. The
+// preview says which sockets exist and are replaced; a socket changed,
+// created or deleted since, or one that exists and was never previewed, is
+// not replaced, nothing of the import is saved, and the page says why and
+// shows the preview again, from which the import goes through.
+func TestDashboardImportKeepsChanges(t *testing.T) {
+	h := newHarness(t)
+	b, csrf := withCSRF(t, h)
+	exe := testCommand(t)
+	user := "root"
+	if os.Geteuid() != 0 {
+		user = currentUser(t)
+	}
+	conf := "7771 stream tcp nowait " + user + " " + exe + " one\n" +
+		"7772 stream tcp nowait " + user + " " + exe + " two\n"
+	mine := newSocket(t, "port-7771")
+	mine.Description = "edited by hand"
+	if _, _, err := h.c.PutSocket(h.ctx(), mine); err != nil {
+		t.Fatal(err)
+	}
+	events := h.follow("", "")
+	post := func(action string, versions []string) (*http.Response, string) {
+		t.Helper()
+		form := url.Values{"csrf": {csrf}, "format": {"inetd"}, "text": {conf}, "action": {action}, "version": versions}
+		return b.do("POST", "/ui/import", "", form, nil)
+	}
+	description := func(name string) string {
+		t.Helper()
+		s, err := h.c.GetSocket(h.ctx(), name)
+		if socketd.ErrorCode(err) == socketd.CodeNotFound {
+			return "(none)"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Description
+	}
+	stamp := func(name string) (version, shown string) {
+		t.Helper()
+		s, err := h.c.GetSocket(h.ctx(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.UpdatedAt.Format(time.RFC3339Nano), s.UpdatedAt.Format("2006-01-02 15:04:05 MST")
+	}
+	// refused checks a 409 that says, on each socket's card and in the
+	// summary, why it was not imported, and saved nothing.
+	refused := func(what string, resp *http.Response, body string, cards map[int]string, want map[string]string) {
+		t.Helper()
+		if resp.StatusCode != http.StatusConflict || !strings.Contains(body, `id="import-conflict"`) {
+			t.Fatalf("%s: %s\n%s", what, resp.Status, body)
+		}
+		summary := between(body, `id="import-error"`, "</div>")
+		if !strings.Contains(summary, "autofocus") {
+			t.Errorf("%s: the summary is not focused:\n%s", what, summary)
+		}
+		for i, detail := range cards {
+			id := fmt.Sprintf("import-socket-%d", i)
+			if card := between(body, `id="`+id+`"`, "</article>"); !strings.Contains(card, detail) {
+				t.Errorf("%s: card %d does not say %q:\n%s", what, i, detail, card)
+			}
+			if !strings.Contains(summary, `<a href="#`+id+`">`) {
+				t.Errorf("%s: the summary has no link to card %d:\n%s", what, i, summary)
+			}
+		}
+		for name, d := range want {
+			if got := description(name); got != d {
+				t.Errorf("%s: %s is %q, want %q", what, name, got, d)
+			}
+		}
+	}
+
+	// Imported without a preview: port-7771 exists, so nothing is saved,
+	// not even the new port-7772, and the page says what would be
+	// replaced.
+	applies := h.rt.applyCount()
+	version, shown := stamp("port-7771")
+	resp, body := post("import", nil)
+	refused("an import over a socket never previewed", resp, body,
+		map[int]string{0: "exists already, last changed at " + shown},
+		map[string]string{"port-7771": "edited by hand", "port-7772": "(none)"})
+	if got := postedVersions(t, body); !slices.Equal(got, []string{"port-7771=" + version, "port-7772="}) {
+		t.Errorf("the refused import's versions: %q", got)
+	}
+	if h.rt.applyCount() != applies {
+		t.Error("a refused import reconciled")
+	}
+
+	// The preview says which socket is replaced and since when, and which
+	// is new.
+	resp, body = post("preview", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("preview: %s\n%s", resp.Status, body)
+	}
+	if notice := between(body, `id="import-replaces"`, "</div>"); !strings.Contains(notice, "Importing replaces a socket saved now") ||
+		!strings.Contains(notice, `<a href="/ui/sockets/port-7771">port-7771</a> (last changed at `+shown+`)`) ||
+		strings.Contains(notice, "port-7772") {
+		t.Errorf("the preview does not say what it replaces:\n%s", notice)
+	}
+	if card := between(body, `id="import-socket-0"`, "</article>"); !strings.Contains(card, "Replaces the definition saved now, last changed at "+shown) {
+		t.Errorf("port-7771's card:\n%s", card)
+	}
+	if card := between(body, `id="import-socket-1"`, "</article>"); !strings.Contains(card, "A new socket.") {
+		t.Errorf("port-7772's card:\n%s", card)
+	}
+	versions := postedVersions(t, body)
+	if !slices.Equal(versions, []string{"port-7771=" + version, "port-7772="}) {
+		t.Errorf("the preview's versions: %q", versions)
+	}
+
+	// Changed after the preview: nothing is imported.
+	if _, err := h.c.PatchSocket(h.ctx(), "port-7771", map[string]any{"description": "edited again"}); err != nil {
+		t.Fatal(err)
+	}
+	events.expect(socketd.EventSocketChanged, "port-7771")
+	_, shown = stamp("port-7771")
+	applies = h.rt.applyCount()
+	resp, body = post("import", versions)
+	refused("an import over a change made after the preview", resp, body,
+		map[int]string{0: "was changed at " + shown + ", after the preview"},
+		map[string]string{"port-7771": "edited again", "port-7772": "(none)"})
+	if h.rt.applyCount() != applies {
+		t.Error("a refused import reconciled")
+	}
+
+	// Imported from the page that said so, both are saved, reconciled and
+	// published (and nothing before them was).
+	resp, body = post("import", postedVersions(t, body))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Imported 2 sockets") {
+		t.Fatalf("the import again: %s\n%s", resp.Status, body)
+	}
+	if d := description("port-7771"); d == "edited again" || description("port-7772") == "(none)" {
+		t.Errorf("after the import port-7771 is %q and port-7772 %q", d, description("port-7772"))
+	}
+	if h.rt.applyCount() == applies {
+		t.Error("the import did not reconcile")
+	}
+	events.expect(socketd.EventSocketCreated, "port-7772")
+	events.expect(socketd.EventSocketChanged, "port-7771")
+
+	// Deleted, and created, after the preview.
+	if err := h.c.DeleteSocket(h.ctx(), "port-7772"); err != nil {
+		t.Fatal(err)
+	}
+	events.expect(socketd.EventSocketDeleted, "port-7772")
+	_, body = post("preview", nil)
+	versions = postedVersions(t, body)
+	if err := h.c.DeleteSocket(h.ctx(), "port-7771"); err != nil {
+		t.Fatal(err)
+	}
+	other := newSocket(t, "port-7772")
+	other.Description = "made meanwhile"
+	if _, _, err := h.c.PutSocket(h.ctx(), other); err != nil {
+		t.Fatal(err)
+	}
+	_, shown = stamp("port-7772")
+	resp, body = post("import", versions)
+	refused("an import after a delete and a create", resp, body,
+		map[int]string{0: "was deleted after the preview", 1: "was created at " + shown + ", after the preview"},
+		map[string]string{"port-7771": "(none)", "port-7772": "made meanwhile"})
+	events.expect(socketd.EventSocketDeleted, "port-7771")
+	events.expect(socketd.EventSocketCreated, "port-7772")
+	// The refusal published nothing: the next event is the next write's.
+	if err := h.c.DeleteSocket(h.ctx(), "port-7772"); err != nil {
+		t.Fatal(err)
+	}
+	events.expect(socketd.EventSocketDeleted, "port-7772")
 }

@@ -33,6 +33,7 @@ type SocketStore interface {
 	GetSocket(ctx context.Context, name string) (socketd.Socket, error)
 	CreateSocket(ctx context.Context, s socketd.Socket) (socketd.Socket, error)
 	PutSocket(ctx context.Context, s socketd.Socket) (socketd.Socket, bool, error)
+	PutSockets(ctx context.Context, socks []socketd.Socket, check func(stored []*socketd.Socket) error) ([]socketd.Socket, []bool, error)
 	UpdateSocket(ctx context.Context, name string, fn func(*socketd.Socket) error) (socketd.Socket, error)
 	DeleteSocket(ctx context.Context, name string) error
 

@@ -64,9 +64,15 @@ type Backend interface {
 	// DeleteSocket deletes a socket, as DELETE /v1/sockets/{name} does.
 	DeleteSocket(ctx context.Context, name string) error
 	// Import converts text in format ("" to tell from the text) as POST
-	// /v1/import does, and saves the sockets unless dryRun. When they do
-	// not validate it returns them, as converted, with the error.
-	Import(ctx context.Context, format, name, text string, dryRun bool) ([]socketd.Socket, []convert.Unmapped, error)
+	// /v1/import does, and saves the sockets unless dryRun, all or none.
+	// When they do not validate it returns them, as converted, with the
+	// error. versions says which definitions it may replace: for each
+	// name, the updated_at of the definition the page showed, or the zero
+	// time for a socket that did not exist. A socket stored otherwise
+	// (changed since, or existing and not in versions) is a CodeConflict
+	// error with a field error at its item ("/items/1"), checked inside
+	// the write: nothing is saved, and the sockets come back with it.
+	Import(ctx context.Context, format, name, text string, dryRun bool, versions map[string]time.Time) ([]socketd.Socket, []convert.Unmapped, error)
 }
 
 // Config configures a Dashboard.
