@@ -307,6 +307,67 @@ func TestDashboardEditsSocket(t *testing.T) {
 	}
 }
 
+// TestDashboardEditSaysWhatItCannotShow: a saved value the edit form cannot
+// hold exactly (a description on two lines, an argument with a line break)
+// is pointed out at its field and in a notice at the top, as a warning: a
+// plain GET shows no error, and what the form can hold (blanks around a
+// description) is kept as saved by a save.
+func TestDashboardEditSaysWhatItCannotShow(t *testing.T) {
+	h := newHarness(t)
+	b, csrf := withCSRF(t, h)
+	s := newSocket(t, "hello")
+	s.Description = "first line\nsecond line"
+	s.Command = append(s.Command, "two\nlines")
+	s.OnLimit, s.LimitMessage = "refuse", "  busy, try later  "
+	if _, _, err := h.c.PutSocket(h.ctx(), s); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := b.do("GET", "/ui/sockets/hello/edit", "", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the edit form: %s\n%s", resp.Status, body)
+	}
+	for _, bad := range []string{"<title>Error", `role="alert"`, "Nothing was saved", `aria-invalid`, `class="error-summary"`} {
+		if strings.Contains(body, bad) {
+			t.Errorf("a plain GET of the edit form shows an error (%s):\n%s", bad, body)
+		}
+	}
+	notice := between(body, `<div class="notice cannot-show" id="form-inexact">`, "</div>")
+	if !strings.Contains(notice, "cannot show 2 fields of this socket exactly as saved") ||
+		!strings.Contains(notice, `<a href="#f-description">Description</a>: its saved value holds a line break`) ||
+		!strings.Contains(notice, `<a href="#f-command">Command</a>: an argument holds a line break`) ||
+		strings.Contains(notice, "f-limit_message") {
+		t.Errorf("the notice:\n%s", notice)
+	}
+	for id, note := range map[string]string{"f-description": "its saved value holds a line break", "f-command": "an argument holds a line break"} {
+		f := fieldHTML(t, body, id)
+		if !strings.Contains(f, `id="`+id+`-note"`) || !strings.Contains(f, note) {
+			t.Errorf("field %s does not say %q:\n%s", id, note, f)
+		}
+		if !strings.Contains(f, `aria-describedby="`+id+`-note `) {
+			t.Errorf("field %s is not described by its note:\n%s", id, f)
+		}
+	}
+	if f := fieldHTML(t, body, "f-limit_message"); !strings.Contains(f, `value="  busy, try later  "`) || strings.Contains(f, "-note") {
+		t.Errorf("the limit message is not shown as saved:\n%s", f)
+	}
+	if !strings.Contains(body, `id="group-limits" open`) {
+		t.Error("the limits group, with a value set, is closed")
+	}
+
+	// Saved with another field changed, the blanks of the limit message
+	// stay; the description loses its line break, as the notice said.
+	version := between(body, `name="version" value="`, `"`)
+	form := socketForm(csrf, "version", version, "description", "first line second line",
+		"listen", "127.0.0.1:0", "command", strings.Join(s.Command[:2], "\n"), "on_limit", "refuse",
+		"limit_message", "  busy, try later  ", "max_connections", "9")
+	if resp, body := b.do("POST", "/ui/sockets/hello/edit", "", form, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("save: %s\n%s", resp.Status, body)
+	}
+	if got, err := h.c.GetSocket(h.ctx(), "hello"); err != nil || got.LimitMessage != "  busy, try later  " || got.MaxConnections != 9 {
+		t.Errorf("after the save: %+v, %v", got, err)
+	}
+}
+
 // TestDashboardDeletesSocket: the confirmation says what deleting does;
 // confirmed, the socket is deleted as DELETE does.
 func TestDashboardDeletesSocket(t *testing.T) {

@@ -53,13 +53,25 @@ func (d *Dashboard) editSocketPage(w http.ResponseWriter, r *http.Request) {
 	v := newSocketForm(s.Name)
 	v.Version = s.UpdatedAt.Format(time.RFC3339Nano)
 	for _, f := range v.fill(definitionDoc(s)) {
-		const detail = "holds a line break or a blank that this form cannot show one a line: " +
-			"saving here would change it, so change this socket through the API instead"
-		f.Errors = append(f.Errors, detail)
-		v.Errors = append(v.Errors, errorLink{Field: f.Label, ID: f.ID, Detail: detail})
+		f.Note = inexactNote(f)
+		v.Inexact = append(v.Inexact, errorLink{Field: f.Label, ID: f.ID, Detail: f.Note})
 	}
 	v.openGroups()
 	d.showForm(w, r, http.StatusOK, v)
+}
+
+// inexactNote says what of its saved value field f cannot show.
+func inexactNote(f *fieldView) string {
+	what := "its saved value holds a line break, which a one-line field drops"
+	switch f.Kind {
+	case kindList:
+		what = "an entry holds a line break or blanks at either end, which one entry a line cannot show"
+	case kindArgv:
+		what = "an argument holds a line break, or the first or last is blank, which one argument a line cannot show"
+	case kindEnv:
+		what = "a value holds a line break, or a name blanks around it, which KEY=VALUE a line cannot show"
+	}
+	return what + ": saving this form would change it"
 }
 
 // saveSocket replaces a socket's definition with the form's, as PUT

@@ -28,6 +28,9 @@ type socketFormView struct {
 	Problem string
 	// Errors lists every error: those of fields link to them.
 	Errors []errorLink
+	// Inexact lists the fields whose saved values the form cannot show
+	// exactly, which saving would change: a warning, not an error.
+	Inexact []errorLink
 }
 
 // groupView is a fieldset of the form.
@@ -47,6 +50,8 @@ type fieldView struct {
 	Checked  bool
 	ReadOnly bool
 	Errors   []string
+	// Note warns that the field does not show its saved value exactly.
+	Note string
 	// lines maps the elements of a list field to their lines in the
 	// text, and keys the variables of an environment field, so that an
 	// error at /listen/2 says which line it is about.
@@ -136,6 +141,9 @@ func (f *fieldView) DescribedBy() string {
 	if len(f.Errors) > 0 {
 		ids = append(ids, f.ID+"-error")
 	}
+	if f.Note != "" {
+		ids = append(ids, f.ID+"-note")
+	}
 	if f.Help != "" {
 		ids = append(ids, f.ID+"-help")
 	}
@@ -193,8 +201,9 @@ func set(doc map[string]any, pointer string, v any) {
 }
 
 // fill shows the definition doc in the form. It returns the fields whose
-// values the form cannot show one a line as they are: saving them would
-// change them.
+// values the form cannot show as they are (a line break in a text input,
+// in an argument or a variable's value; blanks around a list's entry):
+// saving them would change them.
 func (v *socketFormView) fill(doc map[string]any) []*fieldView {
 	lossy := v.show(doc)
 	v.openGroups()
@@ -211,6 +220,11 @@ func (v *socketFormView) show(doc map[string]any) []*fieldView {
 		f.Value, f.Checked = "", false
 		switch x := lookup(doc, f.Pointer).(type) {
 		case string:
+			// A text input holds one line: a browser drops the line
+			// breaks of its value.
+			if f.Kind == kindText && strings.ContainsAny(x, "\r\n") {
+				lossy = append(lossy, f)
+			}
 			f.Value = x
 		case json.Number:
 			f.Value = x.String()
@@ -274,7 +288,7 @@ func (v *socketFormView) openGroups() {
 		g.Open = i == 0
 		for j, f := range g.Fields {
 			def := defaultForm.Groups[i].Fields[j]
-			if len(f.Errors) > 0 || (!f.ReadOnly && (f.Value != def.Value || f.Checked != def.Checked)) {
+			if len(f.Errors) > 0 || f.Note != "" || (!f.ReadOnly && (f.Value != def.Value || f.Checked != def.Checked)) {
 				g.Open = true
 			}
 		}
@@ -296,8 +310,19 @@ func (v *socketFormView) definition() ([]byte, []socketd.FieldError) {
 		switch f.Kind {
 		case kindBool:
 			set(doc, f.Pointer, f.Checked)
-		case kindText, kindChoice:
+		case kindChoice:
 			if s := strings.TrimSpace(f.Value); s != "" {
+				set(doc, f.Pointer, s)
+			}
+		case kindText:
+			// Kept as typed, blanks at either end too: a description
+			// saved with them must not change when another field is
+			// edited. The name is a key, and never holds a blank.
+			s := f.Value
+			if f.Pointer == "/name" {
+				s = strings.TrimSpace(s)
+			}
+			if s != "" {
 				set(doc, f.Pointer, s)
 			}
 		case kindInt, kindNumber:

@@ -110,13 +110,13 @@ func TestFormCoversEverySocketField(t *testing.T) {
 func fullSocket() socketd.Socket {
 	nice := -5
 	s := socketd.Socket{
-		Name: "full", Description: "every field, set", Listen: []string{"127.0.0.1:0", "[::1]:0", "/run/full.sock"},
+		Name: "full", Description: "  every field, set ", Listen: []string{"127.0.0.1:0", "[::1]:0", "/run/full.sock"},
 		Accept: false,
 		SocketOptions: socketd.SocketOptions{Backlog: 128, BindIPv6Only: "both", ReusePort: true, KeepAlive: true,
 			KeepAliveTime: "5m", KeepAliveInterval: "30s", KeepAliveProbes: 4, NoDelay: true, DeferAccept: "3s",
 			FreeBind: true, ReceiveBuffer: 262144, SendBuffer: 131072, BindToDevice: "lo",
 			SocketUser: "nobody", SocketGroup: "nogroup", SocketMode: "0660"},
-		Limits: socketd.Limits{MaxConnections: 10, OnLimit: "refuse", LimitMessage: "all lines busy",
+		Limits: socketd.Limits{MaxConnections: 10, OnLimit: "refuse", LimitMessage: " all lines busy\t",
 			MaxConnectionsPerSource: 4, SourcePrefixIPv4: 24, SourcePrefixIPv6: 56,
 			RateLimit: &socketd.RateLimit{PerSecond: 0.5, Burst: 3}, SourceRateLimit: &socketd.RateLimit{PerSecond: 1e-6, Burst: 1},
 			IPAddressAllow: []string{"localhost", "192.0.2.0/24"}, IPAddressDeny: []string{"any"}},
@@ -182,18 +182,22 @@ func TestFormRoundTrip(t *testing.T) {
 }
 
 // TestFormSaysWhatItCannotShow: a value the form would change if saved (an
-// argument with a line break, a variable's value on two lines) is pointed
-// out.
+// argument with a line break, a variable's value on two lines, a text on
+// two lines, which a text input cannot hold) is pointed out; blanks around
+// a text, which it can, are not.
 func TestFormSaysWhatItCannotShow(t *testing.T) {
 	s := socketd.NewSocket()
 	s.Command = []string{"/bin/sh", "-c", "echo one\necho two"}
 	s.Environment = map[string]string{"MOTD": "line one\nline two"}
 	s.Listen = []string{"13063"}
+	s.Description = "first line\nsecond line"
+	s.LimitMessage = "busy\r"
+	s.WorkingDirectory = " /srv "
 	var got []string
 	for _, f := range newSocketForm("x").fill(definitionDoc(s)) {
 		got = append(got, f.Pointer)
 	}
-	if !slices.Equal(got, []string{"/command", "/environment"}) {
+	if !slices.Equal(got, []string{"/description", "/command", "/environment", "/limit_message"}) {
 		t.Errorf("fields the form cannot show: %v", got)
 	}
 }
