@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -295,8 +295,24 @@ func (v *socketFormView) openGroups() {
 	}
 }
 
-// jsonNumber matches a number as JSON writes it.
-var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+// formNumber reads s, typed into a field of kind kindInt or kindNumber, as
+// people write numbers (+3, .5, 1.) and returns it as JSON writes it. An
+// integer field takes a fraction too, for the API to refuse at its field
+// (it must be an integer, not a number), as it does whether the value fits.
+func formNumber(s string, kind fieldKind) (json.Number, bool) {
+	if kind == kindInt {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return json.Number(strconv.FormatInt(n, 10)), true
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	// ParseFloat takes Inf and NaN, which are no JSON numbers; beyond
+	// float64's range it returns ±Inf with an error.
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return "", false
+	}
+	return json.Number(strconv.FormatFloat(f, 'g', -1, 64)), true
+}
 
 // definition turns the form's text into a definition in JSON, for the API's
 // own decoding and validation. What cannot become JSON at all (a number
@@ -327,15 +343,15 @@ func (v *socketFormView) definition() ([]byte, []socketd.FieldError) {
 			}
 		case kindInt, kindNumber:
 			s := strings.TrimSpace(f.Value)
-			switch {
-			case s == "":
-			case jsonNumber.MatchString(s):
-				// Whether it fits the field (an integer, in range) is the
-				// API's to say.
-				set(doc, f.Pointer, json.Number(s))
-			default:
-				errs = append(errs, socketd.FieldError{Pointer: f.Pointer, Detail: fmt.Sprintf("%q is not a number", s)})
+			if s == "" {
+				break
 			}
+			n, ok := formNumber(s, f.Kind)
+			if !ok {
+				errs = append(errs, socketd.FieldError{Pointer: f.Pointer, Detail: fmt.Sprintf("%q is not a number", s)})
+				break
+			}
+			set(doc, f.Pointer, n)
 		case kindList, kindArgv:
 			var list []string
 			for i, line := range textLines(f.Value) {

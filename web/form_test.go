@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -268,5 +269,59 @@ func TestFormRendersEveryField(t *testing.T) {
 	}
 	if n := strings.Count(html, "<fieldset>"); n != len(socketFormGroups) {
 		t.Errorf("%d fieldsets, want %d", n, len(socketFormGroups))
+	}
+}
+
+// TestFormReadsNumbers: numbers as people type them (+3, .5, 1.) are
+// taken, written as JSON writes them; what is no number (words, Inf, NaN,
+// a decimal comma) is the field's error, saying what was typed.
+func TestFormReadsNumbers(t *testing.T) {
+	v := newSocketForm("")
+	v.fill(definitionDoc(socketd.NewSocket()))
+	for pointer, typed := range map[string]string{
+		"/max_connections": "+3", "/nice": "-5", "/backlog": " 7 ", "/receive_buffer": "1e3",
+		"/rate_limit/per_second": ".5", "/rate_limit/burst": "2", "/source_rate_limit/per_second": "1.",
+		"/source_rate_limit/burst": "+1",
+	} {
+		v.field(pointer).Value = typed
+	}
+	b, errs := v.definition()
+	if len(errs) > 0 {
+		t.Fatalf("numbers refused: %+v", errs)
+	}
+	got := socketd.NewSocket()
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if got.MaxConnections != 3 || got.Nice == nil || *got.Nice != -5 || got.Backlog != 7 || got.ReceiveBuffer != 1000 ||
+		got.RateLimit == nil || *got.RateLimit != (socketd.RateLimit{PerSecond: 0.5, Burst: 2}) ||
+		got.SourceRateLimit == nil || *got.SourceRateLimit != (socketd.RateLimit{PerSecond: 1, Burst: 1}) {
+		t.Errorf("read as %s", b)
+	}
+	for _, want := range []string{`"max_connections":3,`, `"per_second":0.5`, `"per_second":1}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("no %s in %s", want, b)
+		}
+	}
+	// A fraction in an integer field goes to the API, which refuses it
+	// at its field.
+	v.field("/max_connections").Value = "1.5"
+	if b, errs := v.definition(); len(errs) > 0 || !strings.Contains(string(b), `"max_connections":1.5`) {
+		t.Errorf("a fraction for an integer: %s, %+v", b, errs)
+	}
+
+	for _, typed := range []string{"ten", "Inf", "-inf", "NaN", "1,5", "1e999", "3 4", "."} {
+		v.field("/max_connections").Value = typed
+		v.field("/rate_limit/per_second").Value = typed
+		_, errs := v.definition()
+		want := []socketd.FieldError{
+			{Pointer: "/max_connections", Detail: fmt.Sprintf("%q is not a number", strings.TrimSpace(typed))},
+			{Pointer: "/rate_limit/per_second", Detail: fmt.Sprintf("%q is not a number", strings.TrimSpace(typed))},
+		}
+		if !slices.Equal(errs, want) {
+			t.Errorf("%q: errors %+v, want %+v", typed, errs, want)
+		}
 	}
 }
