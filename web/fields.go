@@ -15,8 +15,14 @@ const (
 	kindEnv                     // an object of strings, KEY=VALUE a line
 )
 
-// choice is an option of a kindChoice field.
-type choice struct{ Value, Label string }
+// choice is an option of a kindChoice field. Default marks a value that
+// means what leaving the field empty means, spelled out ("defer" for
+// on_limit): a definition may hold either, and the form keeps the one it
+// holds.
+type choice struct {
+	Value, Label string
+	Default      bool
+}
 
 // formField describes a field of the socket form.
 type formField struct {
@@ -74,21 +80,21 @@ var socketFormGroups = []formGroup{
 		{Pointer: "/umask", Label: "Umask", Kind: kindText, Help: "In octal (UMask=). Empty: 0022."},
 		{Pointer: "/nice", Label: "Nice", Kind: kindInt, Help: "From -20 to 19 (Nice=). Empty: socketd's own."},
 		{Pointer: "/standard_input", Label: "Standard input", Kind: kindChoice, Choices: []choice{
-			{"", "default: socket with accept, else null"},
-			{"socket", "socket: the connection, as inetd"},
-			{"null", "null: /dev/null; the connection is fd 3, as systemd"},
+			{"", "default: socket with accept, else null", true},
+			{"socket", "socket: the connection, as inetd", false},
+			{"null", "null: /dev/null; the connection is fd 3, as systemd", false},
 		}, Help: "StandardInput=."},
 		{Pointer: "/standard_output", Label: "Standard output", Kind: kindChoice, Choices: []choice{
-			{"", "default: socket if stdin is, else log"},
-			{"socket", "socket: the connection"},
-			{"log", "log: kept with the connection, as stderr"},
-			{"null", "null: /dev/null"},
+			{"", "default: socket if stdin is, else log", true},
+			{"socket", "socket: the connection", false},
+			{"log", "log: kept with the connection, as stderr", false},
+			{"null", "null: /dev/null", false},
 		}, Help: "StandardOutput=."},
 		{Pointer: "/stderr", Label: "Standard error", Kind: kindChoice, Choices: []choice{
-			{"log", "log: kept with the connection (64 KiB)"},
-			{"null", "null: /dev/null"},
-			{"socket", "socket: to the client, as inetd does"},
-			{"inherit", "inherit: where stdout goes"},
+			{"log", "log: kept with the connection (64 KiB)", true},
+			{"null", "null: /dev/null", false},
+			{"socket", "socket: to the client, as inetd does", false},
+			{"inherit", "inherit: where stdout goes", false},
 		}, Help: "StandardError=."},
 		{Pointer: "/kill_signal", Label: "Kill signal", Kind: kindText,
 			Help: "The signal that stops a handler (KillSignal=), such as SIGHUP. Empty: SIGTERM."},
@@ -101,8 +107,9 @@ var socketFormGroups = []formGroup{
 		{Pointer: "/max_connections", Label: "Max connections", Kind: kindInt,
 			Help: "Connections (or service runs) alive at once (MaxConnections=). Empty: 64."},
 		{Pointer: "/on_limit", Label: "Beyond max connections", Kind: kindChoice, Choices: []choice{
-			{"", "defer: wait in the backlog (default)"},
-			{"refuse", "refuse: close, after the limit message"},
+			{"", "default: defer, wait in the backlog", true},
+			{"defer", "defer: wait in the backlog", true},
+			{"refuse", "refuse: close, after the limit message", false},
 		}},
 		{Pointer: "/limit_message", Label: "Limit message", Kind: kindText,
 			Help: "One line written to a client refused at the limit; needs refuse."},
@@ -124,9 +131,10 @@ var socketFormGroups = []formGroup{
 		{Pointer: "/ip_address_deny", Label: "Denied addresses", Kind: kindList,
 			Help: "One rule a line, as above (IPAddressDeny=): any here lets in only the allowed addresses."},
 		{Pointer: "/record_remote_ip", Label: "Clients' addresses in the history", Kind: kindChoice, Choices: []choice{
-			{"", "full: the whole address and port (default)"},
-			{"prefix", "prefix: the /24 or /48, no port"},
-			{"none", "none: neither address nor port"},
+			{"", "default: full, the whole address and port", true},
+			{"full", "full: the whole address and port", true},
+			{"prefix", "prefix: the /24 or /48, no port", false},
+			{"none", "none: neither address nor port", false},
 		}, Help: "What the history and the events keep of a client's address; handlers, access rules and limits see all of it."},
 		{Pointer: "/idle_timeout", Label: "Idle timeout", Kind: kindText,
 			Help: "A TCP connection silent both ways for this long is ended, such as 5m. Empty: never."},
@@ -151,9 +159,10 @@ var socketFormGroups = []formGroup{
 		{Pointer: "/backlog", Label: "Backlog", Kind: kindInt,
 			Help: "Connections waiting to be accepted (Backlog=). Empty: the kernel's maximum."},
 		{Pointer: "/bind_ipv6_only", Label: "IPv6 only", Kind: kindChoice, Choices: []choice{
-			{"", "the kernel's setting"},
-			{"both", "both: an IPv6 wildcard takes IPv4 too"},
-			{"ipv6-only", "ipv6-only: IPv6 addresses take IPv6 only"},
+			{"", "unset: the kernel's setting", true},
+			{"default", "default: the kernel's setting", true},
+			{"both", "both: an IPv6 wildcard takes IPv4 too", false},
+			{"ipv6-only", "ipv6-only: IPv6 addresses take IPv6 only", false},
 		}, Help: "BindIPv6Only=."},
 		{Pointer: "/reuse_port", Label: "Reuse port", Kind: kindBool, Help: "SO_REUSEPORT (ReusePort=)."},
 		{Pointer: "/free_bind", Label: "Free bind", Kind: kindBool,

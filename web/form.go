@@ -158,7 +158,24 @@ func (f *fieldView) Options() []choice {
 			return f.Choices
 		}
 	}
-	return append([]choice{{f.Value, f.Value}}, f.Choices...)
+	return append([]choice{{Value: f.Value, Label: f.Value}}, f.Choices...)
+}
+
+// sameValue reports whether the field's value means what v means: the
+// same text, or, for a choice, two spellings of its default ("" and
+// "defer").
+func (f *fieldView) sameValue(v string) bool {
+	return f.Value == v || (f.Kind == kindChoice && f.isDefault(f.Value) && f.isDefault(v))
+}
+
+// isDefault reports whether v is a choice that means the field's default.
+func (f *formField) isDefault(v string) bool {
+	for _, c := range f.Choices {
+		if c.Value == v {
+			return c.Default
+		}
+	}
+	return false
 }
 
 // definitionDoc returns s as the JSON object the API would send, without
@@ -288,7 +305,7 @@ func (v *socketFormView) openGroups() {
 		g.Open = i == 0
 		for j, f := range g.Fields {
 			def := defaultForm.Groups[i].Fields[j]
-			if len(f.Errors) > 0 || f.Note != "" || (!f.ReadOnly && (f.Value != def.Value || f.Checked != def.Checked)) {
+			if len(f.Errors) > 0 || f.Note != "" || (!f.ReadOnly && (!f.sameValue(def.Value) || f.Checked != def.Checked)) {
 				g.Open = true
 			}
 		}

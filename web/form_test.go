@@ -325,3 +325,51 @@ func TestFormReadsNumbers(t *testing.T) {
 		}
 	}
 }
+
+// TestFormLabelsExplicitDefaults: a definition that spells out a default
+// (on_limit defer, record_remote_ip full, bind_ipv6_only default) shows it
+// as a labelled choice, keeps it when saved, and does not open its group
+// as if it were changed.
+func TestFormLabelsExplicitDefaults(t *testing.T) {
+	s := socketd.NewSocket()
+	s.Name = "x"
+	s.OnLimit, s.RecordRemoteIP, s.BindIPv6Only = socketd.OnLimitDefer, socketd.RecordRemoteFull, socketd.BindIPv6Default
+	v := newSocketForm("x")
+	v.fill(definitionDoc(s))
+	for pointer, value := range map[string]string{"/on_limit": "defer", "/record_remote_ip": "full", "/bind_ipv6_only": "default"} {
+		f := v.field(pointer)
+		if f.Value != value {
+			t.Errorf("%s shows %q, want %q", pointer, f.Value, value)
+		}
+		opts := f.Options()
+		if len(opts) != len(f.Choices) {
+			t.Errorf("%s: %q is not among its choices: %+v", pointer, value, opts)
+		}
+		for _, c := range opts {
+			if c.Value == value && (c.Label == value || !strings.HasPrefix(c.Label, value+": ")) {
+				t.Errorf("%s: %q is labelled %q", pointer, value, c.Label)
+			}
+		}
+	}
+	for _, g := range v.Groups[1:] {
+		if g.Open {
+			t.Errorf("group %s is open: it holds only defaults", g.ID)
+		}
+	}
+	b, errs := v.definition()
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	got := socketd.NewSocket()
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, s) {
+		t.Errorf("through the form:\n got %+v\nwant %+v", got, s)
+	}
+	// Another value of the group opens it.
+	v.field("/on_limit").Value = socketd.OnLimitRefuse
+	if v.openGroups(); !v.Groups[2].Open {
+		t.Error("the limits group, with on_limit refuse, is closed")
+	}
+}

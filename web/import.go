@@ -22,10 +22,10 @@ import (
 // importFormats are the formats the import page offers, as POST /v1/import
 // names them.
 var importFormats = []choice{
-	{"", "Tell from the text"},
-	{"systemd", "systemd: a .socket unit and its .service"},
-	{"inetd", "inetd.conf"},
-	{"xinetd", "xinetd"},
+	{Value: "", Label: "Tell from the text"},
+	{Value: "systemd", Label: "systemd: a .socket unit and its .service"},
+	{Value: "inetd", Label: "inetd.conf"},
+	{Value: "xinetd", Label: "xinetd"},
 }
 
 // importView is the import page: the text and its format as given, and
