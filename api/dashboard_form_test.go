@@ -751,3 +751,37 @@ func TestDashboardImportKeepsChanges(t *testing.T) {
 	}
 	events.expect(socketd.EventSocketDeleted, "port-7772")
 }
+
+// TestDashboardTooLarge: a post over the body's bound (files to import,
+// say) is answered 413 with what happened and what to do, not as a post
+// from elsewhere; nothing is read or saved.
+func TestDashboardTooLarge(t *testing.T) {
+	h := newHarness(t)
+	b, csrf := withCSRF(t, h)
+	big := strings.Repeat("# a comment of inetd.conf, longer than anything socketd reads at once\n", maxBodyBytes/64)
+	resp, body := b.postFiles("/ui/import", url.Values{"csrf": {csrf}, "format": {"inetd"}, "action": {"import"}},
+		map[string]string{"inetd.conf": big + "7777 stream tcp nowait root /bin/cat cat\n"})
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("an upload over the bound: %s\n%s", resp.Status, body)
+	}
+	summary := between(body, `id="import-error"`, "</div>")
+	if !strings.Contains(summary, "That is more than 1 MiB, the most socketd reads at once") ||
+		!strings.Contains(summary, "Back button") || strings.Contains(body, "did not come from") {
+		t.Errorf("the page does not say what happened:\n%s", body)
+	}
+	// A form as large, to another page: a line that says so.
+	form := socketForm(csrf, "name", "big", "description", big, "listen", "127.0.0.1:0", "command", "/bin/cat")
+	resp, body = b.do("POST", "/ui/new", "", form, nil)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "larger than 1 MiB") {
+		t.Errorf("a form over the bound: %s\n%s", resp.Status, body)
+	}
+	if list, err := h.c.ListSockets(h.ctx()); err != nil || len(list) != 0 {
+		t.Errorf("after posts over the bound: %+v, %v", list, err)
+	}
+	// Below the bound, the same guard refuses a post without the token as
+	// before.
+	resp, body = b.do("POST", "/ui/new", "", socketForm("", "name", "small"), nil)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "did not come from") {
+		t.Errorf("a small post without the token: %s\n%s", resp.Status, body)
+	}
+}

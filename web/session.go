@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
 	"sync"
@@ -130,6 +131,25 @@ func checkWrite(r *http.Request, want string) bool {
 		got = r.PostFormValue(csrfField)
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// maxFormMemory is how much of a multipart form is held in memory, not in
+// temporary files; the API bounds the whole body well below it.
+const maxFormMemory = 8 << 20
+
+// readForm reads the form of a state-changing request r, urlencoded or
+// multipart (the import's files), and returns why it cannot: an
+// *http.MaxBytesError for a body over the server's bound.
+func readForm(r *http.Request) error {
+	// ParseForm first: ParseMultipartForm drops its error when the body
+	// is not multipart.
+	if err := r.ParseForm(); err != nil {
+		return err
+	}
+	if err := r.ParseMultipartForm(maxFormMemory); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		return err
+	}
+	return nil
 }
 
 // sameOrigin reports whether r's Origin header, or its Referer when a

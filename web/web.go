@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -176,13 +177,44 @@ func (d *Dashboard) requireSession(next http.Handler) http.Handler {
 			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 			return
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && !checkWrite(r, csrf) {
-			http.Error(w, "refused: this request did not come from socketd's own pages", http.StatusForbidden)
-			return
-		}
 		// Looked up once: each look-up checks the session's token.
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), csrfKey{}, csrf)))
+		r = r.WithContext(context.WithValue(r.Context(), csrfKey{}, csrf))
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// The form is read first, so that a body too large to read
+			// is told as such, not as a request from elsewhere.
+			var tooLarge *http.MaxBytesError
+			switch err := readForm(r); {
+			case errors.As(err, &tooLarge):
+				d.tooLarge(w, r, tooLarge.Limit)
+				return
+			case err != nil:
+				http.Error(w, "the form sent cannot be read: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			if !checkWrite(r, csrf) {
+				http.Error(w, "refused: this request did not come from socketd's own pages", http.StatusForbidden)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
 	})
+}
+
+// tooLarge answers a post whose body is over limit bytes, which was not
+// read: the import page says so in its own words, as its files are what
+// make a body that large; anything else gets a line of text.
+func (d *Dashboard) tooLarge(w http.ResponseWriter, r *http.Request, limit int64) {
+	size := fmt.Sprintf("%d bytes", limit)
+	if limit >= 1<<20 && limit%(1<<20) == 0 {
+		size = fmt.Sprintf("%d MiB", limit>>20)
+	}
+	if strings.HasSuffix(chi.RouteContext(r.Context()).RoutePattern(), "/import") {
+		d.showImport(w, r, http.StatusRequestEntityTooLarge, &importView{Problem: "That is more than " + size +
+			", the most socketd reads at once, so nothing was read and nothing imported. Choose fewer or smaller files, " +
+			"or paste the text of one unit at a time; your browser's Back button returns to the form as you left it."})
+		return
+	}
+	http.Error(w, "refused: the form sent is larger than "+size+", the most socketd reads at once; nothing was read", http.StatusRequestEntityTooLarge)
 }
 
 // csrfKey holds, in a request's context, its session's CSRF token, once
