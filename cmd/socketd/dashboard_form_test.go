@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net"
 	"os/user"
@@ -56,21 +55,6 @@ func fieldInvalid(id, text string) string {
 	})()`
 }
 
-// loaded waits until the page has loaded: Chromium can otherwise measure
-// the answer to a form's post at zero width, or renumber the nodes a
-// click is about to use.
-func loaded(t *testing.T, ctx context.Context) {
-	t.Helper()
-	waitJS(t, ctx, "the page to load", `document.readyState === "complete"`)
-}
-
-// loadedScreenshot saves the page once it has loaded.
-func loadedScreenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	loaded(t, ctx)
-	screenshot(t, ctx, name)
-}
-
 // jsString quotes s as a JavaScript string.
 func jsString(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
@@ -88,7 +72,6 @@ func TestDashboardForm(t *testing.T) {
 	login(t, ctx, base, readToken(t, dir))
 
 	// Hello World, from the overview's link, typed as a user types.
-	loaded(t, ctx)
 	if err := chromedp.Run(ctx,
 		chromedp.Click(`.toolbar a[href="/ui/new"]`, chromedp.ByQuery),
 		chromedp.WaitVisible("#f-name", chromedp.ByQuery),
@@ -100,7 +83,7 @@ func TestDashboardForm(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	loadedScreenshot(t, ctx, "new-socket")
+	screenshot(t, ctx, "new-socket")
 	if err := chromedp.Run(ctx, chromedp.Click(`.form-actions button.primary`, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +125,7 @@ func TestDashboardForm(t *testing.T) {
 		`document.getElementById("f-command").value === "/nonexistent/hello" && document.getElementById("f-memory_max").value === "lots" && `+
 		`document.getElementById("f-description").value === "Hello World for terminal servers"`)
 	waitJS(t, ctx, "a valid field left alone", `!document.getElementById("f-environment").hasAttribute("aria-invalid")`)
-	loadedScreenshot(t, ctx, "edit-errors")
+	screenshot(t, ctx, "edit-errors")
 	if s, err := c.GetSocket(ctxT(t), "hello"); err != nil || s.Command[0] != "/bin/sh" {
 		t.Errorf("invalid input changed the socket: %+v, %v", s, err)
 	}
@@ -181,7 +164,7 @@ func TestDashboardForm(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "what deleting does", `document.querySelector(".confirm").textContent.includes("closes at once")`)
-	loadedScreenshot(t, ctx, "delete")
+	screenshot(t, ctx, "delete")
 	if _, err := c.GetSocket(ctxT(t), "hello"); err != nil {
 		t.Fatalf("the confirmation page deleted the socket: %v", err)
 	}
@@ -200,7 +183,9 @@ func TestDashboardForm(t *testing.T) {
 }
 
 // TestDashboardImportLine: in a real browser, preview an inetd.conf line,
-// see what it leaves out, import it, and get the imported socket's answer.
+// see what it leaves out, import it, and get the imported socket's answer;
+// import it again over a change made meanwhile, and see it refused until
+// imported from the preview that says what it replaces.
 func TestDashboardImportLine(t *testing.T) {
 	testhandler.RequireRoot(t) // inetd's lines name the user, which needs root
 	ctx := browser(t)
@@ -232,7 +217,7 @@ func TestDashboardImportLine(t *testing.T) {
 		return tr.cells[0].textContent.trim() === "1" && tr.cells[2].textContent.trim() === "wait"; })`)
 	waitJS(t, ctx, "the text and format kept", `document.getElementById("import-text").value === `+jsString(line)+
 		` && document.querySelector('input[name="format"][value="inetd"]').checked`)
-	loadedScreenshot(t, ctx, "import")
+	screenshot(t, ctx, "import")
 	if _, err := c.GetSocket(ctxT(t), name); socketd.ErrorCode(err) != socketd.CodeNotFound {
 		t.Fatalf("the preview saved the socket: %v", err)
 	}
@@ -245,5 +230,30 @@ func TestDashboardImportLine(t *testing.T) {
 		`document.querySelector('#import-saved a[href="/ui/sockets/`+name+`"]') !== null`)
 	if got := answer(t, listening(t, c, name)); got != "imported\n" {
 		t.Errorf("%s answered %q", name, got)
+	}
+
+	// Changed through the API, then imported again from the same page,
+	// which previewed no such socket: nothing is replaced, the page says
+	// why with the focus on it, and offers the preview to import from.
+	if _, err := c.PatchSocket(ctxT(t), name, map[string]any{"description": "edited by hand"}); err != nil {
+		t.Fatal(err)
+	}
+	loaded(t, ctx)
+	if err := chromedp.Run(ctx, chromedp.Click(`button[value="import"]`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the refusal, focused", `document.activeElement !== null && document.activeElement.id === "import-error" && `+
+		`document.getElementById("import-error").textContent.includes("exists already") && `+
+		`document.querySelector('#import-replaces a[href="/ui/sockets/`+name+`"]') !== null`)
+	if s, err := c.GetSocket(ctxT(t), name); err != nil || s.Description != "edited by hand" {
+		t.Fatalf("an import refused replaced %s: %+v, %v", name, s, err)
+	}
+	loaded(t, ctx)
+	if err := chromedp.Run(ctx, chromedp.Click(`button[value="import"]`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "the import saved again", `document.getElementById("import-saved") !== null`)
+	if s, err := c.GetSocket(ctxT(t), name); err != nil || s.Description == "edited by hand" {
+		t.Errorf("the import from the preview did not replace %s: %+v, %v", name, s, err)
 	}
 }

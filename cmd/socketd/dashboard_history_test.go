@@ -45,9 +45,7 @@ func TestDashboardHistoryLive(t *testing.T) {
 	connect()
 
 	login(t, ctx, base, readToken(t, dir))
-	if err := chromedp.Run(ctx, chromedp.Navigate(base+"/ui/history")); err != nil {
-		t.Fatal(err)
-	}
+	navigate(t, ctx, base+"/ui/history")
 	rows := `document.querySelectorAll('#history tr[data-connection]')`
 	waitJS(t, ctx, "the first connection's row", rows+`.length === 1`)
 	waitJS(t, ctx, "the page to follow the events", `document.getElementById("live").dataset.state === "open"`)
@@ -79,6 +77,7 @@ func TestDashboardHistoryLive(t *testing.T) {
 	t.Logf("the table was fetched %v times in %v ms for 40 events", paced.Fetches, paced.Elapsed)
 
 	// A filter that does not parse is told next to its field.
+	loaded(t, ctx)
 	if err := chromedp.Run(ctx, chromedp.SendKeys("#f-remote", "not-an-ip", chromedp.ByQuery),
 		chromedp.Submit("#f-remote", chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
@@ -87,7 +86,8 @@ func TestDashboardHistoryLive(t *testing.T) {
 		`document.querySelector('#f-remote').parentElement.querySelector('.field-error') !== null`)
 
 	// The connection's page, from its row.
-	if err := chromedp.Run(ctx, chromedp.Navigate(base+"/ui/history?socket=chatty"),
+	navigate(t, ctx, base+"/ui/history?socket=chatty")
+	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible(`#history tr[data-connection] a`, chromedp.ByQuery),
 		chromedp.Click(`#history tr[data-connection] a`, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
@@ -97,9 +97,7 @@ func TestDashboardHistoryLive(t *testing.T) {
 	screenshot(t, ctx, "connection")
 
 	// The socket's charts, drawn by uPlot: its canvases, and the bars.
-	if err := chromedp.Run(ctx, chromedp.Navigate(base+"/ui/sockets/chatty")); err != nil {
-		t.Fatal(err)
-	}
+	navigate(t, ctx, base+"/ui/sockets/chatty")
 	waitJS(t, ctx, "the charts", `document.querySelectorAll('#charts .uplot canvas').length === 2 && `+
 		`document.querySelector('#charts [data-chart="steps"] canvas').width > 100 && `+
 		`document.querySelector('#charts meter').value === 22`)

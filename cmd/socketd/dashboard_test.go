@@ -61,10 +61,31 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
-// screenshot saves the page as name.png in the test's directory, and in
-// SOCKETD_SCREENSHOTS if set (the README shows those of docs/screenshots).
+// loaded waits until the page has loaded: Chromium can otherwise measure
+// a page still loading at zero width ("Cannot take screenshot with 0
+// width"), or renumber the nodes a click is about to use ("Could not find
+// node"). A test calls it before it clicks or types into a page it came to
+// by a click or a form's post.
+func loaded(t *testing.T, ctx context.Context) {
+	t.Helper()
+	waitJS(t, ctx, "the page to load", `document.readyState === "complete"`)
+}
+
+// navigate opens url in the browser and waits until it has loaded.
+func navigate(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	if err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("navigate to %s: %v", url, err)
+	}
+	loaded(t, ctx)
+}
+
+// screenshot saves the page, once it has loaded, as name.png in the test's
+// directory, and in SOCKETD_SCREENSHOTS if set (the README shows those of
+// docs/screenshots).
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
+	loaded(t, ctx)
 	var png []byte
 	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil { // 100: PNG
 		t.Fatalf("screenshot %s: %v", name, err)
@@ -80,12 +101,13 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
-// login logs the browser in to the dashboard at base with token.
+// login logs the browser in to the dashboard at base with token, and
+// waits until the dashboard's first page has loaded.
 func login(t *testing.T, ctx context.Context, base, token string) {
 	t.Helper()
 	var url string
+	navigate(t, ctx, base+"/")
 	err := chromedp.Run(ctx,
-		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible("#token", chromedp.ByQuery),
 		chromedp.SendKeys("#token", token, chromedp.ByQuery),
 		chromedp.Submit("#token", chromedp.ByQuery),
@@ -98,6 +120,7 @@ func login(t *testing.T, ctx context.Context, base, token string) {
 	if !strings.HasSuffix(url, "/ui/") {
 		t.Fatalf("after logging in the browser is at %s", url)
 	}
+	loaded(t, ctx)
 }
 
 // waitJS waits until the JavaScript expression is true in the page.
@@ -130,7 +153,8 @@ func TestDashboardLive(t *testing.T) {
 
 	// Not logged in: the login page, and nothing else.
 	var loginURL string
-	if err := chromedp.Run(ctx, chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible("#token", chromedp.ByQuery),
+	navigate(t, ctx, base+"/ui/")
+	if err := chromedp.Run(ctx, chromedp.WaitVisible("#token", chromedp.ByQuery),
 		chromedp.Location(&loginURL)); err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +163,7 @@ func TestDashboardLive(t *testing.T) {
 	}
 	screenshot(t, ctx, "login")
 	// A wrong token is told so.
+	loaded(t, ctx)
 	if err := chromedp.Run(ctx, chromedp.SendKeys("#token", "not-a-token", chromedp.ByQuery),
 		chromedp.Submit("#token", chromedp.ByQuery), chromedp.WaitVisible("#token-error", chromedp.ByQuery)); err != nil {
 		t.Fatalf("a wrong token: %v", err)
@@ -180,6 +205,7 @@ func TestDashboardLive(t *testing.T) {
 		t.Fatalf("echo: %q, %v", line, err)
 	}
 	liveRow := `document.querySelector('#live-connections tr[data-connection]')`
+	loaded(t, ctx)
 	if err := chromedp.Run(ctx, chromedp.Click(`tr[data-socket="echo"] a`, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +213,7 @@ func TestDashboardLive(t *testing.T) {
 		liveRow+`.cells[2].textContent.trim() !== "" && `+liveRow+`.cells[4].textContent.trim() === "6" && `+
 		liveRow+`.cells[5].textContent.trim() === "6"`)
 	screenshot(t, ctx, "socket")
+	loaded(t, ctx)
 	if err := chromedp.Run(ctx, chromedp.Click(`#live-connections button.danger`, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
 	}
@@ -224,9 +251,7 @@ func TestDashboardRefusesCrossSitePosts(t *testing.T) {
 			`<input name="csrf" value="%s"></form><script>document.getElementById("f").submit()</script>`, base, csrf)
 	}))
 	defer evil.Close()
-	if err := chromedp.Run(ctx, chromedp.Navigate(evil.URL)); err != nil {
-		t.Fatal(err)
-	}
+	navigate(t, ctx, evil.URL)
 	waitJS(t, ctx, "the refusal", `document.body.innerText.includes("refused")`)
 	if s, err := c.GetSocket(ctxT(t), "hello"); err != nil || !s.Enabled {
 		t.Errorf("after the cross-site post: %+v, %v; want it still enabled", s.Enabled, err)
@@ -234,7 +259,8 @@ func TestDashboardRefusesCrossSitePosts(t *testing.T) {
 
 	// The page's own toggle works.
 	var enabled string
-	if err := chromedp.Run(ctx, chromedp.Navigate(base+"/ui/"),
+	navigate(t, ctx, base+"/ui/")
+	if err := chromedp.Run(ctx,
 		chromedp.Click(`tr[data-socket="hello"] button.toggle`, chromedp.ByQuery),
 		chromedp.WaitVisible(`tr[data-socket="hello"] button.toggle[aria-checked="false"]`, chromedp.ByQuery),
 		chromedp.AttributeValue(`tr[data-socket="hello"] button.toggle`, "aria-checked", &enabled, nil, chromedp.ByQuery),
@@ -247,9 +273,13 @@ func TestDashboardRefusesCrossSitePosts(t *testing.T) {
 
 	// Logging out ends the session: the dashboard asks for the token again.
 	var url string
+	loaded(t, ctx)
 	if err := chromedp.Run(ctx, chromedp.Click(`.logout button`, chromedp.ByQuery),
-		chromedp.WaitVisible("#token", chromedp.ByQuery), chromedp.Navigate(base+"/ui/"),
-		chromedp.WaitVisible("#token", chromedp.ByQuery), chromedp.Location(&url)); err != nil {
+		chromedp.WaitVisible("#token", chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	navigate(t, ctx, base+"/ui/")
+	if err := chromedp.Run(ctx, chromedp.WaitVisible("#token", chromedp.ByQuery), chromedp.Location(&url)); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasSuffix(url, "/ui/login") {
