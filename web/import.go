@@ -151,8 +151,8 @@ func (d *Dashboard) importSockets(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusUnprocessableEntity
 		case code == socketd.CodeConflict:
 			status = http.StatusConflict
-			v.Conflict = "Nothing was imported: it would replace what the preview did not show, as each socket below says. " +
-				"The preview now shows what each socket replaces: import again to replace them."
+			v.Conflict = "Nothing was imported: it would replace definitions that no preview showed you, as said below. " +
+				"The preview now shows what each socket replaces; import again to replace them."
 		default:
 			d.fail(w, r, err)
 			return
