@@ -90,6 +90,8 @@ func TestImportInetd(t *testing.T) {
 	if os.Geteuid() != 0 {
 		conf = strings.ReplaceAll(conf, " root ", " "+currentUser(t)+" ")
 	}
+	events := h.follow("", "")
+	applies := h.rt.applyCount()
 	res, err := h.c.Import(h.ctx(), conf, ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +104,17 @@ func TestImportInetd(t *testing.T) {
 	if err != nil || len(list) != 2 {
 		t.Fatalf("%d sockets saved: %v", len(list), err)
 	}
+	if h.rt.applyCount() != applies+1 {
+		t.Errorf("the import reconciled %d times, want once", h.rt.applyCount()-applies)
+	}
+	events.expect(socketd.EventSocketCreated, res.Items[0].Name)
+	events.expect(socketd.EventSocketCreated, res.Items[1].Name)
+	// Imported again, they are replaced, as PUT does.
+	if _, err := h.c.Import(h.ctx(), conf, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	events.expect(socketd.EventSocketChanged, res.Items[0].Name)
+	events.expect(socketd.EventSocketChanged, res.Items[1].Name)
 }
 
 // currentUser names the user the test runs as.
