@@ -58,17 +58,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// Under systemd (Type=notify), the service is ready once the
 	// migrations have run, the listeners are up and the API answers.
 	sd := newNotifier(getenv)
+	// SIGHUP is caught from before the start: a reload asked for as soon
+	// as socketd said it was ready must not kill it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := m.Open(ctx); err != nil {
-		m.Close(context.Background())
+		// Bounded: what Open started, telemetry's flush included.
+		closing, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		m.Close(closing)
 		return err
 	}
 	ready := []string{"READY=1", "STATUS=serving; API on http://" + m.API.Addr()}
 	if err := sd.notify(ready...); err != nil {
 		m.Logger.Warn("systemd notification", "err", err)
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for done := false; !done; {
 		select {
 		case <-hup:
