@@ -10,16 +10,18 @@ type Code string
 
 // Error codes.
 const (
-	CodeInvalid      Code = "invalid"      // a definition or parameter breaks a rule
-	CodeBadRequest   Code = "bad_request"  // the request itself is malformed
-	CodeNotFound     Code = "not_found"    // no such socket or connection
-	CodeConflict     Code = "conflict"     // the name exists, or the state forbids it
-	CodeUnauthorized Code = "unauthorized" // no or wrong token
-	CodeForbidden    Code = "forbidden"    // the request is refused as it stands
-	CodeTooLarge     Code = "too_large"    // the request body is over the limit
-	CodeUnsupported  Code = "unsupported"  // a media type the route does not take
-	CodeUnavailable  Code = "unavailable"  // the daemon cannot do it now
-	CodeInternal     Code = "internal"     // a bug or an I/O failure; details are logged
+	CodeInvalid    Code = "invalid"     // a definition or parameter breaks a rule
+	CodeBadRequest Code = "bad_request" // the request itself is malformed
+	CodeNotFound   Code = "not_found"   // no such socket or connection
+	CodeConflict   Code = "conflict"    // the name exists, or the state forbids it
+	// CodePreconditionFailed: the socket is not the version If-Match names.
+	CodePreconditionFailed Code = "precondition_failed"
+	CodeUnauthorized       Code = "unauthorized" // no or wrong token
+	CodeForbidden          Code = "forbidden"    // the request is refused as it stands
+	CodeTooLarge           Code = "too_large"    // the request body is over the limit
+	CodeUnsupported        Code = "unsupported"  // a media type the route does not take
+	CodeUnavailable        Code = "unavailable"  // the daemon cannot do it now
+	CodeInternal           Code = "internal"     // a bug or an I/O failure; details are logged
 )
 
 // FieldError points at one field of the input that is wrong. Pointer is a

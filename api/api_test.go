@@ -864,3 +864,48 @@ func TestPatchKeepsConcurrentChanges(t *testing.T) {
 		}
 	}
 }
+
+// TestPutIfMatch: a PUT with If-Match replaces only the version it names
+// (the ETag of GET), never creates, and refuses anything else with 412.
+func TestPutIfMatch(t *testing.T) {
+	h := newHarness(t)
+	first, _, err := h.c.PutSocket(h.ctx(), newSocket(t, "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := h.do(request{method: "GET", path: "/v1/sockets/hello"})
+	if got := resp.Header.Get("ETag"); got != etag(first.UpdatedAt) {
+		t.Fatalf("ETag %q, want %q", got, etag(first.UpdatedAt))
+	}
+	edited := newSocket(t, "hello")
+	edited.Description = "mine"
+	saved, err := h.c.ReplaceSocket(h.ctx(), edited, first.UpdatedAt)
+	if err != nil || saved.Description != "mine" || !saved.UpdatedAt.After(first.UpdatedAt) {
+		t.Fatalf("replace the version read: %+v, %v", saved, err)
+	}
+	// From the old version again: someone changed it since.
+	edited.Description = "stale"
+	_, err = h.c.ReplaceSocket(h.ctx(), edited, first.UpdatedAt)
+	wantCode(t, err, socketd.CodePreconditionFailed)
+	if got, _ := h.c.GetSocket(h.ctx(), "hello"); got.Description != "mine" {
+		t.Errorf("a stale If-Match changed the socket: %q", got.Description)
+	}
+	// Never creates: a socket deleted since, or never there.
+	other := newSocket(t, "other")
+	_, err = h.c.ReplaceSocket(h.ctx(), other, first.UpdatedAt)
+	wantCode(t, err, socketd.CodePreconditionFailed)
+	if _, err := h.c.GetSocket(h.ctx(), "other"); socketd.ErrorCode(err) != socketd.CodeNotFound {
+		t.Errorf("a PUT with If-Match created a socket: %v", err)
+	}
+	body, _ := json.Marshal(map[string]any{"listen": []string{"1234"}, "command": []string{"/bin/true"}})
+	for _, c := range []struct {
+		value string
+		want  int
+	}{{`"garbage"`, http.StatusPreconditionFailed}, {`12`, http.StatusPreconditionFailed}, {`*`, http.StatusBadRequest}} {
+		resp, _ := h.do(request{method: "PUT", path: "/v1/sockets/hello", contentType: "application/json",
+			body: bytes.NewReader(body), header: http.Header{"If-Match": {c.value}}})
+		if resp.StatusCode != c.want {
+			t.Errorf("If-Match %s: %s, want %d", c.value, resp.Status, c.want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/socketd/socketd"
@@ -85,6 +86,24 @@ func (c *Client) PutSocket(ctx context.Context, s socketd.Socket) (socketd.Socke
 	status, err := c.doBody(ctx, http.MethodPut, socketPath(s.Name), jsonContentType, body, &out,
 		http.StatusOK, http.StatusCreated)
 	return out, status == http.StatusCreated, err
+}
+
+// ReplaceSocket replaces the definition of the socket s names, but only if
+// it is still the version updated at version (the UpdatedAt of the one s
+// was made from): else a CodePreconditionFailed error, and nothing changes.
+// It never creates a socket.
+func (c *Client) ReplaceSocket(ctx context.Context, s socketd.Socket, version time.Time) (socketd.Socket, error) {
+	body, err := socketBody(s)
+	if err != nil {
+		return socketd.Socket{}, err
+	}
+	var out socketd.Socket
+	path := socketPath(s.Name)
+	_, resp, err := c.send(ctx, http.MethodPut, path, nil, http.Header{"If-Match": {etag(version)}}, jsonContentType, body, http.StatusOK)
+	if err != nil {
+		return out, err
+	}
+	return out, decodeResponse(http.MethodPut, path, resp, &out)
 }
 
 // CreateSocket creates the socket s names; a CodeConflict error if the name
@@ -258,6 +277,11 @@ func decodeResponse(method, path string, body []byte, out any) error {
 // do sends a request and returns the status and body of a response whose
 // status is one of ok; any other status is an error.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, contentType string, reqBody []byte, ok ...int) (int, []byte, error) {
+	return c.send(ctx, method, path, q, nil, contentType, reqBody, ok...)
+}
+
+// send is do with headers of the caller's besides.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, hdr http.Header, contentType string, reqBody []byte, ok ...int) (int, []byte, error) {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -269,6 +293,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, cont
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -350,7 +377,17 @@ func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(socketd.Ev
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	// The daemon writes at least a keepalive every keepaliveInterval: a
+	// stream silent for much longer is a connection that died unseen.
+	streamCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var silent atomic.Bool
+	watchdog := time.AfterFunc(eventsIdle, func() {
+		silent.Store(true)
+		cancel()
+	})
+	defer watchdog.Stop()
+	req, err := http.NewRequestWithContext(streamCtx, http.MethodGet, u, nil)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", eventsPath, err)
 	}
@@ -377,6 +414,7 @@ func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(socketd.Ev
 	sc.Buffer(make([]byte, 0, 64<<10), maxEventBytes)
 	var typ, data string
 	for sc.Scan() {
+		watchdog.Reset(eventsIdle)
 		line := sc.Text()
 		switch {
 		case line == "":
@@ -409,11 +447,20 @@ func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(socketd.Ev
 			}
 		}
 	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("GET %s: %w", eventsPath, err)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case silent.Load():
+		return fmt.Errorf("GET %s: nothing from the daemon for %s", eventsPath, eventsIdle)
+	case sc.Err() != nil:
+		return fmt.Errorf("GET %s: %w", eventsPath, sc.Err())
 	}
-	return ctx.Err()
+	return nil
 }
+
+// eventsIdle is how long Events waits for a line before it takes the
+// stream for dead: two keepalives and some.
+const eventsIdle = 2*keepaliveInterval + 5*time.Second
 
 // maxEventBytes bounds a line of the event stream: an event is a few
 // hundred bytes, a socket's status with many addresses a few KiB.

@@ -42,17 +42,18 @@ var problemKinds = map[socketd.Code]struct {
 	status int
 	title  string
 }{
-	socketd.CodeInvalid:      {http.StatusUnprocessableEntity, "Invalid input"},
-	socketd.CodeBadRequest:   {http.StatusBadRequest, "Bad request"},
-	socketd.CodeNotFound:     {http.StatusNotFound, "Not found"},
-	socketd.CodeConflict:     {http.StatusConflict, "Conflict"},
-	socketd.CodeUnauthorized: {http.StatusUnauthorized, "Unauthorized"},
-	socketd.CodeForbidden:    {http.StatusForbidden, "Forbidden"},
-	socketd.CodeTooLarge:     {http.StatusRequestEntityTooLarge, "Request body too large"},
-	socketd.CodeUnsupported:  {http.StatusUnsupportedMediaType, "Unsupported media type"},
-	socketd.CodeUnavailable:  {http.StatusServiceUnavailable, "Service unavailable"},
-	CodeMethodNotAllowed:     {http.StatusMethodNotAllowed, "Method not allowed"},
-	socketd.CodeInternal:     {http.StatusInternalServerError, "Internal server error"},
+	socketd.CodeInvalid:            {http.StatusUnprocessableEntity, "Invalid input"},
+	socketd.CodeBadRequest:         {http.StatusBadRequest, "Bad request"},
+	socketd.CodeNotFound:           {http.StatusNotFound, "Not found"},
+	socketd.CodeConflict:           {http.StatusConflict, "Conflict"},
+	socketd.CodePreconditionFailed: {http.StatusPreconditionFailed, "Precondition failed"},
+	socketd.CodeUnauthorized:       {http.StatusUnauthorized, "Unauthorized"},
+	socketd.CodeForbidden:          {http.StatusForbidden, "Forbidden"},
+	socketd.CodeTooLarge:           {http.StatusRequestEntityTooLarge, "Request body too large"},
+	socketd.CodeUnsupported:        {http.StatusUnsupportedMediaType, "Unsupported media type"},
+	socketd.CodeUnavailable:        {http.StatusServiceUnavailable, "Service unavailable"},
+	CodeMethodNotAllowed:           {http.StatusMethodNotAllowed, "Method not allowed"},
+	socketd.CodeInternal:           {http.StatusInternalServerError, "Internal server error"},
 }
 
 // internalDetail is all a client learns of an internal error.

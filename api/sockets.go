@@ -61,6 +61,7 @@ func (s *Server) getSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	setETag(w, sock)
 	return writeJSON(w, http.StatusOK, sock)
 }
 
@@ -76,6 +77,25 @@ func (s *Server) putSocket(w http.ResponseWriter, r *http.Request) error {
 	if err := nameFromURL(&sock, name); err != nil {
 		return err
 	}
+	if version, ok, err := ifMatch(r, name); err != nil {
+		return err
+	} else if ok {
+		// Only the version the client read is replaced.
+		saved, err := s.replaceSocket(r.Context(), name, sock, version)
+		switch socketd.ErrorCode(err) {
+		case "":
+		case socketd.CodeConflict:
+			var se *socketd.Error
+			errors.As(err, &se)
+			return socketd.Errorf(socketd.CodePreconditionFailed, "%s", se.Message)
+		case socketd.CodeNotFound:
+			return socketd.Errorf(socketd.CodePreconditionFailed, "socket %q no longer exists: it was deleted after If-Match's version was read", name)
+		default:
+			return err
+		}
+		setETag(w, saved)
+		return writeJSON(w, http.StatusOK, s.withStatus(saved))
+	}
 	if err := sock.Validate(); err != nil {
 		return err
 	}
@@ -84,6 +104,7 @@ func (s *Server) putSocket(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.apply(r, changedOrCreated(created), saved.Name)
+	setETag(w, saved)
 	status := http.StatusOK
 	if created {
 		w.Header().Set("Location", socketPath(saved.Name))
@@ -177,6 +198,7 @@ func (s *Server) patchSocket(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.apply(r, socketd.EventSocketChanged, saved.Name)
+	setETag(w, saved)
 	return writeJSON(w, http.StatusOK, s.withStatus(saved))
 }
 

@@ -22,6 +22,9 @@ func runEdit(ctx context.Context, c *cli, args []string) int {
 		return status
 	}
 	name := names[0]
+	// Ctrl-C belongs to the editor while it runs (vi takes it): socketctl
+	// goes on with what was saved, each call bounded by --timeout.
+	ctx = context.WithoutCancel(ctx)
 	s, err := c.client.GetSocket(ctx, name)
 	if err != nil {
 		return c.fail(err)
@@ -31,8 +34,17 @@ func runEdit(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "socketctl: %v\n", err)
 		return exitFailure
 	}
-	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, name+".json")
+	// The file goes once it is applied or left as it was; an edit that
+	// could not be applied stays, and socketctl says where.
+	keep := false
+	defer func() {
+		if keep {
+			fmt.Fprintf(c.stderr, "socketctl: your edit is kept in %s\n", path)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
 	text, problems := definition(s), ""
 	for {
 		header := "# Edit the definition of " + name + "; save and quit to apply it. Lines starting with # are ignored.\n" +
@@ -44,8 +56,9 @@ func runEdit(ctx context.Context, c *cli, args []string) int {
 			fmt.Fprintf(c.stderr, "socketctl: %v\n", err)
 			return exitFailure
 		}
-		if err := c.runEditor(ctx, path); err != nil {
+		if err := c.runEditor(path); err != nil {
 			fmt.Fprintf(c.stderr, "socketctl: %v; nothing was applied\n", err)
+			keep = problems != ""
 			return exitFailure
 		}
 		b, err := os.ReadFile(path)
@@ -63,6 +76,7 @@ func runEdit(ctx context.Context, c *cli, args []string) int {
 			return exitOK
 		case bytes.Equal(bytes.TrimSpace(edited), bytes.TrimSpace(text)):
 			fmt.Fprintf(c.stderr, "socketctl: left unchanged: nothing was applied\n")
+			keep = true
 			return exitFailure
 		}
 		text = edited
@@ -88,6 +102,7 @@ func runEdit(ctx context.Context, c *cli, args []string) int {
 			continue
 		}
 		if err != nil {
+			keep = true
 			return c.fail(err)
 		}
 		fmt.Fprintf(c.stdout, "%s %s\n", name, what)
@@ -98,7 +113,7 @@ func runEdit(ctx context.Context, c *cli, args []string) int {
 // runEditor runs the user's editor ($VISUAL, $EDITOR, else Debian's editor
 // or vi) on path, through the shell, so that an editor with arguments
 // ("code --wait") works.
-func (c *cli) runEditor(ctx context.Context, path string) error {
+func (c *cli) runEditor(path string) error {
 	editor := firstOf(c.getenv("VISUAL"), c.getenv("EDITOR"))
 	if editor == "" {
 		editor = "vi"
@@ -106,7 +121,7 @@ func (c *cli) runEditor(ctx context.Context, path string) error {
 			editor = "editor"
 		}
 	}
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", editor+` "$1"`, "sh", path)
+	cmd := exec.Command("/bin/sh", "-c", editor+` "$1"`, "sh", path)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.stdin, c.stdout, c.stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("the editor (%s): %w", editor, err)

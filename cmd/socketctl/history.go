@@ -72,12 +72,20 @@ func runHistory(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
+	// The rows shown finished may come again as events from the stream
+	// opened before they were read: they are not written twice.
 	done := map[int64]bool{}
 	for i := len(shown) - 1; i >= 0; i-- {
 		out.write(shown[i])
-		done[shown[i].ID] = shown[i].State != socketd.ConnRunning
+		if shown[i].State != socketd.ConnRunning {
+			done[shown[i].ID] = true
+		}
 	}
-	if err := out.flush(); err != nil || !hf.follow {
+	if err := out.flush(); err != nil {
+		fmt.Fprintf(c.stderr, "socketctl: %v\n", err)
+		return exitFailure
+	}
+	if !hf.follow {
 		return exitOK
 	}
 	for {
@@ -88,12 +96,16 @@ func runHistory(ctx context.Context, c *cli, args []string) int {
 				fmt.Fprintln(c.stderr, "socketctl: some events were lost: connections may be missing here; socketctl history lists them all")
 				continue
 			}
-			if e.Type != socketd.EventConnectionClosed || conn == nil || done[conn.ID] || !matches(f, *conn) {
+			if e.Type != socketd.EventConnectionClosed || conn == nil || !matches(f, *conn) {
 				continue
 			}
-			done[conn.ID] = true
+			if done[conn.ID] {
+				delete(done, conn.ID)
+				continue
+			}
 			out.write(*conn)
-			if out.flush() != nil {
+			if err := out.flush(); err != nil {
+				fmt.Fprintf(c.stderr, "socketctl: %v\n", err)
 				return exitFailure
 			}
 		case err := <-streamErr:
@@ -181,30 +193,60 @@ func matches(f socketd.ConnectionFilter, conn socketd.Connection) bool {
 }
 
 // followEvents follows the event stream of socket ("" for all), calling
-// opened once it is taken and fn with each event, until ctx ends. A stream
-// that ends is taken up again where it stopped.
+// opened once it is first taken and fn with each event, until ctx ends. A
+// stream that ends or breaks once it has been taken (a restart of socketd,
+// a connection that died) is taken up again where it stopped, trying
+// again with a growing pause and saying so on stderr; an error before it
+// was ever taken, or a refusal (the token, say), is returned.
 func (c *cli) followEvents(ctx context.Context, socket string, opened func(), fn func(socketd.Event)) error {
-	o := api.EventsOptions{Socket: socket, Opened: opened}
+	first := true
+	lost := false
+	o := api.EventsOptions{Socket: socket}
+	o.Opened = func() {
+		if first {
+			first = false
+			if opened != nil {
+				opened()
+			}
+		} else if lost {
+			lost = false
+			fmt.Fprintln(c.stderr, "socketctl: following socketd's events again")
+		}
+	}
+	pause := time.Second
 	for {
-		err := c.client.Events(ctx, o, func(e socketd.Event) error {
+		err := c.stream.Events(ctx, o, func(e socketd.Event) error {
 			if e.ID > 0 {
 				o.After = e.ID
 			}
+			pause = time.Second
 			fn(e)
 			return nil
 		})
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err != nil {
+		var se *socketd.Error
+		if first || (errors.As(err, &se) && se.Code != socketd.CodeUnavailable && se.Code != socketd.CodeInternal) {
+			if err == nil {
+				err = errors.New("socketd ended the event stream at once")
+			}
 			return err
 		}
-		o.Opened = nil // the daemon ended the stream: resume
+		if !lost {
+			lost = true
+			reason := "socketd ended it"
+			if err != nil {
+				reason = err.Error()
+			}
+			fmt.Fprintf(c.stderr, "socketctl: lost socketd's events (%s); trying again\n", reason)
+		}
 		select {
-		case <-time.After(time.Second):
+		case <-time.After(pause):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		pause = min(2*pause, 30*time.Second)
 	}
 }
 
@@ -214,6 +256,7 @@ type historyWriter struct {
 	w      io.Writer
 	csv    *csv.Writer
 	enc    *json.Encoder
+	err    error // the first write that failed
 }
 
 func newHistoryWriter(w io.Writer, format string) *historyWriter {
@@ -250,13 +293,17 @@ func (hw *historyWriter) row(cells ...any) {
 			b.WriteString(v)
 		}
 	}
-	fmt.Fprintln(hw.w, b.String())
+	if _, err := fmt.Fprintln(hw.w, b.String()); err != nil && hw.err == nil {
+		hw.err = err
+	}
 }
 
 func (hw *historyWriter) write(conn socketd.Connection) {
 	switch {
 	case hw.enc != nil:
-		hw.enc.Encode(conn)
+		if err := hw.enc.Encode(conn); err != nil && hw.err == nil {
+			hw.err = err
+		}
 	case hw.csv != nil:
 		hw.csv.Write(conn.CSVRecord())
 	default:
@@ -269,13 +316,16 @@ func (hw *historyWriter) write(conn socketd.Connection) {
 	}
 }
 
+// flush writes out what is buffered and returns the first error of any
+// write so far: a full disk fails the command.
 func (hw *historyWriter) flush() error {
-	switch {
-	case hw.csv != nil:
+	if hw.csv != nil {
 		hw.csv.Flush()
-		return hw.csv.Error()
+		if err := hw.csv.Error(); err != nil && hw.err == nil {
+			hw.err = err
+		}
 	}
-	return nil
+	return hw.err
 }
 
 // outcome says how a connection ended: its exit code or signal, or why it
@@ -381,7 +431,7 @@ func runKill(ctx context.Context, c *cli, args []string) int {
 	for _, id := range slices.Compact(nums) {
 		conn, err := c.client.KillConnection(ctx, id)
 		if err != nil {
-			worst = max(worst, c.fail(err))
+			worst = worse(worst, c.fail(err))
 			continue
 		}
 		fmt.Fprintf(c.stdout, "connection %d %s (%s)\n", id, conn.State, strings.TrimSpace(outcome(conn)))

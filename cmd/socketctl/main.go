@@ -14,12 +14,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/api"
@@ -92,7 +95,11 @@ type cli struct {
 	tfile  string
 	data   string
 	output string
-	client *api.Client
+	// timeout bounds each call to the daemon, but the event streams.
+	timeout time.Duration
+	client  *api.Client
+	// stream follows event streams: it has no timeout.
+	stream *api.Client
 }
 
 func run(ctx context.Context, args []string, e *env) int {
@@ -115,6 +122,7 @@ func run(ctx context.Context, args []string, e *env) int {
 	c.flags.StringVar(&c.token, "token", "", "API `token` (env "+envToken+")")
 	c.flags.StringVar(&c.tfile, "token-file", "", "`file` that holds the API token (env "+envTokenFile+")")
 	c.flags.StringVar(&c.data, "data-dir", "", "socketd's data `directory`, whose admin.token is used when no token is given (env "+envDataDir+")")
+	c.flags.DurationVar(&c.timeout, "timeout", 30*time.Second, "how long to wait for socketd's answer to each call")
 	c.flags.Usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: socketctl %s %s\n\n%s.\n\nFlags:\n", cmd.name, cmd.args, upperFirst(cmd.help))
 		c.flags.PrintDefaults()
@@ -214,7 +222,8 @@ func (c *cli) connect() error {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	c.client = api.NewClient(base, token)
+	c.client = api.NewClient(base, token, api.WithHTTPClient(&http.Client{Timeout: c.timeout}))
+	c.stream = api.NewClient(base, token)
 	return nil
 }
 
@@ -230,7 +239,7 @@ func (c *cli) findToken() (string, error) {
 	t, err := readToken(path)
 	if err != nil {
 		return "", fmt.Errorf("no API token: pass --token or set %s, or run socketctl as socketd's user so that it reads %s, or point --data-dir at socketd's data directory (%v)",
-			envToken, path, errors.Unwrap(err))
+			envToken, path, err)
 	}
 	return t, nil
 }
@@ -250,13 +259,19 @@ func defaultDataDir(getenv func(string) string, euid int) string {
 func readToken(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read the token: %w", err)
+		return "", err
 	}
 	t := strings.TrimSpace(string(b))
 	if t == "" {
-		return "", fmt.Errorf("read the token: %s is empty", path)
+		return "", fmt.Errorf("%s is empty", path)
 	}
 	return t, nil
+}
+
+// isTimeout reports whether err is a network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func firstOf(vs ...string) string {
@@ -268,12 +283,26 @@ func firstOf(vs ...string) string {
 	return ""
 }
 
+// worse returns the exit status that says more of what went wrong: a
+// failure over a socket or connection not found, that over a socket not
+// listening, any over success.
+func worse(a, b int) int {
+	rank := map[int]int{exitOK: 0, exitNotRunning: 1, exitNotFound: 2, exitFailure: 3, exitUsage: 4}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
 // fail reports err, which a call to the daemon returned, in words that say
 // what to do, and returns the exit status it calls for.
 func (c *cli) fail(err error) int {
 	var se *socketd.Error
 	switch {
 	case errors.Is(err, context.Canceled):
+		return exitFailure
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		fmt.Fprintf(c.stderr, "socketctl: socketd at %s did not answer within --timeout %s\n", c.addr, c.timeout)
 		return exitFailure
 	case errors.Is(err, syscall.ECONNREFUSED):
 		fmt.Fprintf(c.stderr, "socketctl: socketd is not running at %s (connection refused): start it, or point --addr or %s at it\n", c.addr, envAddr)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,13 +49,21 @@ func TestMain(m *testing.M) {
 type daemon struct {
 	addr, dataDir string
 	client        *api.Client
+	stop          func() // SIGTERM, and wait for it to exit
 }
 
 // startDaemon runs socketd on a free port with a data directory of the
 // test's, and stops it when the test ends.
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
-	d := &daemon{addr: testhandler.FreePort(t), dataDir: t.TempDir()}
+	return startDaemonAt(t, testhandler.FreePort(t), t.TempDir())
+}
+
+// startDaemonAt runs socketd on addr with data directory dataDir; stop
+// ends it before the test does.
+func startDaemonAt(t *testing.T, addr, dataDir string) *daemon {
+	t.Helper()
+	d := &daemon{addr: addr, dataDir: dataDir}
 	var logs syncBuffer
 	cmd := exec.Command(daemonBinary, "--api-addr", d.addr, "--data-dir", d.dataDir, "--stop-timeout", "2s",
 		"--dynamic-users", "62200-62299")
@@ -62,9 +71,12 @@ func startDaemon(t *testing.T) *daemon {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	d.stop = func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
+	}
+	t.Cleanup(func() {
+		d.stop()
 		if t.Failed() {
 			t.Logf("socketd's log:\n%s", logs.String())
 		}
@@ -414,9 +426,18 @@ fi
 	}()
 	r = d.ctlEnv(t, t.Context(), "", map[string]string{"EDITOR": racer}, "edit", "hello")
 	r.want(t, "edit during another change", exitFailure)
-	if s, _ := d.client.GetSocket(t.Context(), "hello"); s.Description != "theirs" || !strings.Contains(r.stderr, "changed by someone else") {
+	if s, _ := d.client.GetSocket(t.Context(), "hello"); s.Description != "theirs" || !strings.Contains(r.stderr, "changed or deleted by someone else") {
 		t.Errorf("edit during another change: description %q\n%s", s.Description, r.stderr)
 	}
+	// The edit is not lost: the file stays, and socketctl says where.
+	kept := regexp.MustCompile(`your edit is kept in (\S+)`).FindStringSubmatch(r.stderr)
+	if kept == nil {
+		t.Fatalf("edit during another change does not say where the edit is:\n%s", r.stderr)
+	}
+	if b, err := os.ReadFile(kept[1]); err != nil || !strings.Contains(string(b), `"mine"`) {
+		t.Errorf("the kept edit: %s, %v", b, err)
+	}
+	os.RemoveAll(filepath.Dir(kept[1]))
 	d.ctlEnv(t, t.Context(), "", map[string]string{"EDITOR": "true"}, "edit", "nope").want(t, "edit of none", exitNotFound)
 }
 
@@ -507,5 +528,40 @@ func TestFindsTheDaemon(t *testing.T) {
 	}
 	if r := d.ctl(t, "", "history", "-h"); r.code != exitOK || !strings.Contains(r.stderr, "-follow") {
 		t.Errorf("history -h: %+v", r)
+	}
+}
+
+// TestWatchSurvivesRestart: watch follows the events across a restart of
+// socketd, saying on stderr that it lost them and follows them again.
+func TestWatchSurvivesRestart(t *testing.T) {
+	d := startDaemon(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"watch"}, &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut,
+			getenv: func(k string) string { return map[string]string{envAddr: d.addr, envDataDir: d.dataDir}[k] }})
+	}()
+	put := func(d *daemon, name string) {
+		t.Helper()
+		// The stream may be a moment behind: put until watch has seen it.
+		waitFor(t, "watch to see "+name, func() bool {
+			if _, _, err := d.client.PutSocket(t.Context(), testhandler.Socket(name, testhandler.Hello, "127.0.0.1:0")); err != nil {
+				t.Fatal(err)
+			}
+			return strings.Contains(out.String(), "socket.created    "+name) || strings.Contains(out.String(), "socket.changed    "+name)
+		})
+	}
+	put(d, "before")
+	d.stop()
+	again := startDaemonAt(t, d.addr, d.dataDir)
+	put(again, "after")
+	waitFor(t, "watch to say it follows again", func() bool {
+		return strings.Contains(errOut.String(), "lost socketd's events") && strings.Contains(errOut.String(), "following socketd's events again")
+	})
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("watch exited %d\n%s", code, errOut.String())
 	}
 }

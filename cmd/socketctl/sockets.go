@@ -78,11 +78,11 @@ func runStatus(ctx context.Context, c *cli, args []string) int {
 	for i, name := range names {
 		r, err := c.readStatus(ctx, name)
 		if err != nil {
-			worst = max(worst, c.fail(err))
+			worst = worse(worst, c.fail(err))
 			continue
 		}
 		if r.Socket.Status == nil || r.Socket.Status.State != socketd.SocketListening {
-			worst = max(worst, exitNotRunning)
+			worst = worse(worst, exitNotRunning)
 		}
 		if c.output == "json" {
 			c.printJSON(r)
@@ -291,7 +291,7 @@ func runApply(ctx context.Context, c *cli, args []string) int {
 		what, err := c.apply(ctx, s, time.Time{})
 		if err != nil {
 			fmt.Fprintf(c.stderr, "socketctl: %s: not applied\n", s.Name)
-			worst = max(worst, c.fail(err))
+			worst = worse(worst, c.fail(err))
 			continue
 		}
 		fmt.Fprintf(c.stdout, "%s %s\n", s.Name, what)
@@ -301,18 +301,27 @@ func runApply(ctx context.Context, c *cli, args []string) int {
 
 // apply puts s unless the daemon holds the same definition, and says what
 // it did: created, configured or unchanged. A non-zero base is the
-// updated_at of the definition s was edited from: if the daemon's is
-// another, someone changed it meanwhile, and nothing is put.
+// updated_at of the definition s was edited from: the daemon replaces that
+// version only (If-Match), so that a change made meanwhile, or a delete, is
+// never overwritten.
 func (c *cli) apply(ctx context.Context, s socketd.Socket, base time.Time) (string, error) {
 	old, err := c.client.GetSocket(ctx, s.Name)
 	switch {
-	case err == nil && !base.IsZero() && !old.UpdatedAt.Equal(base):
-		return "", &socketd.Error{Code: socketd.CodeConflict, Message: fmt.Sprintf(
-			"%s was changed by someone else while you edited it (at %s): edit it again", s.Name, old.UpdatedAt.Local().Format(time.RFC3339))}
 	case err == nil && bytes.Equal(definition(old), definition(s)):
 		return "unchanged", nil
 	case err != nil && socketd.ErrorCode(err) != socketd.CodeNotFound:
 		return "", err
+	}
+	if !base.IsZero() {
+		_, err := c.client.ReplaceSocket(ctx, s, base)
+		if socketd.ErrorCode(err) == socketd.CodePreconditionFailed {
+			return "", &socketd.Error{Code: socketd.CodeConflict, Message: fmt.Sprintf(
+				"%s was changed or deleted by someone else while you edited it: nothing was applied (%v)", s.Name, err)}
+		}
+		if err != nil {
+			return "", err
+		}
+		return "configured", nil
 	}
 	_, created, err := c.client.PutSocket(ctx, s)
 	if err != nil {
@@ -340,7 +349,7 @@ func runEnable(on bool) func(context.Context, *cli, []string) int {
 		worst := exitOK
 		for _, name := range names {
 			if _, err := c.client.PatchSocket(ctx, name, map[string]bool{"enabled": on}); err != nil {
-				worst = max(worst, c.fail(err))
+				worst = worse(worst, c.fail(err))
 				continue
 			}
 			fmt.Fprintf(c.stdout, "%s %s\n", name, map[bool]string{true: "enabled", false: "disabled"}[on])
@@ -357,7 +366,7 @@ func runRemove(ctx context.Context, c *cli, args []string) int {
 	worst := exitOK
 	for _, name := range names {
 		if err := c.client.DeleteSocket(ctx, name); err != nil {
-			worst = max(worst, c.fail(err))
+			worst = worse(worst, c.fail(err))
 			continue
 		}
 		fmt.Fprintf(c.stdout, "%s removed\n", name)
