@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"net/netip"
@@ -39,6 +40,7 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) error {
 	if items == nil {
 		items = []socketd.Connection{}
 	}
+	s.withLive(items)
 	return writeJSON(w, http.StatusOK, connectionList{Items: items, NextCursor: next})
 }
 
@@ -113,7 +115,33 @@ func (s *Server) getConnection(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, c)
+	one := []socketd.Connection{c}
+	s.withLive(one)
+	return writeJSON(w, http.StatusOK, one[0])
+}
+
+// withLive fills in, for the running rows of cs, what the runtime knows
+// and the row does not hold until the connection ends: the handler's pid
+// and the bytes carried so far.
+func (s *Server) withLive(cs []socketd.Connection) {
+	live := map[string]map[int64]socketd.Connection{}
+	for i := range cs {
+		c := &cs[i]
+		if c.State != socketd.ConnRunning {
+			continue
+		}
+		bySocket, ok := live[c.Socket]
+		if !ok {
+			bySocket = map[int64]socketd.Connection{}
+			for _, lc := range s.runtime.Connections(c.Socket) {
+				bySocket[lc.ID] = lc
+			}
+			live[c.Socket] = bySocket
+		}
+		if lc, ok := bySocket[c.ID]; ok {
+			c.PID, c.BytesIn, c.BytesOut = cmp.Or(c.PID, lc.PID), lc.BytesIn, lc.BytesOut
+		}
+	}
 }
 
 // connectionLog answers GET /v1/connections/{id}/log with the handler's
