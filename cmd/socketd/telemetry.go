@@ -98,11 +98,15 @@ func newTelemetry(ctx context.Context, getenv func(string) string, stdout io.Wri
 	return t, nil
 }
 
-// exporters reads OTEL_<SIGNAL>_EXPORTER, a comma-separated list. Unset, it
-// is otlp if an OTLP endpoint is set, else none: socketd exports nothing
+// exporters reads OTEL_<SIGNAL>_EXPORTER, a comma-separated list; none at
+// all with OTEL_SDK_DISABLED=true. Unset, it is otlp if an OTLP endpoint
+// is set, else none: socketd exports nothing
 // it was not asked to (the specification's default, otlp to localhost,
 // would retry a collector that most hosts do not run).
 func exporters(getenv func(string) string, signal string) []string {
+	if strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true") {
+		return nil // GET /metrics stays: it is socketd's own
+	}
 	v := getenv("OTEL_" + signal + "_EXPORTER")
 	if v == "" && (getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != "") {
 		v = "otlp"

@@ -192,3 +192,35 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestExporters: the OTEL_* variables that choose what is exported.
+func TestExporters(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, ""},
+		{map[string]string{"OTEL_TRACES_EXPORTER": "console"}, "console"},
+		{map[string]string{"OTEL_TRACES_EXPORTER": "otlp, console"}, "otlp,console"},
+		{map[string]string{"OTEL_TRACES_EXPORTER": "none"}, ""},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, "otlp"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, "otlp"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://collector:4318/v1/metrics"}, ""},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_TRACES_EXPORTER": "none"}, ""},
+		{map[string]string{"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}, ""},
+	} {
+		got := strings.Join(exporters(func(k string) string { return tc.env[k] }, "TRACES"), ",")
+		if got != tc.want {
+			t.Errorf("%v: traces to %q, want %q", tc.env, got, tc.want)
+		}
+	}
+	getenv := func(k string) string {
+		return map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}[k]
+	}
+	if _, err := newTelemetry(t.Context(), getenv, io.Discard); err == nil || !strings.Contains(err.Error(), "http/protobuf") {
+		t.Errorf("OTLP over gRPC: %v, want a refusal naming http/protobuf", err)
+	}
+	if _, err := newTelemetry(t.Context(), func(k string) string { return map[string]string{"OTEL_METRICS_EXPORTER": "zipkin"}[k] }, io.Discard); err == nil {
+		t.Error("an unknown metrics exporter was taken")
+	}
+}
