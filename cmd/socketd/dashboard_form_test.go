@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"net"
 	"os/user"
 	"strings"
@@ -14,22 +13,6 @@ import (
 	"github.com/socketd/socketd/api"
 	"github.com/socketd/socketd/internal/testhandler"
 )
-
-// answer connects to addr and returns all the handler wrote.
-func answer(t *testing.T, addr string) string {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	b, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatalf("read from %s: %v (after %q)", addr, err, b)
-	}
-	return string(b)
-}
 
 // listening returns the address socket name is bound to, as the API says.
 func listening(t *testing.T, c *api.Client, name string) string {
@@ -96,7 +79,7 @@ func TestDashboardForm(t *testing.T) {
 		s.Environment["LANG"] != "C.UTF-8" || s.Description != "Hello World for terminal servers" {
 		t.Errorf("created %+v", s)
 	}
-	if got := answer(t, listening(t, c, "hello")); got != "Hello World\n" {
+	if got := dialRead(t, listening(t, c, "hello")); got != "Hello World\n" {
 		t.Errorf("hello answered %q", got)
 	}
 
@@ -150,7 +133,7 @@ func TestDashboardForm(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "the socket's page after the edit", `location.pathname === "/ui/sockets/hello"`)
-	if got := answer(t, listening(t, c, "hello")); got != "Hello again\n" {
+	if got := dialRead(t, listening(t, c, "hello")); got != "Hello again\n" {
 		t.Errorf("after the edit hello answered %q", got)
 	}
 
@@ -228,7 +211,7 @@ func TestDashboardImportLine(t *testing.T) {
 	}
 	waitJS(t, ctx, "the import saved", `document.getElementById("import-saved") !== null && `+
 		`document.querySelector('#import-saved a[href="/ui/sockets/`+name+`"]') !== null`)
-	if got := answer(t, listening(t, c, name)); got != "imported\n" {
+	if got := dialRead(t, listening(t, c, name)); got != "imported\n" {
 		t.Errorf("%s answered %q", name, got)
 	}
 

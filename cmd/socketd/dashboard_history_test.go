@@ -1,10 +1,7 @@
 package main
 
 import (
-	"io"
-	"net"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -32,14 +29,8 @@ func TestDashboardHistoryLive(t *testing.T) {
 	addr := got.Status.Listening[0]
 	connect := func() {
 		t.Helper()
-		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		if b, err := io.ReadAll(conn); err != nil || string(b) != "done\n" {
-			t.Fatalf("chatty said %q, %v", b, err)
+		if got := dialRead(t, addr); got != "done\n" {
+			t.Fatalf("chatty said %q", got)
 		}
 	}
 	connect()

@@ -653,7 +653,7 @@ func dialRead(t *testing.T, addr string) string {
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	b, err := io.ReadAll(conn)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("read from %s: %v (after %q)", addr, err, b)
 	}
 	return string(b)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -20,13 +19,7 @@ func TestHistoryRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 5 {
-		conn, err := net.DialTimeout("tcp", port, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		io.ReadAll(conn)
-		conn.Close()
+		dialRead(t, port)
 	}
 	waitConnection(t, c, socketd.ConnectionFilter{Limit: 1}, socketd.ConnExited)
 	if err := m.Close(ctxT(t)); err != nil {

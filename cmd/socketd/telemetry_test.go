@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"regexp"
@@ -36,13 +35,7 @@ func TestMetricsScraped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conn, err := net.DialTimeout("tcp", s.Status.Listening[0], 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		io.ReadAll(conn)
-		conn.Close()
+		dialRead(t, s.Status.Listening[0])
 	}
 	waitConnection(t, c, socketd.ConnectionFilter{Socket: "hello", Limit: 1}, socketd.ConnExited)
 
@@ -137,13 +130,7 @@ func TestTracesToConsole(t *testing.T) {
 			if _, _, err := c.PutSocket(ctxT(t), testhandler.Socket("hello", testhandler.Hello, port)); err != nil {
 				t.Fatal(err)
 			}
-			conn, err := net.DialTimeout("tcp", port, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			conn.SetDeadline(time.Now().Add(10 * time.Second))
-			io.ReadAll(conn)
-			conn.Close()
+			dialRead(t, port)
 			waitConnection(t, c, socketd.ConnectionFilter{Limit: 1}, socketd.ConnExited)
 			if err := d.stop(t, syscall.SIGTERM); err != nil {
 				t.Fatal(err)
