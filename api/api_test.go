@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	_ "time/tzdata"
 
 	"go.uber.org/goleak"
 
@@ -23,7 +24,13 @@ import (
 	"github.com/socketd/socketd/store"
 )
 
+// testZone is the time zone the tests run in: one off UTC, and not by
+// whole hours, so that a time read or shown in the wrong zone shows. It is
+// set before anything reads the zone (time/tzdata has it on any host).
+const testZone = "Asia/Kolkata"
+
 func TestMain(m *testing.M) {
+	os.Setenv("TZ", testZone)
 	goleak.VerifyTestMain(m)
 }
 

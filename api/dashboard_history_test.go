@@ -52,10 +52,10 @@ func connectionRows(body string) []int64 {
 
 // TestDashboardHistory: the history page filters, pages and exports.
 func TestDashboardHistory(t *testing.T) {
-	// Times are read and shown in the daemon's zone: one that is not UTC,
-	// and not whole hours off it.
-	defer func(l *time.Location) { time.Local = l }(time.Local)
-	time.Local = time.FixedZone("IST", 5*3600+1800)
+	// Times are read and shown in the daemon's zone, testZone here.
+	if _, off := time.Now().Zone(); off != 5*3600+1800 {
+		t.Fatalf("the tests' zone is %s, not %s", time.Local, testZone)
+	}
 	h := newHarness(t)
 	b := loggedIn(t, h)
 	start := time.Now().Add(-time.Hour).Truncate(time.Second)
