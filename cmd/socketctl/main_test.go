@@ -262,6 +262,25 @@ func TestStatusEnableDisableRemove(t *testing.T) {
 	d.ctl(t, "", "enable", "chatty").want(t, "enable", exitOK, "chatty enabled\n")
 	d.ctl(t, "", "status", "chatty").want(t, "status once enabled again", exitOK, "State: listening")
 
+	// A live connection shows with its handler's pid, its remote and age.
+	hangPort := testhandler.FreePort(t)
+	d.ctl(t, definitionJSON(t, "hang", testhandler.ReadyHang, hangPort, nil), "apply", "-f", "-").want(t, "apply hang", exitOK)
+	live, err := net.DialTimeout("tcp", hangPort, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	live.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(live, make([]byte, 6)); err != nil {
+		t.Fatal(err)
+	}
+	r = d.ctl(t, "", "status", "hang")
+	r.want(t, "status with a live connection", exitOK, "1 accepted, 1 connected", "  ID", "PID", "REMOTE", "AGE")
+	row := regexp.MustCompile(`(?m)^  1 +(\S+) +127\.0\.0\.1:\d+ +\d+s$`).FindStringSubmatch(r.stdout)
+	if row == nil || row[1] == "-" {
+		t.Errorf("the live connection's row lacks its pid:\n%s", r.stdout)
+	}
+
 	r = d.ctl(t, "", "status", "chatty", "nope")
 	r.want(t, "status of a socket and of none", exitNotFound, "● chatty")
 	if !strings.Contains(r.stderr, `"nope" not found`) {
