@@ -276,7 +276,7 @@ func TestStatusEnableDisableRemove(t *testing.T) {
 	}
 	r = d.ctl(t, "", "status", "hang")
 	r.want(t, "status with a live connection", exitOK, "1 accepted, 1 connected", "  ID", "PID", "REMOTE", "AGE")
-	row := regexp.MustCompile(`(?m)^  1 +(\S+) +127\.0\.0\.1:\d+ +\d+s$`).FindStringSubmatch(r.stdout)
+	row := regexp.MustCompile(`(?m)^  \d+ +(\S+) +127\.0\.0\.1:\d+ +\d+s$`).FindStringSubmatch(r.stdout)
 	if row == nil || row[1] == "-" {
 		t.Errorf("the live connection's row lacks its pid:\n%s", r.stdout)
 	}
