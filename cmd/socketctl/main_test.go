@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -64,7 +62,7 @@ func startDaemon(t *testing.T) *daemon {
 func startDaemonAt(t *testing.T, addr, dataDir string) *daemon {
 	t.Helper()
 	d := &daemon{addr: addr, dataDir: dataDir}
-	var logs syncBuffer
+	var logs testhandler.Buffer
 	cmd := exec.Command(daemonBinary, "--api-addr", d.addr, "--data-dir", d.dataDir, "--stop-timeout", "2s",
 		"--dynamic-users", "62200-62299")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -112,7 +110,7 @@ func (d *daemon) ctl(t *testing.T, stdin string, args ...string) result {
 
 func (d *daemon) ctlEnv(t *testing.T, ctx context.Context, stdin string, extra map[string]string, args ...string) result {
 	t.Helper()
-	var out, errOut syncBuffer
+	var out, errOut testhandler.Buffer
 	vars := map[string]string{envAddr: d.addr, envDataDir: d.dataDir}
 	for k, v := range extra {
 		vars[k] = v
@@ -134,24 +132,6 @@ func (r result) want(t *testing.T, what string, code int, outs ...string) {
 			t.Fatalf("%s: stdout lacks %q\nstdout:\n%s\nstderr:\n%s", what, o, r.stdout, r.stderr)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // definitionJSON is a socket served by this test binary as handler.
@@ -328,7 +308,7 @@ func TestHistoryAndKill(t *testing.T) {
 	defer cancel()
 	var followed result
 	done := make(chan struct{})
-	var out syncBuffer
+	var out testhandler.Buffer
 	go func() {
 		defer close(done)
 		followed.code = run(ctx, []string{"history", "-f", "--socket", "hello", "-o", "json", "-n", "1"}, &env{
@@ -465,7 +445,7 @@ func TestImportExportWatch(t *testing.T) {
 	d := startDaemon(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var watched syncBuffer
+	var watched testhandler.Buffer
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"watch"}, &env{stdin: strings.NewReader(""), stdout: &watched, stderr: io.Discard,
@@ -556,7 +536,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	d := startDaemon(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testhandler.Buffer
 	done := make(chan int)
 	go func() {
 		done <- run(ctx, []string{"watch"}, &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errOut,

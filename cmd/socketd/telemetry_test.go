@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -119,7 +117,7 @@ func TestTracesToConsole(t *testing.T) {
 	}{{"console", []string{"OTEL_TRACES_EXPORTER=console"}, true}, {"unset", nil, false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			var stdout syncBuffer
+			var stdout testhandler.Buffer
 			d := startDaemonWith(t, dir, func(cmd *exec.Cmd) {
 				cmd.Args = append(cmd.Args, "--log-level", "debug")
 				cmd.Env = append(cmd.Env, tc.env...)
@@ -160,24 +158,6 @@ func TestTracesToConsole(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestExporters: the OTEL_* variables that choose what is exported.
