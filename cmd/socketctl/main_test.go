@@ -148,22 +148,6 @@ func definitionJSON(t *testing.T, name, handler, listen string, edit func(*socke
 	return string(b)
 }
 
-// dial connects to addr and returns what the handler says until it ends.
-func dial(t *testing.T, addr string) string {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	b, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // TestApplyIsIdempotent: apply creates, then leaves alone what has not
 // changed, then configures what has; bad definitions are refused with the
 // daemon's reasons and apply nothing of theirs.
@@ -190,7 +174,7 @@ func TestApplyIsIdempotent(t *testing.T) {
 	if b, _ := d.client.GetSocket(t.Context(), "b"); b.Description != "changed" {
 		t.Errorf("b's description is %q after apply", b.Description)
 	}
-	if got := dial(t, portA); got != "Hello World\n" {
+	if got := testhandler.Answer(t, portA); got != "Hello World\n" {
 		t.Errorf("a says %q", got)
 	}
 	r := d.ctl(t, "", "list")
@@ -221,7 +205,7 @@ func TestStatusEnableDisableRemove(t *testing.T) {
 	port := testhandler.FreePort(t)
 	d.ctl(t, definitionJSON(t, "chatty", testhandler.Stderr, port, func(s *socketd.Socket) { s.Description = "says things" }),
 		"apply", "-f", "-").want(t, "apply", exitOK)
-	if got := dial(t, port); got != "done\n" {
+	if got := testhandler.Answer(t, port); got != "done\n" {
 		t.Fatalf("chatty says %q", got)
 	}
 	d.ctl(t, "", "status", "chatty").want(t, "status", exitOK,
@@ -282,7 +266,7 @@ func TestHistoryAndKill(t *testing.T) {
 		definitionJSON(t, "other", testhandler.Hello, other, nil)+","+
 		definitionJSON(t, "hang", testhandler.ReadyHang, hang, nil)+"]", "apply", "-f", "-").want(t, "apply", exitOK)
 	for range 3 {
-		dial(t, hello)
+		testhandler.Answer(t, hello)
 	}
 	r := d.ctl(t, "", "history", "--socket", "hello", "-n", "2")
 	r.want(t, "history", exitOK, "ID ", "hello", "exited", "exit 0")
@@ -317,8 +301,8 @@ func TestHistoryAndKill(t *testing.T) {
 		})
 	}()
 	waitFor(t, "the last connection", func() bool { return strings.Count(out.String(), "\n") == 1 })
-	dial(t, other) // another socket's: not followed
-	dial(t, hello)
+	testhandler.Answer(t, other) // another socket's: not followed
+	testhandler.Answer(t, hello)
 	waitFor(t, "the new connection", func() bool { return strings.Contains(out.String(), `"id":5,`) })
 	cancel()
 	<-done
@@ -470,7 +454,7 @@ func TestImportExportWatch(t *testing.T) {
 		t.Errorf("a dry run saved: %v", err)
 	}
 	d.ctl(t, "", "import", unitSocket, unitService).want(t, "import", exitOK, "greeter imported")
-	if got := dial(t, port); got != "Hello World\n" {
+	if got := testhandler.Answer(t, port); got != "Hello World\n" {
 		t.Errorf("greeter says %q", got)
 	}
 	d.ctl(t, "", "export", "greeter").want(t, "export", exitOK, "# greeter.socket\n[Socket]\n", "ListenStream=127.0.0.1:"+p, "# greeter@.service\n", "Nice=1")

@@ -79,7 +79,7 @@ func TestDashboardForm(t *testing.T) {
 		s.Environment["LANG"] != "C.UTF-8" || s.Description != "Hello World for terminal servers" {
 		t.Errorf("created %+v", s)
 	}
-	if got := dialRead(t, listening(t, c, "hello")); got != "Hello World\n" {
+	if got := testhandler.Answer(t, listening(t, c, "hello")); got != "Hello World\n" {
 		t.Errorf("hello answered %q", got)
 	}
 
@@ -133,7 +133,7 @@ func TestDashboardForm(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(t, ctx, "the socket's page after the edit", `location.pathname === "/ui/sockets/hello"`)
-	if got := dialRead(t, listening(t, c, "hello")); got != "Hello again\n" {
+	if got := testhandler.Answer(t, listening(t, c, "hello")); got != "Hello again\n" {
 		t.Errorf("after the edit hello answered %q", got)
 	}
 
@@ -211,7 +211,7 @@ func TestDashboardImportLine(t *testing.T) {
 	}
 	waitJS(t, ctx, "the import saved", `document.getElementById("import-saved") !== null && `+
 		`document.querySelector('#import-saved a[href="/ui/sockets/`+name+`"]') !== null`)
-	if got := dialRead(t, listening(t, c, name)); got != "imported\n" {
+	if got := testhandler.Answer(t, listening(t, c, name)); got != "imported\n" {
 		t.Errorf("%s answered %q", name, got)
 	}
 

@@ -29,7 +29,7 @@ func TestDashboardHistoryLive(t *testing.T) {
 	addr := got.Status.Listening[0]
 	connect := func() {
 		t.Helper()
-		if got := dialRead(t, addr); got != "done\n" {
+		if got := testhandler.Answer(t, addr); got != "done\n" {
 			t.Fatalf("chatty said %q", got)
 		}
 	}

@@ -542,7 +542,7 @@ func TestHandlerHasNoTerminal(t *testing.T) {
 	if _, _, err := c.PutSocket(ctxT(t), s); err != nil {
 		t.Fatal(err)
 	}
-	if out := dialRead(t, addr); out != "none\n0\n" {
+	if out := testhandler.Answer(t, addr); out != "none\n0\n" {
 		t.Errorf("handler: %q, want no terminal to open and tty_nr 0", out)
 	}
 }
@@ -619,7 +619,7 @@ func TestPortConflictFailsOnlyThatSocket(t *testing.T) {
 	if err != nil || ok.Status.State != socketd.SocketListening {
 		t.Fatalf("the other socket: %+v, %v", ok.Status, err)
 	}
-	if got := dialRead(t, ok.Status.Listening[0]); got != "Hello World\n" {
+	if got := testhandler.Answer(t, ok.Status.Listening[0]); got != "Hello World\n" {
 		t.Fatalf("the other socket answered %q", got)
 	}
 	held.Close()
@@ -637,25 +637,9 @@ func TestPortConflictFailsOnlyThatSocket(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := dialRead(t, held.Addr().String()); got != "Hello World\n" {
+	if got := testhandler.Answer(t, held.Addr().String()); got != "Hello World\n" {
 		t.Fatalf("the recovered socket answered %q", got)
 	}
-}
-
-// dialRead connects to addr and returns all it reads.
-func dialRead(t *testing.T, addr string) string {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	b, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatalf("read from %s: %v (after %q)", addr, err, b)
-	}
-	return string(b)
 }
 
 // TestRealAnswersMatchSpec drives what the other tests leave out against
@@ -674,7 +658,7 @@ func TestRealAnswersMatchSpec(t *testing.T) {
 	}
 	var failed socketd.Connection
 	for range 2 {
-		dialRead(t, fail.Status.Listening[0])
+		testhandler.Answer(t, fail.Status.Listening[0])
 		failed = waitConnection(t, c, socketd.ConnectionFilter{Socket: "fail", Limit: 1}, socketd.ConnFailed)
 	}
 	if failed.ExitCode == nil || *failed.ExitCode != 3 || failed.Signal != "" {
@@ -697,7 +681,7 @@ func TestRealAnswersMatchSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := dialRead(t, loud.Status.Listening[0]); got != "done\n" {
+	if got := testhandler.Answer(t, loud.Status.Listening[0]); got != "done\n" {
 		t.Fatalf("the stderr handler answered %q", got)
 	}
 	row := waitConnection(t, c, socketd.ConnectionFilter{Socket: "loud", Limit: 1}, socketd.ConnExited)
@@ -721,7 +705,7 @@ func TestRealAnswersMatchSpec(t *testing.T) {
 	if err := os.Remove(exe); err != nil {
 		t.Fatal(err)
 	}
-	dialRead(t, gone.Status.Listening[0])
+	testhandler.Answer(t, gone.Status.Listening[0])
 	row = waitConnection(t, c, socketd.ConnectionFilter{Socket: "gone", Limit: 1}, socketd.ConnFailed)
 	if row.Error == "" || row.PID != 0 {
 		t.Errorf("row of a handler that could not start = %+v", row)

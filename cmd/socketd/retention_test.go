@@ -19,7 +19,7 @@ func TestHistoryRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 5 {
-		dialRead(t, port)
+		testhandler.Answer(t, port)
 	}
 	waitConnection(t, c, socketd.ConnectionFilter{Limit: 1}, socketd.ConnExited)
 	if err := m.Close(ctxT(t)); err != nil {

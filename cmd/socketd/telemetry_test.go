@@ -33,7 +33,7 @@ func TestMetricsScraped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dialRead(t, s.Status.Listening[0])
+		testhandler.Answer(t, s.Status.Listening[0])
 	}
 	waitConnection(t, c, socketd.ConnectionFilter{Socket: "hello", Limit: 1}, socketd.ConnExited)
 
@@ -128,7 +128,7 @@ func TestTracesToConsole(t *testing.T) {
 			if _, _, err := c.PutSocket(ctxT(t), testhandler.Socket("hello", testhandler.Hello, port)); err != nil {
 				t.Fatal(err)
 			}
-			dialRead(t, port)
+			testhandler.Answer(t, port)
 			waitConnection(t, c, socketd.ConnectionFilter{Limit: 1}, socketd.ConnExited)
 			if err := d.stop(t, syscall.SIGTERM); err != nil {
 				t.Fatal(err)

@@ -1,9 +1,11 @@
 package testhandler
 
 import (
+	"io"
 	"net"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/socketd/socketd"
 )
@@ -55,4 +57,22 @@ func Require(t testing.TB, what string) {
 		t.Fatalf("this test needs %s (%s forbids skipping it)", what, StrictEnv)
 	}
 	t.Skipf("this test needs %s", what)
+}
+
+// Answer connects to the TCP address addr and returns all the handler
+// writes until it ends the connection, failing t if that takes longer than
+// ten seconds.
+func Answer(t testing.TB, addr string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("read from %s: %v (after %q)", addr, err, b)
+	}
+	return string(b)
 }
