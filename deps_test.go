@@ -22,15 +22,16 @@ func TestDependencyDirection(t *testing.T) {
 	}
 	const mod = "github.com/socketd/socketd"
 	forbidden := map[string][]string{
-		mod:                    {"net/http", "database/sql", mod + "/"},
-		mod + "/store":         {"net/http", mod + "/api", mod + "/activator", mod + "/web"},
-		mod + "/activator":     {"net/http", "database/sql", mod + "/api", mod + "/store"},
-		mod + "/api":           {mod + "/store", mod + "/activator", "database/sql"},
-		mod + "/migrations":    {mod + "/"},
-		mod + "/convert":       {"net/http", "database/sql", mod + "/api", mod + "/store", mod + "/activator", mod + "/web"},
-		mod + "/web":           {mod + "/api", mod + "/store", mod + "/activator"},
-		mod + "/cmd/socketctl": {mod + "/store", mod + "/activator", "database/sql"},
-		mod + "/cmd/socketd":   {mod + "/internal/testhandler"},
+		mod:                       {"net/http", "database/sql", mod + "/"},
+		mod + "/store":            {"net/http", mod + "/api", mod + "/activator", mod + "/web"},
+		mod + "/activator":        {"net/http", "database/sql", mod + "/api", mod + "/store"},
+		mod + "/api":              {mod + "/store", mod + "/activator", "database/sql"},
+		mod + "/migrations":       {mod + "/"},
+		mod + "/internal/datadir": {mod + "/"},
+		mod + "/convert":          {"net/http", "database/sql", mod + "/api", mod + "/store", mod + "/activator", mod + "/web"},
+		mod + "/web":              {mod + "/api", mod + "/store", mod + "/activator"},
+		mod + "/cmd/socketctl":    {mod + "/store", mod + "/activator", "database/sql"},
+		mod + "/cmd/socketd":      {mod + "/internal/testhandler"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()

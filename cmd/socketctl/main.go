@@ -26,6 +26,7 @@ import (
 
 	"github.com/socketd/socketd"
 	"github.com/socketd/socketd/api"
+	"github.com/socketd/socketd/internal/datadir"
 )
 
 // Exit statuses.
@@ -35,13 +36,10 @@ const (
 	exitUsage       = 2
 	exitNotRunning  = 3
 	exitNotFound    = 4
-	defaultAPIAddr  = "127.0.0.1:7780"
-	tokenFileName   = "admin.token"
-	systemDataDir   = "/var/lib/socketd"
-	envAddr         = "SOCKETD_API_ADDR"
+	envAddr         = datadir.EnvAPIAddr
 	envToken        = "SOCKETD_TOKEN"
 	envTokenFile    = "SOCKETD_TOKEN_FILE"
-	envDataDir      = "SOCKETD_DATA_DIR"
+	envDataDir      = datadir.EnvDataDir
 	defaultHistoryN = 20
 )
 
@@ -118,7 +116,7 @@ func run(ctx context.Context, args []string, e *env) int {
 	cmd := commands[i]
 	c := &cli{env: e, name: cmd.name, flags: flag.NewFlagSet("socketctl "+cmd.name, flag.ContinueOnError)}
 	c.flags.SetOutput(e.stderr)
-	c.flags.StringVar(&c.addr, "addr", "", "`host:port` of socketd's API (env "+envAddr+", default "+defaultAPIAddr+")")
+	c.flags.StringVar(&c.addr, "addr", "", "`host:port` of socketd's API (env "+envAddr+", default "+datadir.DefaultAPIAddr+")")
 	c.flags.StringVar(&c.token, "token", "", "API `token` (env "+envToken+")")
 	c.flags.StringVar(&c.tfile, "token-file", "", "`file` that holds the API token (env "+envTokenFile+")")
 	c.flags.StringVar(&c.data, "data-dir", "", "socketd's data `directory`, whose admin.token is used when no token is given (env "+envDataDir+")")
@@ -213,7 +211,7 @@ func (c *cli) usageError(format string, args ...any) int {
 // the default; the token from --token, the environment, --token-file, or the
 // admin token in the daemon's data directory when socketctl can read it.
 func (c *cli) connect() error {
-	c.addr = firstOf(c.addr, c.getenv(envAddr), defaultAPIAddr)
+	c.addr = firstOf(c.addr, c.getenv(envAddr), datadir.DefaultAPIAddr)
 	token, err := c.findToken()
 	if err != nil {
 		return err
@@ -232,38 +230,17 @@ func (c *cli) findToken() (string, error) {
 		return t, nil
 	}
 	if f := firstOf(c.tfile, c.getenv(envTokenFile)); f != "" {
-		return readToken(f)
+		return datadir.ReadToken(f)
 	}
-	dir := firstOf(c.data, c.getenv(envDataDir), defaultDataDir(c.getenv, os.Geteuid()))
-	path := filepath.Join(dir, tokenFileName)
-	t, err := readToken(path)
+	dir := firstOf(c.data, c.getenv(envDataDir), datadir.Default(c.getenv, os.Geteuid()))
+	if dir == "" {
+		return "", fmt.Errorf("no API token: pass --token or set %s, or --data-dir (HOME is not set to find socketd's data directory)", envToken)
+	}
+	path := filepath.Join(dir, datadir.TokenFile)
+	t, err := datadir.ReadToken(path)
 	if err != nil {
 		return "", fmt.Errorf("no API token: pass --token or set %s, or run socketctl as socketd's user so that it reads %s, or point --data-dir at socketd's data directory (%v)",
 			envToken, path, err)
-	}
-	return t, nil
-}
-
-// defaultDataDir is socketd's: /var/lib/socketd for root, else the user's
-// state directory.
-func defaultDataDir(getenv func(string) string, euid int) string {
-	if euid == 0 {
-		return systemDataDir
-	}
-	if d := getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
-		return filepath.Join(d, "socketd")
-	}
-	return filepath.Join(getenv("HOME"), ".local", "state", "socketd")
-}
-
-func readToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return "", fmt.Errorf("%s is empty", path)
 	}
 	return t, nil
 }

@@ -496,6 +496,13 @@ func TestFindsTheDaemon(t *testing.T) {
 	if !strings.Contains(r.stderr, "no API token: pass --token") {
 		t.Errorf("no token: %s", r.stderr)
 	}
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.WriteFile(empty, []byte("\n"), 0o600)
+	r = d.ctlEnv(t, t.Context(), "", none, "list", "--token-file", empty)
+	r.want(t, "an empty token file", exitFailure)
+	if !strings.Contains(r.stderr, empty+" is empty") {
+		t.Errorf("an empty token file: %s", r.stderr)
+	}
 	r = d.ctl(t, "", "list", "--token", "wrong")
 	r.want(t, "a wrong token", exitFailure)
 	if !strings.Contains(r.stderr, "refused the token") {

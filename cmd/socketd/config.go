@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/socketd/socketd/activator"
+	"github.com/socketd/socketd/internal/datadir"
 	"github.com/socketd/socketd/store"
 )
 
 // DefaultAPIAddr is where the API listens unless told otherwise: loopback
 // only, since the API can start programs.
-const DefaultAPIAddr = "127.0.0.1:7780"
+const DefaultAPIAddr = datadir.DefaultAPIAddr
 
 // Config is everything the daemon is told at start. config.go is the only
 // place that reads flags and SOCKETD_* environment variables.
@@ -45,7 +46,7 @@ type Config struct {
 func (c Config) DBPath() string { return filepath.Join(c.DataDir, "socketd.db") }
 
 // TokenPath returns the path of the admin token file in the data dir.
-func (c Config) TokenPath() string { return filepath.Join(c.DataDir, "admin.token") }
+func (c Config) TokenPath() string { return filepath.Join(c.DataDir, datadir.TokenFile) }
 
 // ParseConfig reads the command line, with each flag's SOCKETD_* environment
 // variable as its default. A flag given on the command line wins.
@@ -60,9 +61,9 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 		}
 		return def
 	}
-	fs.StringVar(&c.APIAddr, "api-addr", env("SOCKETD_API_ADDR", DefaultAPIAddr),
+	fs.StringVar(&c.APIAddr, "api-addr", env(datadir.EnvAPIAddr, DefaultAPIAddr),
 		"`host:port` of the HTTP API (env SOCKETD_API_ADDR)")
-	fs.StringVar(&c.DataDir, "data-dir", env("SOCKETD_DATA_DIR", defaultDataDir(getenv, os.Geteuid())),
+	fs.StringVar(&c.DataDir, "data-dir", env(datadir.EnvDataDir, datadir.Default(getenv, os.Geteuid())),
 		"`directory` for socketd.db and admin.token, created 0700 if missing (env SOCKETD_DATA_DIR)")
 	fs.StringVar(&stop, "stop-timeout", env("SOCKETD_STOP_TIMEOUT", "10s"),
 		"how long a handler has between SIGTERM and SIGKILL (env SOCKETD_STOP_TIMEOUT)")
@@ -138,21 +139,6 @@ func parseAge(s string) (time.Duration, error) {
 		return d, nil
 	}
 	return 0, fmt.Errorf("%q is not a duration such as 720h or 30d", s)
-}
-
-// defaultDataDir follows the usual places: /var/lib/socketd for root, the
-// XDG state directory for everyone else.
-func defaultDataDir(getenv func(string) string, euid int) string {
-	if euid == 0 {
-		return "/var/lib/socketd"
-	}
-	if d := getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
-		return filepath.Join(d, "socketd")
-	}
-	if h := getenv("HOME"); h != "" {
-		return filepath.Join(h, ".local", "state", "socketd")
-	}
-	return ""
 }
 
 // NewLogger returns the daemon's logger, writing to w. Records logged with

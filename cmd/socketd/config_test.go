@@ -35,26 +35,6 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 }
 
-func TestDefaultDataDir(t *testing.T) {
-	cases := []struct {
-		env  map[string]string
-		euid int
-		want string
-	}{
-		{map[string]string{"HOME": "/home/op"}, 0, "/var/lib/socketd"},
-		{map[string]string{"HOME": "/home/op", "XDG_STATE_HOME": "/state"}, 0, "/var/lib/socketd"},
-		{map[string]string{"HOME": "/home/op"}, 1000, "/home/op/.local/state/socketd"},
-		{map[string]string{"HOME": "/home/op", "XDG_STATE_HOME": "/state"}, 1000, "/state/socketd"},
-		{map[string]string{"HOME": "/home/op", "XDG_STATE_HOME": "relative"}, 1000, "/home/op/.local/state/socketd"},
-		{map[string]string{}, 1000, ""},
-	}
-	for _, c := range cases {
-		if got := defaultDataDir(envOf(c.env), c.euid); got != c.want {
-			t.Errorf("defaultDataDir(%v, %d) = %q, want %q", c.env, c.euid, got, c.want)
-		}
-	}
-}
-
 func TestParseConfigFlagsBeatEnvironment(t *testing.T) {
 	env := envOf(map[string]string{
 		"SOCKETD_API_ADDR":         "127.0.0.1:1",
