@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	sd "github.com/coreos/go-systemd/v22/daemon"
 	"io"
 	"log/slog"
 	"math"
@@ -55,9 +56,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	defer stop()
 
 	m := &Main{Config: cfg, Logger: cfg.NewLogger(stderr)}
-	// Under systemd (Type=notify), the service is ready once the
-	// migrations have run, the listeners are up and the API answers.
-	sd := newNotifier(getenv)
 	// SIGHUP is caught from before the start: a reload asked for as soon
 	// as socketd said it was ready must not kill it.
 	hup := make(chan os.Signal, 1)
@@ -70,26 +68,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		m.Close(closing)
 		return err
 	}
-	ready := []string{"READY=1", "STATUS=serving; API on http://" + m.API.Addr()}
-	if err := sd.notify(ready...); err != nil {
-		m.Logger.Warn("systemd notification", "err", err)
-	}
+	// Under systemd (Type=notify), the service is ready once the
+	// migrations have run, the listeners are up and the API answers.
+	ready := sd.SdNotifyReady + "\nSTATUS=serving; API on http://" + m.API.Addr()
+	m.notify(ready)
 	for done := false; !done; {
 		select {
 		case <-hup:
 			// SIGHUP reconciles at once, as a reload does for other daemons.
-			sd.notify("RELOADING=1", monotonicUsec())
+			m.notify(sd.SdNotifyReloading + "\n" + sd.SdNotifyMonotonicUsec())
 			if err := m.Activator.Apply(ctx); err != nil {
 				m.Logger.Error("reconcile", "err", err)
 			}
-			sd.notify(ready...)
+			m.notify(ready)
 		case <-ctx.Done():
 			done = true
 		}
 	}
 	// A second SIGTERM or SIGINT during the shutdown ends socketd at once.
 	stop()
-	sd.notify("STOPPING=1", "STATUS=stopping: handlers get --stop-timeout to end")
+	m.notify(sd.SdNotifyStopping + "\nSTATUS=stopping: handlers get --stop-timeout to end")
 	m.Logger.Info("shutting down")
 	// The stop timeout bounds the handlers; the rest gets a little more.
 	shutdown, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout+10*time.Second)
@@ -116,6 +114,15 @@ type Main struct {
 	// when it has.
 	pruning context.CancelFunc
 	pruned  chan struct{}
+}
+
+// notify tells the service manager how socketd is doing (sd_notify(3),
+// through NOTIFY_SOCKET); without one, under no Type=notify systemd, it
+// does nothing.
+func (m *Main) notify(state string) {
+	if _, err := sd.SdNotify(false, state); err != nil {
+		m.Logger.Warn("systemd notification", "err", err)
+	}
 }
 
 // pruneInterval is how often the history is pruned, when it is bounded.
