@@ -83,9 +83,11 @@ type cgroup struct {
 	// cgroup.procs, opened for writing, for a child to join the cgroup
 	// where clone3 cannot place it.
 	events, procs int
-	// capped says that memory.max or pids.max were set in it: reset them
-	// for a connection without caps.
-	capped bool
+	// v2caps are the caps last set in its v2 files (memory.max,
+	// pids.max), when v2set says they all were: a connection with the same
+	// caps writes nothing, one with others writes what differs.
+	v2caps socketd.Caps
+	v2set  bool
 	// killed says that it has had a cgroup.kill. It is not used again:
 	// the kernel (6.18 at least) then kills every process started into it
 	// with CLONE_INTO_CGROUP, comparing the cgroup's count of kills with
@@ -324,7 +326,8 @@ func (g *cgroups) get() (*cgroup, error) {
 			return nil, fmt.Errorf("make cgroup %s: %w", path, err)
 		}
 	}
-	cg := &cgroup{pool: g, path: path, fd: -1, events: -1, procs: -1}
+	// A new cgroup has no caps (max in every file).
+	cg := &cgroup{pool: g, path: path, fd: -1, events: -1, procs: -1, v2set: true}
 	var err error
 	if cg.fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
 		cg.events, err = unix.Open(filepath.Join(path, "cgroup.events"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -345,25 +348,24 @@ func (g *cgroups) get() (*cgroup, error) {
 // limit sets the caps of the connection's cgroup, and returns the v1
 // cgroup.procs the child must join to have them.
 func (cg *cgroup) limit(c socketd.Caps) (joins []int, err error) {
-	if c == (socketd.Caps{}) && !cg.capped {
+	if cg.v2set && c == cg.v2caps && c == (socketd.Caps{}) {
 		return nil, nil
 	}
 	g := cg.pool
-	capped := false
-	// Until the caps are all set, as if they were: should one fail, the
-	// next connection resets those set already.
-	cg.capped = true
+	// Until the caps are all set, as if none were known: should one
+	// fail, the next connection writes them all again.
+	was, known := cg.v2caps, cg.v2set
+	cg.v2set = false
 	for _, ctl := range capControls {
 		v := ctl.value(c)
 		switch {
 		case g.v2[ctl.name]:
-			if v == 0 && !cg.capped {
+			if known && ctl.value(was) == v {
 				continue
 			}
 			if err := writeFile(filepath.Join(cg.path, ctl.v2File), capValue(v)); err != nil {
 				return nil, fmt.Errorf("set %s: %w", ctl.v2File, err)
 			}
-			capped = capped || v != 0
 		case v == 0:
 		case g.v1[ctl.name] != "":
 			fd, err := cg.joinV1(ctl.name)
@@ -387,7 +389,7 @@ func (cg *cgroup) limit(c socketd.Caps) (joins []int, err error) {
 				ctl.field, ctl.name)
 		}
 	}
-	cg.capped = capped
+	cg.v2caps, cg.v2set = c, true
 	return joins, nil
 }
 
