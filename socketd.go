@@ -108,25 +108,27 @@ const (
 	RecordRemoteNone   = "none" // neither address nor port
 )
 
-// RecordedRemote returns the remote address and port of a connection as
-// the history keeps them under record (a RecordRemoteIP).
-func RecordedRemote(record, ip string, port int) (string, int) {
-	switch record {
-	case RecordRemoteNone:
+// RecordedRemote returns a connection's remote address and port as the
+// history keeps them under record (a RecordRemoteIP); "" and 0 for none.
+func RecordedRemote(record string, remote netip.AddrPort) (string, int) {
+	switch {
+	case !remote.IsValid() || record == RecordRemoteNone:
 		return "", 0
-	case RecordRemotePrefix:
-		addr, err := netip.ParseAddr(ip)
-		if err != nil {
-			return "", 0
-		}
-		bits := 48
-		if addr.Unmap().Is4() {
-			addr, bits = addr.Unmap(), 24
-		}
-		prefix, _ := addr.Prefix(bits)
-		return prefix.Addr().String(), 0
+	case record == RecordRemotePrefix:
+		return RecordedPrefix(remote.Addr()).Addr().String(), 0
 	}
-	return ip, port
+	return remote.Addr().Unmap().String(), int(remote.Port())
+}
+
+// RecordedPrefix is the network of addr that RecordRemotePrefix keeps: its
+// /24 for IPv4, its /48 for IPv6.
+func RecordedPrefix(addr netip.Addr) netip.Prefix {
+	addr, bits := addr.Unmap(), 48
+	if addr.Is4() {
+		bits = 24
+	}
+	p, _ := addr.Prefix(bits)
+	return p
 }
 
 // Where a handler's standard error goes.

@@ -429,23 +429,24 @@ func TestSourcePrefix(t *testing.T) {
 
 func TestRecordedRemote(t *testing.T) {
 	for _, tc := range []struct {
-		record, ip string
-		port       int
-		wantIP     string
-		wantPort   int
+		record, remote string
+		wantIP         string
+		wantPort       int
 	}{
-		{"", "192.0.2.77", 4000, "192.0.2.77", 4000},
-		{socketd.RecordRemoteFull, "2001:db8:1:2::7", 4000, "2001:db8:1:2::7", 4000},
-		{socketd.RecordRemotePrefix, "192.0.2.77", 4000, "192.0.2.0", 0},
-		{socketd.RecordRemotePrefix, "2001:db8:1:2::7", 4000, "2001:db8:1::", 0},
-		{socketd.RecordRemotePrefix, "::ffff:198.51.100.9", 4000, "198.51.100.0", 0},
-		{socketd.RecordRemotePrefix, "", 0, "", 0},
-		{socketd.RecordRemoteNone, "192.0.2.77", 4000, "", 0},
+		{"", "192.0.2.77:4000", "192.0.2.77", 4000},
+		{socketd.RecordRemoteFull, "[2001:db8:1:2::7]:4000", "2001:db8:1:2::7", 4000},
+		{socketd.RecordRemotePrefix, "192.0.2.77:4000", "192.0.2.0", 0},
+		{socketd.RecordRemotePrefix, "[2001:db8:1:2::7]:4000", "2001:db8:1::", 0},
+		{socketd.RecordRemotePrefix, "[::ffff:198.51.100.9]:4000", "198.51.100.0", 0},
+		{socketd.RecordRemoteNone, "192.0.2.77:4000", "", 0},
 	} {
-		ip, port := socketd.RecordedRemote(tc.record, tc.ip, tc.port)
+		ip, port := socketd.RecordedRemote(tc.record, netip.MustParseAddrPort(tc.remote))
 		if ip != tc.wantIP || port != tc.wantPort {
-			t.Errorf("socketd.RecordedRemote(%q, %q, %d) = %q, %d; want %q, %d", tc.record, tc.ip, tc.port, ip, port, tc.wantIP, tc.wantPort)
+			t.Errorf("RecordedRemote(%q, %s) = %q, %d; want %q, %d", tc.record, tc.remote, ip, port, tc.wantIP, tc.wantPort)
 		}
+	}
+	if ip, port := socketd.RecordedRemote(socketd.RecordRemoteFull, netip.AddrPort{}); ip != "" || port != 0 {
+		t.Errorf("no remote recorded as %q, %d", ip, port)
 	}
 	s := socketd.NewSocket()
 	s.Name, s.Listen, s.Command = "a", []string{"1234"}, []string{"/bin/true"}

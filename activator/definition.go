@@ -222,7 +222,7 @@ func (d *definition) command() (string, error) {
 // environ returns the handler's environment for connection c: exactly the
 // definition's, PATH if it sets none, and the connection's variables. A
 // service (accept: false) gets nListen listening sockets instead.
-func (d *definition) environ(c *socketd.Connection, nListen int) []string {
+func (d *definition) environ(c *socketd.Connection, remote netip.AddrPort, nListen int) []string {
 	env := make([]string, len(d.env), len(d.env)+9)
 	copy(env, d.env)
 	switch {
@@ -242,12 +242,13 @@ func (d *definition) environ(c *socketd.Connection, nListen int) []string {
 			"UNIXREMOTEEUID="+strconv.Itoa(*c.PeerUID),
 			"UNIXREMOTEEGID="+strconv.Itoa(*c.PeerGID))
 	default:
-		rport := strconv.Itoa(c.RemotePort)
+		// The whole address, whatever the history keeps of it (c).
+		rip, rport := remote.Addr().Unmap().String(), strconv.Itoa(int(remote.Port()))
 		env = append(env,
 			"PROTO=TCP",
-			"REMOTE_ADDR="+c.RemoteIP,
+			"REMOTE_ADDR="+rip,
 			"REMOTE_PORT="+rport,
-			"TCPREMOTEIP="+c.RemoteIP,
+			"TCPREMOTEIP="+rip,
 			"TCPREMOTEPORT="+rport,
 			"TCPLOCALIP="+c.LocalIP,
 			"TCPLOCALPORT="+strconv.Itoa(c.LocalPort))
@@ -313,8 +314,7 @@ func (d *definition) shownAddr(ip netip.Addr) string {
 	case socketd.RecordRemoteNone:
 		return "a client"
 	case socketd.RecordRemotePrefix:
-		shown, _ := socketd.RecordedRemote(socketd.RecordRemotePrefix, ip.String(), 0)
-		return shown + " (the network)"
+		return socketd.RecordedPrefix(ip).Addr().String() + " (the network)"
 	}
 	return ip.String()
 }
@@ -327,20 +327,9 @@ func (d *definition) shownSource(src netip.Prefix) string {
 	case socketd.RecordRemoteNone:
 		return "a source"
 	case socketd.RecordRemotePrefix:
-		bits := 48
-		if src.Addr().Is4() {
-			bits = 24
-		}
-		if src.Bits() > bits {
-			src, _ = src.Addr().Prefix(bits)
+		if net := socketd.RecordedPrefix(src.Addr()); src.Bits() > net.Bits() {
+			src = net
 		}
 	}
 	return src.String()
-}
-
-// recorded returns rec as the history keeps it: its remote address as
-// record_remote_ip says.
-func (d *definition) recorded(rec socketd.Connection) socketd.Connection {
-	rec.RemoteIP, rec.RemotePort = socketd.RecordedRemote(d.sock.RecordRemoteIP, rec.RemoteIP, rec.RemotePort)
-	return rec
 }

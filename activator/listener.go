@@ -334,12 +334,12 @@ func (a *Activator) admit(j *job, def *definition, refuses bool) bool {
 	s := j.s
 	if ip := j.remote.Addr(); ip.IsValid() {
 		if def.denies(ip) {
-			a.refuseAccepted(*j, socketd.ReasonDenied, "the access rules deny "+def.shownAddr(ip), "")
+			a.refuseAccepted(*j, socketd.ReasonDenied, func() string { return "the access rules deny " + def.shownAddr(ip) }, "")
 			return false
 		}
 		src := def.sock.SourcePrefix(ip)
 		if reason := s.sources.enter(&def.sock.Limits, src, j.start); reason != "" {
-			a.refuseAccepted(*j, reason, sourceRefusal(reason, def.shownSource(src), &def.sock.Limits), "")
+			a.refuseAccepted(*j, reason, func() string { return sourceRefusal(reason, def.shownSource(src), &def.sock.Limits) }, "")
 			return false
 		}
 		j.src = src
@@ -348,8 +348,9 @@ func (a *Activator) admit(j *job, def *definition, refuses bool) bool {
 		if j.src.IsValid() {
 			s.sources.leave(j.src)
 		}
-		a.refuseAccepted(*j, socketd.ReasonMaxConnections,
-			fmt.Sprintf("the socket has max_connections (%d) connections", def.sock.Max()), def.sock.LimitMessage)
+		a.refuseAccepted(*j, socketd.ReasonMaxConnections, func() string {
+			return fmt.Sprintf("the socket has max_connections (%d) connections", def.sock.Max())
+		}, def.sock.LimitMessage)
 		return false
 	}
 	return true
@@ -368,7 +369,7 @@ func sourceRefusal(reason, src string, l *socketd.Limits) string {
 // refuseAccepted refuses connection j, accepted but not served: it writes
 // message (if any) to the client, closes the connection and records the
 // refusal.
-func (a *Activator) refuseAccepted(j job, reason, detail, message string) {
+func (a *Activator) refuseAccepted(j job, reason string, detail func() string, message string) {
 	if message != "" {
 		// The client gets the line if its buffer takes it now; a
 		// refusal never waits for a client.
@@ -377,7 +378,7 @@ func (a *Activator) refuseAccepted(j job, reason, detail, message string) {
 	}
 	a.refuse(j.s, reason, detail, func() socketd.Connection {
 		rec := socketd.Connection{Socket: j.s.name, StartedAt: j.start.UTC()}
-		j.describe(&rec)
+		j.describe(&rec, j.s.def.Load())
 		return rec
 	})
 	unix.Close(j.fd)

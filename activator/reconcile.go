@@ -3,6 +3,7 @@ package activator
 import (
 	"fmt"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -51,8 +52,10 @@ type socket struct {
 	// bytesIn and bytesOut count what the socket's connections carried,
 	// added as each ends, for the metrics.
 	bytesIn, bytesOut atomic.Int64
-	// attrs are the attributes of the socket's metrics.
-	attrs attribute.Set
+	// attrs are the attributes of the socket's metrics; stateAttrs those
+	// of its connections' durations, by final state.
+	attrs      attribute.Set
+	stateAttrs map[socketd.ConnectionState]metric.MeasurementOption
 
 	mu        sync.Mutex // guards the fields below
 	state     socketd.SocketState
@@ -204,7 +207,8 @@ func (a *Activator) prepare(d *socketd.Socket) *socket {
 	s := a.sockets[d.Name]
 	a.mu.RUnlock()
 	if s == nil {
-		s = &socket{name: d.Name, slots: newGate(d.Max()), attrs: attribute.NewSet(attrSocket.String(d.Name))}
+		s = &socket{name: d.Name, slots: newGate(d.Max()), attrs: attribute.NewSet(attrSocket.String(d.Name)),
+			stateAttrs: stateAttrs(d.Name)}
 		a.mu.Lock()
 		a.sockets[d.Name] = s
 		a.mu.Unlock()

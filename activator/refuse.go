@@ -63,10 +63,11 @@ func (r *refusals) counts() map[string]int64 {
 
 // refuse records that a connection to s was refused for reason (one of
 // socketd.Reasons), detail saying it for humans. Within the socket's budget
-// it gets a row of its own, which conn makes (nothing begun yet); beyond
-// it, the refusal is folded into the next summary row, and conn is not
-// called: under a flood, a refusal costs no more than it must.
-func (a *Activator) refuse(s *socket, reason, detail string, conn func() socketd.Connection) {
+// it gets a row of its own, which conn makes (nothing begun yet) with the
+// words of detail; beyond it, the refusal is folded into the next summary
+// row, and neither is called: under a flood, a refusal costs no more than
+// it must.
+func (a *Activator) refuse(s *socket, reason string, detail func() string, conn func() socketd.Connection) {
 	s.refused.Add(1)
 	r := &s.refusals
 	now := time.Now()
@@ -89,10 +90,10 @@ func (a *Activator) refuse(s *socket, reason, detail string, conn func() socketd
 	if !row {
 		return
 	}
-	rec := s.def.Load().recorded(conn())
+	rec := conn()
 	ended := now.UTC()
 	ms := now.Sub(rec.StartedAt).Milliseconds()
-	rec.State, rec.Reason, rec.Error = socketd.ConnRefused, reason, detail
+	rec.State, rec.Reason, rec.Error = socketd.ConnRefused, reason, detail()
 	rec.EndedAt, rec.DurationMS = &ended, &ms
 	a.refusalSpan(s, &rec, now)
 	if err := a.cfg.Recorder.BeginConnectionAsync(&rec, func(error) {}); err != nil {

@@ -55,6 +55,10 @@ type conn struct {
 	// refusal, if set, is why the handler may not start (no dynamic user
 	// was free): the connection is refused, saying so.
 	refusal string
+	// remote is the client's whole address, for the handler's environment
+	// (rec keeps what record_remote_ip lets the history keep); invalid
+	// for a unix socket's peer and a service.
+	remote netip.AddrPort
 	// live is the row as begun, copied when the connection is
 	// registered, for Connections: rec is its worker's alone.
 	live socketd.Connection
@@ -117,10 +121,10 @@ func (a *Activator) serve(j job) {
 	s, fd, start := j.s, j.fd, j.start
 	c := &conn{a: a, s: s, def: s.def.Load(), fd: fd, start: start, done: make(chan struct{}), logFD: -1, src: j.src}
 	c.rec = socketd.Connection{Socket: s.name, State: socketd.ConnRunning, StartedAt: start.UTC()}
-	j.describe(&c.rec)
+	c.remote = j.describe(&c.rec, c.def)
 	c.takeUser()
 	if c.refusal != "" {
-		a.refuse(s, socketd.ReasonNoDynamicUID, c.refusal, c.row)
+		a.refuse(s, socketd.ReasonNoDynamicUID, c.refusalText, c.row)
 		a.drop(c)
 		return
 	}
@@ -128,12 +132,11 @@ func (a *Activator) serve(j job) {
 	// No handler starts before its row is recorded. The row is committed
 	// with others, later, but it is as safe from a crash of socketd once
 	// queued (see Recorder).
-	if err := c.beginRow(); err != nil {
+	if err := a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun); err != nil {
 		c.releaseUser()
-		remote, _ := socketd.RecordedRemote(c.def.sock.RecordRemoteIP, c.rec.RemoteIP, 0)
-		a.log.Error("record", "socket", s.name, "remote", remote, "err", err)
+		a.log.Error("record", "socket", s.name, "remote", c.rec.RemoteIP, "err", err)
 		s.setError("record connection: " + err.Error())
-		a.refuse(s, socketd.ReasonHistoryUnavailable, err.Error(), c.row)
+		a.refuse(s, socketd.ReasonHistoryUnavailable, err.Error, c.row)
 		c.endSpanRefused(socketd.ReasonHistoryUnavailable, err.Error())
 		a.drop(c)
 		return
@@ -166,23 +169,26 @@ func (a *Activator) serve(j job) {
 	a.closeConn(fd, linger, c.closed)
 }
 
-// describe fills in who connected to j and where: the addresses, or a
-// unix socket's peer.
-func (j *job) describe(rec *socketd.Connection) {
+// describe fills in who connected to j and where: the addresses, the
+// remote one as def's record_remote_ip lets the history keep it, or a unix
+// socket's peer. It returns the whole remote address (invalid for a unix
+// socket's peer).
+func (j *job) describe(rec *socketd.Connection, def *definition) netip.AddrPort {
 	if j.l.spec.Network == "unix" {
 		// No addresses: the peer is who connected.
 		if cred, err := unix.GetsockoptUcred(j.fd, unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
 			pid, uid, gid := int(cred.Pid), int(cred.Uid), int(cred.Gid)
 			rec.PeerPID, rec.PeerUID, rec.PeerGID = &pid, &uid, &gid
 		}
-		return
+		return netip.AddrPort{}
 	}
 	local := j.l.local
 	if !local.IsValid() {
 		local = localAddr(j.fd)
 	}
-	rec.RemoteIP, rec.RemotePort = j.remote.Addr().String(), int(j.remote.Port())
+	rec.RemoteIP, rec.RemotePort = socketd.RecordedRemote(def.sock.RecordRemoteIP, j.remote)
 	rec.LocalIP, rec.LocalPort = local.Addr().String(), int(local.Port())
+	return j.remote
 }
 
 // drop closes connection c, refused before its row was begun, and gives
@@ -197,6 +203,9 @@ func (a *Activator) drop(c *conn) {
 // row returns c's row, as begun so far.
 func (c *conn) row() socketd.Connection { return c.rec }
 
+// refusalText is why c may not start its handler, for refuse.
+func (c *conn) refusalText() string { return c.refusal }
+
 // leaveSource counts c gone from its source.
 func (c *conn) leaveSource() {
 	if c.src.IsValid() {
@@ -204,35 +213,18 @@ func (c *conn) leaveSource() {
 	}
 }
 
-// beginRow begins c's row, as its definition records it. Where that keeps
-// less of the remote address than c.rec holds (record_remote_ip), which the
-// handler's environment is made of, a copy goes to the history.
-func (c *conn) beginRow() error {
-	if !c.def.masksRemote() {
-		return c.a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun)
-	}
-	row := c.def.recorded(c.rec)
-	err := c.a.cfg.Recorder.BeginConnectionAsync(&row, func(err error) {
-		if err != nil {
-			c.recordFailed(err, row.ID)
-		}
-	})
-	c.rec.ID = row.ID
-	return err
-}
-
 // begun is called once c's row is committed or has failed to be. The
 // connection goes on either way: its handler may have started already.
 func (c *conn) begun(err error) {
 	if err != nil {
-		c.recordFailed(err, c.rec.ID)
+		c.recordFailed(err)
 	}
 }
 
-// recordFailed reports that row id of c could not be written.
-func (c *conn) recordFailed(err error, id int64) {
+// recordFailed reports that c's row could not be written.
+func (c *conn) recordFailed(err error) {
 	c.s.setError("record connection: " + err.Error())
-	c.a.log.ErrorContext(c.logContext(), "record", "socket", c.s.name, "connection_id", id, "err", err)
+	c.a.log.ErrorContext(c.logContext(), "record", "socket", c.s.name, "connection_id", c.rec.ID, "err", err)
 }
 
 // closed finishes the row of c, whose connection is closed, with its byte
@@ -265,12 +257,6 @@ func (c *conn) finish() {
 	c.a.release(c.s)
 	c.leaveSource()
 	c.recordDuration(end)
-	if c.def.masksRemote() {
-		row := c.def.recorded(c.rec)
-		c.endSpan(&row, end)
-		c.a.cfg.Recorder.FinishConnectionAsync(&row, c.finished)
-		return
-	}
 	c.endSpan(&c.rec, end)
 	c.a.cfg.Recorder.FinishConnectionAsync(&c.rec, c.finished)
 }
@@ -279,7 +265,7 @@ func (c *conn) finish() {
 func (c *conn) finished(err error) {
 	a := c.a
 	if err != nil {
-		c.recordFailed(err, c.rec.ID)
+		c.recordFailed(err)
 	}
 	a.unregister(c)
 	close(c.done)
@@ -301,8 +287,7 @@ func (a *Activator) register(c *conn) bool {
 		return false
 	}
 	a.conns[c.rec.ID] = c
-	// What the live views show is no more than the history keeps.
-	c.live = c.def.recorded(c.rec)
+	c.live = c.rec
 	return true
 }
 

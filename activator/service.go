@@ -276,20 +276,20 @@ func (sv *service) start(fd int, start time.Time, waiting []queue) *conn {
 	if i := slices.Index(sv.fds, fd); i >= 0 && waiting[i].from.IsValid() {
 		// The datagram that woke the service: who asked for it.
 		from := waiting[i].from
-		c.rec.RemoteIP, c.rec.RemotePort = from.Addr().String(), int(from.Port())
+		c.rec.RemoteIP, c.rec.RemotePort = socketd.RecordedRemote(c.def.sock.RecordRemoteIP, from)
 	}
 	c.takeUser()
 	if c.refusal != "" {
-		a.refuse(s, socketd.ReasonNoDynamicUID, c.refusal, c.row)
+		a.refuse(s, socketd.ReasonNoDynamicUID, c.refusalText, c.row)
 		a.release(s)
 		return nil
 	}
 	c.startSpan()
-	if err := c.beginRow(); err != nil {
+	if err := a.cfg.Recorder.BeginConnectionAsync(&c.rec, c.begun); err != nil {
 		c.releaseUser()
 		a.log.Error("record", "socket", s.name, "err", err)
 		s.setError("record connection: " + err.Error())
-		a.refuse(s, socketd.ReasonHistoryUnavailable, err.Error(), c.row)
+		a.refuse(s, socketd.ReasonHistoryUnavailable, err.Error, c.row)
 		c.endSpanRefused(socketd.ReasonHistoryUnavailable, err.Error())
 		a.release(s)
 		return nil

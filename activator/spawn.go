@@ -165,7 +165,7 @@ func (c *conn) run() bool {
 	proc, err := startProcess(&procAttr{
 		path: path,
 		argv: def.sock.Command,
-		env:  def.environ(&c.rec, len(c.listenFDs)),
+		env:  def.environ(&c.rec, c.remote, len(c.listenFDs)),
 		dir:  def.dir,
 		fds:  fds,
 		// With the connection as fd 3, LISTEN_PID is the last variable.

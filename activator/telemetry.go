@@ -108,7 +108,7 @@ func (c *conn) transport() string {
 	switch {
 	case c.fd < 0:
 		return ""
-	case c.rec.RemoteIP == "":
+	case !c.remote.IsValid():
 		return "unix"
 	}
 	return "tcp"
@@ -175,7 +175,7 @@ func (c *conn) endSpanRefused(reason, detail string) {
 	if c.span == nil {
 		return
 	}
-	row := c.def.recorded(c.rec)
+	row := c.rec
 	row.State, row.Reason, row.Error = socketd.ConnRefused, reason, detail
 	endSpan(c.span, &row, time.Now())
 }
@@ -215,7 +215,16 @@ func (c *conn) recordSpawn() {
 // recordDuration records c's duration, from its accept to end.
 func (c *conn) recordDuration(end time.Time) {
 	if h := c.a.tel.duration; h != nil {
-		h.Record(context.Background(), end.Sub(c.start).Seconds(),
-			metric.WithAttributes(attrSocket.String(c.s.name), attrState.String(string(c.rec.State))))
+		h.Record(context.Background(), end.Sub(c.start).Seconds(), c.s.stateAttrs[c.rec.State])
 	}
+}
+
+// stateAttrs makes the attributes of the durations of socket's
+// connections, one set by final state, once: not one per connection.
+func stateAttrs(socket string) map[socketd.ConnectionState]metric.MeasurementOption {
+	m := make(map[socketd.ConnectionState]metric.MeasurementOption, len(socketd.ConnectionStates))
+	for _, st := range socketd.ConnectionStates {
+		m[st] = metric.WithAttributeSet(attribute.NewSet(attrSocket.String(socket), attrState.String(string(st))))
+	}
+	return m
 }

@@ -31,15 +31,30 @@ func TestTelemetry(t *testing.T) {
 	exit3.RecordRemoteIP = socketd.RecordRemotePrefix
 	denied := handlerSocket("denied", testhandler.Hello)
 	denied.IPAddressDeny = []string{"any"}
-	h := start(t, activator.Config{MeterProvider: mp, TracerProvider: tp}, hello, exit3, denied)
+	echo := handlerSocket("echo", testhandler.Echo)
+	hang := handlerSocket("hang", testhandler.ReadyHang)
+	h := start(t, activator.Config{MeterProvider: mp, TracerProvider: tp}, hello, exit3, denied, echo, hang)
 
 	for _, name := range []string{"hello", "hello", "exit3", "denied"} {
 		c := dial(t, h.addr(t, name))
 		io.ReadAll(c)
 		c.Close()
 	}
-	h.rec.waitFor(t, "four rows", func() bool { return len(h.rec.finished) == 4 })
-	eventually(t, "every connection to end", func() bool { return h.status(t, "hello").Connected == 0 && h.status(t, "exit3").Connected == 0 })
+	c := dial(t, h.addr(t, "echo"))
+	c.Write([]byte("ping\n"))
+	c.CloseWrite()
+	io.ReadAll(c)
+	c.Close()
+	// One connection stays open while the metrics are read.
+	open := dial(t, h.addr(t, "hang"))
+	defer open.Close()
+	if _, err := io.ReadFull(open, make([]byte, 6)); err != nil {
+		t.Fatal(err)
+	}
+	h.rec.waitFor(t, "five rows", func() bool { return len(h.rec.finished) == 5 })
+	eventually(t, "every connection but one to end", func() bool {
+		return h.status(t, "hello").Connected == 0 && h.status(t, "exit3").Connected == 0 && h.status(t, "echo").Connected == 0
+	})
 
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
@@ -65,6 +80,9 @@ func TestTelemetry(t *testing.T) {
 		"socketd.connections.accepted socketd.socket=hello":                               2,
 		"socketd.connections.accepted socketd.socket=exit3":                               1,
 		"socketd.connections.active socketd.socket=hello":                                 0,
+		"socketd.connections.active socketd.socket=hang":                                  1,
+		"socketd.connection.io network.io.direction=receive,socketd.socket=echo":          5,
+		"socketd.connection.io network.io.direction=transmit,socketd.socket=echo":         5,
 		"socketd.connections.refused socketd.refusal.reason=denied,socketd.socket=denied": 1,
 		"socketd.connection.io network.io.direction=transmit,socketd.socket=hello":        2 * int64(len("Hello World\n")),
 		"socketd.connection.io network.io.direction=receive,socketd.socket=hello":         0,
@@ -91,8 +109,8 @@ func TestTelemetry(t *testing.T) {
 	}
 
 	ended := spans.Ended()
-	if len(ended) != 4 {
-		t.Fatalf("%d spans, want 4", len(ended))
+	if len(ended) != 5 {
+		t.Fatalf("%d spans ended, want 5 (the open connection's has not)", len(ended))
 	}
 	bySocket := map[string][]sdktrace.ReadOnlySpan{}
 	for _, s := range ended {
