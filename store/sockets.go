@@ -94,6 +94,16 @@ func (db *DB) PutSockets(ctx context.Context, socks []socketd.Socket, check func
 	if len(socks) == 1 {
 		what = "put socket " + socks[0].Name
 	}
+	seen := make(map[string]bool, len(socks))
+	for _, s := range socks {
+		if err := checkName(s.Name); err != nil {
+			return nil, nil, err
+		}
+		if seen[s.Name] {
+			return nil, nil, socketd.Errorf(socketd.CodeInvalid, "socket %q is given twice", s.Name)
+		}
+		seen[s.Name] = true
+	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
@@ -119,20 +129,10 @@ func (db *DB) PutSockets(ctx context.Context, socks []socketd.Socket, check func
 	saved := make([]socketd.Socket, len(socks))
 	created := make([]bool, len(socks))
 	for i, s := range socks {
-		// Checked as each is written: a name no socket can have undoes
-		// those written before it too.
-		if err := checkName(s.Name); err != nil {
-			return nil, nil, err
-		}
 		s.CreatedAt, s.UpdatedAt, s.Status = now, now, nil
-		var at int64
-		err := tx.QueryRowContext(ctx, `SELECT created_at FROM sockets WHERE name = ?`, s.Name).Scan(&at)
-		isNew := errors.Is(err, sql.ErrNoRows)
-		if err != nil && !isNew {
-			return nil, nil, fmt.Errorf("put socket %s: %w", s.Name, err)
-		}
+		isNew := stored[i] == nil
 		if !isNew {
-			s.CreatedAt = fromNanos(at)
+			s.CreatedAt = stored[i].CreatedAt
 		}
 		def, err := encodeSocket(s)
 		if err != nil {

@@ -372,3 +372,17 @@ func TestDeleteSocketKeepsHistory(t *testing.T) {
 		t.Errorf("create after delete: %v", err)
 	}
 }
+
+// TestPutSocketsNameTwice: a socket given twice in one put is refused, and
+// nothing is written.
+func TestPutSocketsNameTwice(t *testing.T) {
+	db := openTest(t)
+	ctx := testCtx(t)
+	_, _, err := db.PutSockets(ctx, []socketd.Socket{testSocket("a"), testSocket("b"), testSocket("a")}, nil)
+	if socketd.ErrorCode(err) != socketd.CodeInvalid {
+		t.Fatalf("a name twice: %v, want invalid", err)
+	}
+	if socks, _ := db.ListSockets(ctx); len(socks) != 0 {
+		t.Errorf("a refused put wrote %d sockets", len(socks))
+	}
+}
