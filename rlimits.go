@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -103,15 +102,6 @@ func parseCap(s string, bytes bool) (uint64, error) {
 		return 0, fmt.Errorf("%q is no room at all: not one handler could start", s)
 	}
 	return v, nil
-}
-
-// hostMemory is the host's physical memory in bytes.
-func hostMemory() uint64 {
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) != nil {
-		return 0
-	}
-	return uint64(si.Totalram) * uint64(si.Unit)
 }
 
 // hostTasks is the most processes and threads the host can have: the
