@@ -70,13 +70,18 @@ func (b dashboardBackend) LiveConnections(name string) []socketd.Connection {
 }
 
 func (b dashboardBackend) ListConnections(ctx context.Context, f socketd.ConnectionFilter) ([]socketd.Connection, string, error) {
-	return b.s.store.ListConnections(ctx, f)
+	cs, next, err := b.s.store.ListConnections(ctx, f)
+	b.s.withLive(cs)
+	return cs, next, err
 }
 
 func (b dashboardBackend) Kill(ctx context.Context, id int64) error { return b.s.runtime.Kill(ctx, id) }
 
 func (b dashboardBackend) GetConnection(ctx context.Context, id int64) (socketd.Connection, error) {
-	return b.s.store.GetConnection(ctx, id)
+	c, err := b.s.store.GetConnection(ctx, id)
+	one := []socketd.Connection{c}
+	b.s.withLive(one)
+	return one[0], err
 }
 
 func (b dashboardBackend) ConnectionLog(ctx context.Context, id int64) ([]byte, error) {

@@ -292,3 +292,27 @@ func TestDashboardCharts(t *testing.T) {
 		t.Errorf("per step data: %v", steps)
 	}
 }
+
+// TestDashboardRunningConnection: a running connection's page, and its row
+// in the history, show the pid and the bytes so far that only the runtime
+// knows; the page has a kill button and follows its socket's events.
+func TestDashboardRunningConnection(t *testing.T) {
+	h := newHarness(t)
+	b := loggedIn(t, h)
+	cs := record(t, h, socketd.Connection{Socket: "a", State: socketd.ConnRunning, RemoteIP: "192.0.2.9", RemotePort: 4242})
+	id := cs[0].ID
+	h.rt.mu.Lock()
+	h.rt.running[id] = &socketd.Connection{ID: id, Socket: "a", State: socketd.ConnRunning, PID: 777, BytesIn: 9, BytesOut: 11}
+	h.rt.mu.Unlock()
+	_, body := b.do("GET", "/ui/connections/"+strconv.FormatInt(id, 10), "", nil, nil)
+	for _, want := range []string{`data-field="pid">777<`, `data-field="bytes_in">9<`, `data-field="bytes_out">11<`,
+		`action="/ui/connections/` + strconv.FormatInt(id, 10) + `/kill"`, `hx-get="/ui/connections/` + strconv.FormatInt(id, 10) + `/detail"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the running connection's page lacks %s:\n%s", want, body)
+		}
+	}
+	_, body = b.do("GET", "/ui/history", "", nil, nil)
+	if !strings.Contains(body, `<td class="num" data-label="Bytes in">9</td>`) {
+		t.Errorf("the history's running row lacks its bytes so far:\n%s", body)
+	}
+}

@@ -34,17 +34,13 @@ func (d *Dashboard) readConnectionPage(r *http.Request) (*connectionPage, error)
 	if err != nil {
 		return nil, err
 	}
-	if c.State == socketd.ConnRunning {
-		for _, lc := range d.backend.LiveConnections(c.Socket) {
-			if lc.ID == c.ID {
-				c.PID, c.BytesIn, c.BytesOut = lc.PID, lc.BytesIn, lc.BytesOut
-			}
-		}
-	}
 	cp := &connectionPage{connRow: newConnRow(c, time.Now())}
-	log, err := d.backend.ConnectionLog(r.Context(), id)
-	if err != nil {
-		return nil, err
+	// A running handler's stderr is kept once it ends: nothing to read yet.
+	var log []byte
+	if c.State != socketd.ConnRunning {
+		if log, err = d.backend.ConnectionLog(r.Context(), id); err != nil {
+			return nil, err
+		}
 	}
 	cp.Log = strings.ToValidUTF8(string(log), "\uFFFD")
 	if _, err := d.backend.GetSocket(r.Context(), c.Socket); socketd.ErrorCode(err) == socketd.CodeNotFound {

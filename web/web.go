@@ -44,7 +44,8 @@ type Backend interface {
 	// LiveConnections returns a socket's running connections with the
 	// bytes they have carried so far.
 	LiveConnections(name string) []socketd.Connection
-	// ListConnections reads the history, newest first.
+	// ListConnections reads the history, newest first; running rows come
+	// with their pid and bytes so far, as GetConnection's.
 	ListConnections(ctx context.Context, f socketd.ConnectionFilter) ([]socketd.Connection, string, error)
 	// Kill terminates a running connection and returns once it is
 	// recorded.
