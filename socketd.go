@@ -120,6 +120,17 @@ func RecordedRemote(record string, remote netip.AddrPort) (string, int) {
 	return remote.Addr().Unmap().String(), int(remote.Port())
 }
 
+// HistoryIP returns address s as the history stores a client's address
+// (an IPv4 client as IPv4, not mapped into IPv6), for a remote_ip filter to
+// match it; false if s is no IP address.
+func HistoryIP(s string) (string, bool) {
+	addr, err := netip.ParseAddr(s)
+	if err != nil {
+		return "", false
+	}
+	return addr.Unmap().String(), true
+}
+
 // RecordedPrefix is the network of addr that RecordRemotePrefix keeps: its
 // /24 for IPv4, its /48 for IPv6.
 func RecordedPrefix(addr netip.Addr) netip.Prefix {

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -61,11 +60,11 @@ func parseConnectionFilter(q url.Values) (socketd.ConnectionFilter, error) {
 		}
 	}
 	if v := q.Get("remote_ip"); v != "" {
-		addr, err := netip.ParseAddr(v)
-		if err != nil {
+		ip, ok := socketd.HistoryIP(v)
+		if !ok {
 			return f, socketd.Errorf(socketd.CodeBadRequest, "remote_ip %q is not an IP address", v)
 		}
-		f.RemoteIP = addr.String()
+		f.RemoteIP = ip
 	}
 	for _, p := range []struct {
 		name string

@@ -100,6 +100,7 @@ func TestDashboardHistory(t *testing.T) {
 		{"state=refused", []int64{cs[120].ID}},
 		{"remote_ip=2001:0db8::7", []int64{cs[120].ID}},
 		{"remote_ip=192.0.2.2&socket=b", []int64{cs[121].ID}},
+		{"remote_ip=" + url.QueryEscape("::ffff:192.0.2.2"), []int64{cs[121].ID}},
 		// A datetime-local input's value, in the daemon's time zone.
 		{"since=" + start.Add(117*time.Second).Local().Format("2006-01-02T15:04:05") +
 			"&until=" + start.Add(119*time.Second).Local().Format("2006-01-02T15:04:05") + "&socket=a",
@@ -116,6 +117,10 @@ func TestDashboardHistory(t *testing.T) {
 	if _, body := b.do("GET", "/ui/history?socket=b", "", nil, nil); !strings.Contains(body, `b <span class="muted">(deleted)</span>`) ||
 		strings.Contains(body, `href="/ui/sockets/b"`) {
 		t.Errorf("a deleted socket's rows link to it:\n%s", body)
+	}
+	// The API takes an IPv4 client written as IPv6 the same way.
+	if got, _, err := h.c.ListConnections(h.ctx(), socketd.ConnectionFilter{RemoteIP: "::ffff:192.0.2.2"}); err != nil || len(got) != 1 || got[0].ID != cs[121].ID {
+		t.Errorf("the API's history from ::ffff:192.0.2.2: %v, %v", got, err)
 	}
 	// The table alone, as the live page fetches it.
 	if resp, body := b.do("GET", "/ui/history/table?socket=b", "", nil, nil); resp.StatusCode != http.StatusOK ||

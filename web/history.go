@@ -4,7 +4,6 @@ import (
 	"encoding/csv"
 	"html/template"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -69,8 +68,8 @@ func parseHistoryFilter(q url.Values) (historyFilter, socketd.ConnectionFilter, 
 		}
 	}
 	if hf.RemoteIP != "" {
-		if addr, err := netip.ParseAddr(hf.RemoteIP); err == nil {
-			f.RemoteIP = addr.Unmap().String()
+		if ip, ok := socketd.HistoryIP(hf.RemoteIP); ok {
+			f.RemoteIP = ip
 		} else {
 			errs["remote_ip"] = "Not an IP address, such as 192.0.2.7 or 2001:db8::7."
 		}

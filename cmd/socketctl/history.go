@@ -125,11 +125,11 @@ func (hf historyFlags) filter(now time.Time) (socketd.ConnectionFilter, error) {
 		return f, fmt.Errorf("--state %s: the state is one of %s", hf.state, socketd.ConnectionStateList())
 	}
 	if hf.remote != "" {
-		addr, err := netip.ParseAddr(hf.remote)
-		if err != nil {
+		ip, ok := socketd.HistoryIP(hf.remote)
+		if !ok {
 			return f, fmt.Errorf("--remote-ip %s is not an IP address", hf.remote)
 		}
-		f.RemoteIP = addr.Unmap().String()
+		f.RemoteIP = ip
 	}
 	var err error
 	if f.Since, err = parseTime("since", hf.since, now); err != nil {
