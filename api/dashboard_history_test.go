@@ -272,6 +272,11 @@ func TestDashboardCharts(t *testing.T) {
 	if strings.Contains(body, "<code>exit 1</code>") {
 		t.Error("the last hour's charts count a connection of three hours ago")
 	}
+	// A day's charts are drawn once, not again as connections end.
+	if _, body := b.do("GET", "/ui/sockets/a?range=24h", "", nil, nil); strings.Contains(body, "/charts?range=") ||
+		!strings.Contains(body, "per 15 minutes") {
+		t.Errorf("the page of a day's charts refreshes them, or lacks them")
+	}
 	resp, body = b.do("GET", "/ui/sockets/a/charts?range=24h", "", nil, nil)
 	if resp.StatusCode != http.StatusOK || strings.Contains(body, "<html") || !strings.Contains(body, "3 accepted, 1 refused") ||
 		!strings.Contains(body, "per 15 minutes") || !strings.Contains(body, "<code>exit 1</code>") {

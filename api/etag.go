@@ -24,9 +24,9 @@ func etag(updated time.Time) string {
 }
 
 // ifMatch reads the If-Match header of a request for socket name: the
-// version it names and true, or false without one. "*" names the version
-// stored now (the socket must exist). Anything else is a precondition
-// failed: it cannot name a version this server gave.
+// version it names and true, or false without one. "*" is a bad request
+// (an edit must name the version it began from); anything else that is
+// not an ETag of this server's is a precondition failed.
 func ifMatch(r *http.Request, name string) (time.Time, bool, error) {
 	v := strings.TrimSpace(r.Header.Get("If-Match"))
 	if v == "" {

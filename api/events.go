@@ -328,7 +328,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	if missed {
 		// Events were lost: the client should read the state afresh.
-		fmt.Fprint(w, "event: missed\ndata: {}\n\n")
+		fmt.Fprintf(w, "event: %s\ndata: {}\n\n", EventMissed)
 	}
 	fmt.Fprint(w, ": socketd events\n\n")
 	if err := rc.Flush(); err != nil {

@@ -103,7 +103,7 @@ func (s *Server) putSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.apply(r, changedOrCreated(created), saved.Name)
+	s.reconcile(r.Context(), changedOrCreated(created), saved.Name)
 	setETag(w, saved)
 	status := http.StatusOK
 	if created {
@@ -197,7 +197,7 @@ func (s *Server) patchSocket(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.apply(r, socketd.EventSocketChanged, saved.Name)
+	s.reconcile(r.Context(), socketd.EventSocketChanged, saved.Name)
 	setETag(w, saved)
 	return writeJSON(w, http.StatusOK, s.withStatus(saved))
 }
@@ -328,16 +328,11 @@ func (s *Server) removeSocket(ctx context.Context, name string) error {
 	return nil
 }
 
-// apply asks the runtime to reconcile after a write of the named sockets,
-// then publishes an event of type typ for each. The write stands if the
-// reconcile fails: the activator's periodic resync retries, so the failure
-// is only logged. It runs even if the client has gone, bounded by
-// applyTimeout.
-func (s *Server) apply(r *http.Request, typ socketd.EventType, names ...string) {
-	s.reconcile(r.Context(), typ, names...)
-}
-
-// reconcile is apply for a write made in ctx, a request's.
+// reconcile asks the runtime to reconcile after a write of the named
+// sockets made in ctx (a request's), then publishes an event of type typ
+// for each. The write stands if the reconcile fails: the activator's
+// periodic resync retries, so the failure is only logged. It runs even if
+// the client has gone, bounded by applyTimeout.
 func (s *Server) reconcile(ctx context.Context, typ socketd.EventType, names ...string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()

@@ -76,7 +76,18 @@ func TestRequestTelemetry(t *testing.T) {
 	found := false
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			found = found || m.Name == "http.server.request.duration"
+			h, ok := m.Data.(metricdata.Histogram[float64])
+			if !ok || m.Name != "http.server.request.duration" {
+				continue
+			}
+			found = true
+			// Not the Host a client sends: that would let any client add
+			// series without end.
+			for _, p := range h.DataPoints {
+				if v, _ := p.Attributes.Value("server.address"); v.AsString() != "socketd" || p.Attributes.HasValue("server.port") {
+					t.Errorf("request metric with server.address %q (and a port: %v)", v.AsString(), p.Attributes.HasValue("server.port"))
+				}
+			}
 		}
 	}
 	if !found {
