@@ -120,11 +120,13 @@ type Server struct {
 	// writeTimeout is writeTimeout unless a test shortens it.
 	writeTimeout time.Duration
 
-	mu       sync.Mutex
-	srv      *http.Server
-	ln       net.Listener
-	served   chan struct{} // closed when Serve returns
-	watching chan struct{} // closed when seedSparklines and watchStates return
+	mu  sync.Mutex
+	srv *http.Server
+	// metricsSrv serves OpenMetrics' address; nil without it.
+	metricsSrv *http.Server
+	ln         net.Listener
+	served     chan struct{} // closed when Serve returns
+	watching   chan struct{} // closed when seedSparklines and watchStates return
 	// seeded is closed once seedSparklines has returned, for tests.
 	seeded    chan struct{}
 	closed    bool
@@ -256,15 +258,7 @@ func (s *Server) Open(addr string) error {
 		s.loopback.Store(true)
 	}
 	s.ln = ln
-	s.srv = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      s.writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	s.srv = s.httpServer(s.handler)
 	s.served = make(chan struct{})
 	s.watching = make(chan struct{})
 	go func() {
@@ -284,6 +278,43 @@ func (s *Server) Open(addr string) error {
 	return nil
 }
 
+// httpServer returns a server of h with the API's limits.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      s.writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// OpenMetrics serves GET /metrics, and nothing else, on addr without a
+// token, for a scraper that cannot send one (socketd --metrics-addr), until
+// Close. It returns the bound address.
+func (s *Server) OpenMetrics(addr string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.metricsHandler == nil || s.metricsSrv != nil || s.closed {
+		return "", errors.New("api: no metrics to serve, or already serving them, or closed")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("api: listen on %s for metrics: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+metricsPath, s.metricsHandler)
+	s.metricsSrv = s.httpServer(mux)
+	go func(srv *http.Server) {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("metrics server stopped", slog.String(logKeyAddr, ln.Addr().String()), slog.Any(logKeyErr, err))
+		}
+	}(s.metricsSrv)
+	return ln.Addr().String(), nil
+}
+
 // Addr returns the bound address as host:port, or "" before Open.
 func (s *Server) Addr() string {
 	s.mu.Lock()
@@ -301,10 +332,15 @@ func (s *Server) Addr() string {
 func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
-		srv, served, watching := s.srv, s.served, s.watching
+		srv, served, watching, metrics := s.srv, s.served, s.watching, s.metricsSrv
 		s.closed = true
 		s.mu.Unlock()
 		close(s.done)
+		if metrics != nil {
+			if err := metrics.Shutdown(ctx); err != nil {
+				metrics.Close()
+			}
+		}
 		if srv == nil {
 			return
 		}

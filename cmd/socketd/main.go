@@ -12,8 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -105,10 +103,8 @@ type Main struct {
 
 	// Telemetry is the daemon's metrics and traces.
 	Telemetry *telemetry
-	// metricsServer serves --metrics-addr, bound to metricsAddr; nil
-	// without it.
-	metricsServer *http.Server
-	metricsAddr   string
+	// metricsAddr is where --metrics-addr was bound; "" without it.
+	metricsAddr string
 
 	// pruning ends the history's pruning (see prune); pruned is closed
 	// when it has.
@@ -203,9 +199,10 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	if m.Config.MetricsAddr != "" {
-		if err := m.openMetrics(); err != nil {
-			return err
+		if m.metricsAddr, err = m.API.OpenMetrics(m.Config.MetricsAddr); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
 		}
+		m.Logger.Info("metrics without a token", "addr", "http://"+m.metricsAddr+"/metrics")
 	}
 	if h := m.Config.History; h.MaxAge > 0 || h.MaxRows > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -238,9 +235,6 @@ func (m *Main) Close(ctx context.Context) error {
 			<-m.pruned
 		})
 	}
-	if m.metricsServer != nil {
-		wg.Go(func() { m.metricsServer.Shutdown(ctx) })
-	}
 	wg.Wait()
 	errs := []error{apiErr, actErr}
 	if m.DB != nil {
@@ -253,22 +247,6 @@ func (m *Main) Close(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// openMetrics serves GET /metrics without a token on --metrics-addr.
-func (m *Main) openMetrics() error {
-	ln, err := net.Listen("tcp", m.Config.MetricsAddr)
-	if err != nil {
-		return fmt.Errorf("--metrics-addr: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Telemetry.Metrics)
-	m.metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
-	m.metricsAddr = ln.Addr().String()
-	go m.metricsServer.Serve(ln)
-	m.Logger.Info("metrics without a token", "addr", "http://"+m.metricsAddr+"/metrics")
-	return nil
 }
 
 // openDataDir creates the data dir with mode 0700, or tightens an existing
