@@ -37,9 +37,8 @@ type Config struct {
 	// MetricsAddr, if set, is a host:port where GET /metrics is served
 	// without a token, for a scraper that cannot send one.
 	MetricsAddr string
-	// Getenv reads the environment: the OTEL_* variables that choose
-	// where telemetry goes.
-	Getenv func(string) string
+	// Exports is where telemetry goes, as the OTEL_* variables say.
+	Exports exports
 }
 
 // DBPath returns the path of the SQLite database in the data dir.
@@ -123,7 +122,9 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	if strings.TrimSpace(c.APIAddr) == "" {
 		return Config{}, errors.New("--api-addr: is empty")
 	}
-	c.Getenv = getenv
+	if c.Exports, err = parseExports(getenv); err != nil {
+		return Config{}, err
+	}
 	return c, nil
 }
 

@@ -149,11 +149,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.openDataDir(); err != nil {
 		return err
 	}
-	getenv := m.Config.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	tel, err := newTelemetry(ctx, getenv, os.Stdout)
+	tel, err := newTelemetry(ctx, m.Config.Exports, os.Stdout)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,14 +35,49 @@ type telemetry struct {
 	Metrics http.Handler
 }
 
-// newTelemetry sets up the providers from the standard OTEL_* variables
-// (read through getenv; the OTLP exporters read their own, such as
-// OTEL_EXPORTER_OTLP_ENDPOINT). Console output goes to stdout.
-func newTelemetry(ctx context.Context, getenv func(string) string, stdout io.Writer) (*telemetry, error) {
-	// The resource says OTEL_SERVICE_NAME, else socketd.
-	res := resource.Default()
-	if getenv("OTEL_SERVICE_NAME") == "" && !strings.Contains(getenv("OTEL_RESOURCE_ATTRIBUTES"), "service.name=") {
-		res, _ = resource.Merge(res, resource.NewSchemaless(attribute.String("service.name", "socketd")))
+// exports is where telemetry goes, as the standard OTEL_* variables say:
+// the exporters of traces and of metrics besides GET /metrics (otlp,
+// console), read and checked by ParseConfig.
+type exports struct {
+	Traces, Metrics []string
+}
+
+// parseExports reads the OTEL_* variables that choose the exporters, and
+// refuses what socketd cannot do.
+func parseExports(getenv func(string) string) (exports, error) {
+	var e exports
+	for _, sig := range []struct {
+		signal string
+		names  *[]string
+		known  []string
+	}{{"TRACES", &e.Traces, []string{"otlp", "console"}}, {"METRICS", &e.Metrics, []string{"otlp", "console", "prometheus"}}} {
+		for _, name := range exporters(getenv, sig.signal) {
+			switch {
+			case !slices.Contains(sig.known, name):
+				return e, fmt.Errorf("OTEL_%s_EXPORTER: %q is not %s or none", sig.signal, name, strings.Join(sig.known, ", "))
+			case name == "otlp":
+				if err := otlpOverHTTP(getenv, sig.signal); err != nil {
+					return e, err
+				}
+			case name == "prometheus":
+				continue // GET /metrics, always
+			}
+			*sig.names = append(*sig.names, name)
+		}
+	}
+	return e, nil
+}
+
+// newTelemetry sets up the providers for e (the OTLP exporters read their
+// own variables, such as OTEL_EXPORTER_OTLP_ENDPOINT). Console output goes
+// to stdout.
+func newTelemetry(ctx context.Context, e exports, stdout io.Writer) (*telemetry, error) {
+	// socketd, unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say
+	// otherwise (the later option wins).
+	res, err := resource.New(ctx, resource.WithTelemetrySDK(),
+		resource.WithAttributes(attribute.String("service.name", "socketd")), resource.WithFromEnv())
+	if err != nil {
+		return nil, fmt.Errorf("telemetry resource: %w", err)
 	}
 	registry := prometheus.NewRegistry()
 	prom, err := otelprom.New(otelprom.WithRegisterer(registry), otelprom.WithoutScopeInfo())
@@ -49,20 +85,12 @@ func newTelemetry(ctx context.Context, getenv func(string) string, stdout io.Wri
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
 	meterOpts := []metric.Option{metric.WithResource(res), metric.WithReader(prom)}
-	for _, name := range exporters(getenv, "METRICS") {
+	for _, name := range e.Metrics {
 		var exp metric.Exporter
-		switch name {
-		case "otlp":
-			if err := otlpOverHTTP(getenv, "METRICS"); err != nil {
-				return nil, err
-			}
+		if name == "otlp" {
 			exp, err = otlpmetrichttp.New(ctx)
-		case "console":
+		} else {
 			exp, err = stdoutmetric.New(stdoutmetric.WithWriter(stdout))
-		case "prometheus":
-			continue // GET /metrics, always
-		default:
-			return nil, fmt.Errorf("OTEL_METRICS_EXPORTER: %q is not otlp, console, prometheus or none", name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("metrics exporter %s: %w", name, err)
@@ -74,18 +102,12 @@ func newTelemetry(ctx context.Context, getenv func(string) string, stdout io.Wri
 		Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}),
 	}
 	var traceOpts []sdktrace.TracerProviderOption
-	for _, name := range exporters(getenv, "TRACES") {
+	for _, name := range e.Traces {
 		var exp sdktrace.SpanExporter
-		switch name {
-		case "otlp":
-			if err := otlpOverHTTP(getenv, "TRACES"); err != nil {
-				return nil, err
-			}
+		if name == "otlp" {
 			exp, err = otlptracehttp.New(ctx)
-		case "console":
+		} else {
 			exp, err = stdouttrace.New(stdouttrace.WithWriter(stdout))
-		default:
-			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER: %q is not otlp, console or none", name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("trace exporter %s: %w", name, err)

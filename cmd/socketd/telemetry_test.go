@@ -71,6 +71,7 @@ func TestMetricsScraped(t *testing.T) {
 		`socketd_history_queue `,
 		`socketd_history_commit_duration_seconds_bucket{`,
 		`http_server_request_duration_seconds_count{`,
+		`target_info{service_name="socketd",`,
 	}
 	var body string
 	deadline := time.Now().Add(15 * time.Second)
@@ -181,13 +182,23 @@ func TestExporters(t *testing.T) {
 			t.Errorf("%v: traces to %q, want %q", tc.env, got, tc.want)
 		}
 	}
-	getenv := func(k string) string {
-		return map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}[k]
+	// What socketd cannot do is refused at the start, as a bad flag is.
+	for _, env := range []map[string]string{
+		{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+		{"OTEL_METRICS_EXPORTER": "zipkin"},
+		{"OTEL_TRACES_EXPORTER": "prometheus"},
+	} {
+		env["HOME"] = "/h"
+		if _, err := ParseConfig(nil, func(k string) string { return env[k] }, io.Discard); err == nil {
+			t.Errorf("%v was taken", env)
+		} else if env["OTEL_EXPORTER_OTLP_PROTOCOL"] != "" && !strings.Contains(err.Error(), "http/protobuf") {
+			t.Errorf("OTLP over gRPC: %v, want a refusal naming http/protobuf", err)
+		}
 	}
-	if _, err := newTelemetry(t.Context(), getenv, io.Discard); err == nil || !strings.Contains(err.Error(), "http/protobuf") {
-		t.Errorf("OTLP over gRPC: %v, want a refusal naming http/protobuf", err)
-	}
-	if _, err := newTelemetry(t.Context(), func(k string) string { return map[string]string{"OTEL_METRICS_EXPORTER": "zipkin"}[k] }, io.Discard); err == nil {
-		t.Error("an unknown metrics exporter was taken")
+	c, err := ParseConfig(nil, func(k string) string {
+		return map[string]string{"HOME": "/h", "OTEL_METRICS_EXPORTER": "prometheus,console", "OTEL_TRACES_EXPORTER": "otlp"}[k]
+	}, io.Discard)
+	if err != nil || strings.Join(c.Exports.Metrics, ",") != "console" || strings.Join(c.Exports.Traces, ",") != "otlp" {
+		t.Errorf("exports %+v, %v", c.Exports, err)
 	}
 }
