@@ -121,8 +121,9 @@ func (m *Main) notify(state string) {
 	}
 }
 
-// pruneInterval is how often the history is pruned, when it is bounded.
-const pruneInterval = time.Minute
+// pruneInterval is how often the history is pruned, when it is bounded;
+// tests shorten it.
+var pruneInterval = time.Minute
 
 // prune deletes what the history's bounds allow no more, at once and then
 // every pruneInterval, until ctx ends.

@@ -1,16 +1,18 @@
 package main
 
 import (
-	"io"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/socketd/socketd"
+	"github.com/socketd/socketd/api"
 	"github.com/socketd/socketd/internal/testhandler"
 )
 
-// TestHistoryRetention: with --history-max-rows the daemon prunes its
-// history as it starts and then every minute; it keeps the newest rows.
+// TestHistoryRetention: with --history-max-rows and --history-max-age the
+// daemon prunes its history as it starts and then every minute (every
+// 20 ms here); it keeps the newest rows, and none too old.
 func TestHistoryRetention(t *testing.T) {
 	dir := t.TempDir()
 	m, c := openMain(t, dir)
@@ -26,45 +28,44 @@ func TestHistoryRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Started again with a bound of three rows: the two oldest go.
-	_, c = openMain(t, dir, "--history-max-rows", "3")
+	// Started again with a bound of three rows: the two oldest go at once.
+	defer func(d time.Duration) { pruneInterval = d }(pruneInterval)
+	pruneInterval = 20 * time.Millisecond
+	m, c = openMain(t, dir, "--history-max-rows", "3", "--history-max-age", "1h")
+	waitHistory(t, c, "the history pruned to three rows at the start", []int64{5, 4, 3})
+	// Then as it goes: by count, and by age, a row older than an hour.
+	for range 2 {
+		testhandler.Answer(t, port)
+	}
+	waitHistory(t, c, "the history pruned to three rows again", []int64{7, 6, 5})
+	old := &socketd.Connection{Socket: "hello", State: socketd.ConnExited, StartedAt: time.Now().Add(-2 * time.Hour)}
+	if err := m.DB.BeginConnection(ctxT(t), old); err != nil {
+		t.Fatal(err)
+	}
+	// Its id, the newest, pushes 5 out of the newest three ids, and its
+	// age takes it.
+	waitHistory(t, c, "a row older than an hour pruned", []int64{7, 6})
+}
+
+// waitHistory waits until the history's ids are want, newest first.
+func waitHistory(t *testing.T, c *api.Client, what string, want []int64) {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		cs, _, err := c.ListConnections(ctxT(t), socketd.ConnectionFilter{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(cs) == 3 && cs[0].ID == 5 && cs[2].ID == 3 {
-			break
+		var ids []int64
+		for _, conn := range cs {
+			ids = append(ids, conn.ID)
+		}
+		if slices.Equal(ids, want) {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the history after pruning to three rows: %+v", cs)
+			t.Fatalf("waiting for %s: ids %v, want %v", what, ids, want)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// TestRunningRowsHaveTheirPid: the history's running rows, which the store
-// holds without a pid until they end, come from the API with the handler's
-// pid and the bytes so far, as socketctl status shows them.
-func TestRunningRowsHaveTheirPid(t *testing.T) {
-	_, c := openMain(t, t.TempDir())
-	port := testhandler.FreePort(t)
-	if _, _, err := c.PutSocket(ctxT(t), testhandler.Socket("echo", testhandler.Echo, port)); err != nil {
-		t.Fatal(err)
-	}
-	conn, _ := openHanging(t, c, port, "echo")
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	conn.Write([]byte("hello\n"))
-	if _, err := io.ReadFull(conn, make([]byte, 6)); err != nil {
-		t.Fatal(err)
-	}
-	cs, _, err := c.ListConnections(ctxT(t), socketd.ConnectionFilter{State: socketd.ConnRunning})
-	if err != nil || len(cs) != 1 || cs[0].PID == 0 || cs[0].BytesIn != 6 || cs[0].BytesOut != 6 {
-		t.Fatalf("running rows: %+v, %v; want one with its pid and 6 bytes each way", cs, err)
-	}
-	one, err := c.GetConnection(ctxT(t), cs[0].ID)
-	if err != nil || one.PID != cs[0].PID {
-		t.Errorf("the running row alone: %+v, %v", one, err)
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,15 @@ func TestServiceUnit(t *testing.T) {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("the unit lacks %q", strings.TrimSpace(want))
 		}
+	}
+	// verify checks that the binary exists, not its flags: socketd reads
+	// them as it would.
+	execStart := regexp.MustCompile(`(?m)^ExecStart=/usr/local/bin/socketd(.*)$`).FindStringSubmatch(string(unit))
+	if execStart == nil {
+		t.Fatal("the unit has no ExecStart= of /usr/local/bin/socketd")
+	}
+	if _, err := ParseConfig(strings.Fields(execStart[1]), func(string) string { return "" }, io.Discard); err != nil {
+		t.Errorf("socketd refuses the unit's ExecStart= flags %q: %v", execStart[1], err)
 	}
 	// verify checks that the binary exists: this test's stands in.
 	path := filepath.Join(t.TempDir(), "socketd.service")
