@@ -115,14 +115,8 @@ func (d *Dashboard) saveSocket(w http.ResponseWriter, r *http.Request) {
 // fields, 422; a conflict, 409; a socket gone, 404. Any other error is the
 // daemon's: fail.
 func (d *Dashboard) formErrors(w http.ResponseWriter, r *http.Request, v *socketFormView, err error) {
-	status := http.StatusUnprocessableEntity
-	switch socketd.ErrorCode(err) {
-	case socketd.CodeInvalid, socketd.CodeBadRequest:
-	case socketd.CodeConflict:
-		status = http.StatusConflict
-	case socketd.CodeNotFound:
-		status = http.StatusNotFound
-	default:
+	status := errorStatus(err)
+	if status == http.StatusInternalServerError {
 		d.fail(w, r, err)
 		return
 	}

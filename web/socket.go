@@ -73,10 +73,7 @@ func (d *Dashboard) readSocketPage(ctx context.Context, name string) (*socketPag
 	if s.Status != nil {
 		sp.Status = *s.Status
 	}
-	def := s
-	def.Status, def.CreatedAt, def.UpdatedAt = nil, time.Time{}, time.Time{}
-	b, _ := json.MarshalIndent(def, "", "  ")
-	sp.Definition = string(b)
+	sp.Definition = definitionText(s)
 	now := time.Now()
 	for _, c := range d.backend.LiveConnections(name) {
 		sp.Live = append(sp.Live, newConnRow(c, now))

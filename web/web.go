@@ -260,15 +260,24 @@ func (d *Dashboard) render(w http.ResponseWriter, file, name string, status int,
 	fmt.Fprint(w, b.String())
 }
 
-// fail answers a request whose backend call failed.
-func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status := http.StatusInternalServerError
+// errorStatus is the status of a page that shows err: 404 for what is not
+// found, 409 for a conflict, 422 for input refused, 500 for the rest (the
+// daemon's own failures).
+func errorStatus(err error) int {
 	switch socketd.ErrorCode(err) {
 	case socketd.CodeNotFound:
-		status = http.StatusNotFound
+		return http.StatusNotFound
+	case socketd.CodeConflict:
+		return http.StatusConflict
 	case socketd.CodeInvalid, socketd.CodeBadRequest:
-		status = http.StatusUnprocessableEntity
+		return http.StatusUnprocessableEntity
 	}
+	return http.StatusInternalServerError
+}
+
+// fail answers a request whose backend call failed.
+func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := errorStatus(err)
 	if status == http.StatusInternalServerError {
 		d.log.Error("dashboard", "path", r.URL.Path, "err", err)
 		http.Error(w, "socketd could not do that; its log says why", status)
