@@ -126,8 +126,8 @@ func (m *Main) notify(state string) {
 var pruneInterval = time.Minute
 
 // prune deletes what the history's bounds allow no more, at once and then
-// every pruneInterval, until ctx ends.
-func (m *Main) prune(ctx context.Context) {
+// at every interval (pruneInterval, as Open read it), until ctx ends.
+func (m *Main) prune(ctx context.Context, every time.Duration) {
 	for {
 		n, err := m.DB.PruneHistory(ctx, m.Config.History)
 		switch {
@@ -137,7 +137,7 @@ func (m *Main) prune(ctx context.Context) {
 			m.Logger.Info("history pruned", "rows", n)
 		}
 		select {
-		case <-time.After(pruneInterval):
+		case <-time.After(every):
 		case <-ctx.Done():
 			return
 		}
@@ -204,9 +204,10 @@ func (m *Main) Open(ctx context.Context) error {
 	if h := m.Config.History; h.MaxAge > 0 || h.MaxRows > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		m.pruning, m.pruned = cancel, make(chan struct{})
+		every := pruneInterval // read here, not by the goroutine: tests set it
 		go func() {
 			defer close(m.pruned)
-			m.prune(ctx)
+			m.prune(ctx, every)
 		}()
 	}
 	m.Logger.Info("socketd started", "api", "http://"+m.API.Addr(), "data_dir", m.Config.DataDir)
